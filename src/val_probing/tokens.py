@@ -1,0 +1,108 @@
+"""Token counters: the one way the package measures text length.
+
+Probe building needs two things from a tokenizer: the length of a piece of text, and the token index
+at which a character offset falls in a long text (to record where the needle starts). ``TokenCounter``
+is that small interface; ``WhitespaceCounter`` implements it without any model files (unit tests), and
+``HFTokenCounter`` wraps any Hugging Face tokenizer (fast tokenizers give offsets in one pass).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from val_probing.errors import ValProbingError
+
+
+class TokenizerNotFound(ValProbingError):
+    """The tokenizer could not be loaded: unknown name, missing folder, or the hub is unreachable."""
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    name: str
+
+    def count(self, text: str) -> int:
+        """Number of tokens in ``text`` (no special tokens)."""
+        ...
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        """``[count(t) for t in texts]``, batched where the backend can."""
+        ...
+
+    def token_starts(self, text: str) -> list[int]:
+        """Character offset at which each token of ``text`` starts, ascending."""
+        ...
+
+
+def token_index_at(counter: TokenCounter, text: str, char_offsets: Sequence[int]) -> list[int]:
+    """For each character offset, the number of tokens of ``text`` that start before it.
+
+    One tokenization of ``text`` serves every offset, so a context is tokenized once per set.
+    """
+    starts = counter.token_starts(text)
+    return [bisect.bisect_left(starts, offset) for offset in char_offsets]
+
+
+_WORD = re.compile(r"\S+")
+
+
+class WhitespaceCounter:
+    """Counts whitespace-separated words. Deterministic and dependency-free, for tests."""
+
+    name = "whitespace"
+
+    def count(self, text: str) -> int:
+        return len(text.split())
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
+
+    def token_starts(self, text: str) -> list[int]:
+        return [m.start() for m in _WORD.finditer(text)]
+
+
+class HFTokenCounter:
+    """Any Hugging Face tokenizer, by hub name or local folder."""
+
+    def __init__(self, tokenizer: object, name: str) -> None:
+        self.tokenizer = tokenizer
+        self.name = name
+
+    @classmethod
+    def load(cls, name_or_path: str) -> HFTokenCounter:
+        from transformers import AutoTokenizer  # heavy import, only when a real tokenizer is asked for
+
+        try:
+            tok = AutoTokenizer.from_pretrained(name_or_path)
+        except (OSError, ValueError) as err:
+            where = "folder" if Path(name_or_path).exists() else "name"
+            raise TokenizerNotFound(
+                f"cannot load tokenizer {name_or_path!r} ({where}): {err}. "
+                "Pass a local folder with tokenizer files, or a hub name when the hub is reachable "
+                "(offline, set HF_HUB_OFFLINE=1 and use a name already in the Hugging Face cache)."
+            ) from err
+        return cls(tok, name_or_path)
+
+    def count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        enc = self.tokenizer(list(texts), add_special_tokens=False)  # type: ignore[operator]
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def token_starts(self, text: str) -> list[int]:
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)  # type: ignore[operator]
+        return [start for start, _end in enc["offset_mapping"]]
+
+
+def load_counter(name_or_path: str) -> TokenCounter:
+    """``"whitespace"`` or any Hugging Face tokenizer name / folder."""
+    if name_or_path == "whitespace":
+        return WhitespaceCounter()
+    return HFTokenCounter.load(name_or_path)
