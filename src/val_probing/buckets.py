@@ -1,0 +1,289 @@
+"""Position buckets and the summary numbers: the one place where VAL scores are aggregated.
+
+The numbers (all x100, as in the paper's Table 1):
+
+1. Every sample belongs to a set (one fixed context) and a bucket of positions,
+   ``bucket_of(position_id, n_items, n_buckets) = position_id * n_buckets // n_items``
+   (official data: 800 positions / 16 buckets = ``position_id // 50``; database 750 / 15 the same).
+2. Per set, a bucket's score is the mean of its samples (a set-bucket *cell*).
+3. A bucket's ``mean`` is the mean over sets of those cell means; its ``std`` is the population
+   standard deviation (``np.std``, ddof=0) of the cell means across sets: the error bar of the
+   authors' figure, a spread between contexts, not a confidence interval.
+4. ``avg`` is the mean of the bucket means, ``gap`` is max - min of the bucket means.
+5. ``ci`` / ``avg_ci`` are 95% percentile-bootstrap intervals: each resample redraws the samples of
+   every cell with replacement (sets and buckets stay fixed, so the interval reflects which
+   questions were asked, for these contexts), then recomputes 2-4.
+
+Two modes:
+
+``"default"``
+    every position counts: a bucket is ``bucket_size = n_items / n_buckets`` whole positions.
+``"reference"``
+    reproduces the authors' ``VaLProbing/plot.py`` exactly. Its loop
+    ``for position_id in range(50*i, 50*i + 49)`` reads positions 50i .. 50i+48, so the LAST
+    position of each bucket never counts (1 of 50 samples per bucket is dropped). In general terms:
+    a position is dropped when the next position falls in another bucket. The means are computed
+    with plain Python sums in plot.py's order, so the figures match it to the last bit. The authors
+    also drop rows on their skip list (keys that occur twice in the context); that is the CALLER's
+    job (``val-probing score --reference`` applies the skip list before calling :func:`summarize`).
+
+Missing data (e.g. ``lm_eval --limit`` takes only the first questions): a set-bucket cell without
+samples is left out of that bucket's mean and std (the bucket reports how many sets it has in
+``n_sets``); a bucket without any sample in any set is absent from ``Summary.buckets``, listed in
+``Summary.missing_buckets``, excluded from ``avg`` and ``gap``, and logged as a warning. Nothing is
+ever filled in with a made-up value. With no samples at all, :func:`summarize` raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+from val_probing.errors import ValProbingError
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["default", "reference"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+CI_LEVEL = 0.95
+_CHUNK = 4_000_000  # bootstrap draws held in memory at once (32 MB of int64)
+
+
+class SummaryError(ValProbingError, ValueError):
+    """Scores that cannot be summarised (none at all, or inconsistent positions)."""
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+
+
+def bucket_of(position_id: int, n_items: int, n_buckets: int) -> int:
+    """Bucket index of a position: ``position_id * n_buckets // n_items``."""
+    _check_int("n_items", n_items, 1)
+    _check_int("n_buckets", n_buckets, 1)
+    _check_int("position_id", position_id, 0)
+    if position_id >= n_items:
+        raise ValueError(f"position_id: {position_id} is not below n_items={n_items}")
+    if n_buckets > n_items:
+        raise ValueError(f"n_buckets: {n_buckets} buckets cannot be filled from {n_items} positions")
+    return position_id * n_buckets // n_items
+
+
+def is_last_in_bucket(position_id: int, n_items: int, n_buckets: int) -> bool:
+    """True when the next position belongs to another bucket (the one plot.py never reads)."""
+    return (position_id + 1) * n_buckets // n_items != bucket_of(position_id, n_items, n_buckets)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredSample:
+    """One scored question: which context (set), where the needle was, and its score in [0, 1]."""
+
+    set_id: int
+    position_id: int
+    n_items: int
+    score: float
+
+    def __post_init__(self) -> None:
+        _check_int("set_id", self.set_id, 0)
+        _check_int("n_items", self.n_items, 1)
+        _check_int("position_id", self.position_id, 0)
+        if self.position_id >= self.n_items:
+            raise ValueError(f"position_id: {self.position_id} is not below n_items={self.n_items}")
+        if isinstance(self.score, bool) or not isinstance(self.score, int | float):
+            raise ValueError(f"score: expected a number, got {self.score!r}")
+        if not 0.0 <= self.score <= 1.0:  # also rejects NaN
+            raise ValueError(f"score: {self.score!r} is not in [0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class BucketStat:
+    """One bucket, x100: mean over sets, population std across sets, 95% bootstrap CI, sample count."""
+
+    index: int
+    mean: float
+    std: float
+    ci: tuple[float, float]
+    n: int
+    n_sets: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "mean": self.mean,
+            "std": self.std,
+            "ci": list(self.ci),
+            "n": self.n,
+            "n_sets": self.n_sets,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The position curve and its two headline numbers (all x100). See the module docstring."""
+
+    buckets: tuple[BucketStat, ...]
+    avg: float
+    avg_ci: tuple[float, float]
+    gap: float
+    n_sets: int
+    n_samples: int
+    mode: Mode
+    n_buckets: int
+    missing_buckets: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "avg": self.avg,
+            "gap": self.gap,
+            "avg_ci": list(self.avg_ci),
+            "buckets": [b.to_dict() for b in self.buckets],
+            "n_sets": self.n_sets,
+            "n_samples": self.n_samples,
+            "mode": self.mode,
+            "n_buckets": self.n_buckets,
+            "missing_buckets": list(self.missing_buckets),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Cells:
+    """Samples grouped into set-bucket cells, in plot.py's order (set, bucket, position, input order)."""
+
+    keys: list[tuple[int, int]]  # (set_id, bucket) per cell, sorted
+    scores: list[list[float]]  # scores per cell
+
+
+def _group(samples: Iterable[ScoredSample], n_buckets: int, mode: Mode) -> tuple[_Cells, int, int]:
+    by_cell: dict[tuple[int, int], list[tuple[int, float]]] = defaultdict(list)
+    n_items_of_set: dict[int, int] = {}
+    n_seen = 0
+    n_dropped = 0
+    for sample in samples:
+        n_seen += 1
+        known = n_items_of_set.setdefault(sample.set_id, sample.n_items)
+        if known != sample.n_items:
+            raise SummaryError(
+                f"set {sample.set_id}: samples disagree on n_items ({known} vs {sample.n_items})"
+            )
+        if mode == "reference" and is_last_in_bucket(sample.position_id, sample.n_items, n_buckets):
+            n_dropped += 1
+            continue
+        bucket = bucket_of(sample.position_id, sample.n_items, n_buckets)
+        by_cell[(sample.set_id, bucket)].append((sample.position_id, float(sample.score)))
+    if n_seen == 0:
+        raise SummaryError("no scored samples to summarize")
+    if not by_cell:
+        raise SummaryError(f"all {n_seen} samples sit at the last position of a bucket (reference mode)")
+    keys = sorted(by_cell)
+    # sorted() is stable: within a position, samples keep their input order, as in plot.py's lists.
+    scores = [[s for _pos, s in sorted(by_cell[k], key=lambda pair: pair[0])] for k in keys]
+    return _Cells(keys, scores), len(n_items_of_set), n_seen - n_dropped
+
+
+def _point_estimates(cells: _Cells, n_buckets: int) -> dict[int, list[float]]:
+    """Bucket -> per-set cell means (sets ascending), with plain Python sums as plot.py does."""
+    per_bucket: dict[int, list[float]] = defaultdict(list)
+    for (_set_id, bucket), scores in zip(cells.keys, cells.scores, strict=True):
+        per_bucket[bucket].append(sum(scores) / len(scores))
+    return {b: per_bucket[b] for b in range(n_buckets) if b in per_bucket}
+
+
+def _bootstrap(
+    cells: _Cells, present: Sequence[int], n_boot: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resampled bucket means (n_boot x len(present)) and averages (n_boot), in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    sizes = np.array([len(s) for s in cells.scores], dtype=np.int64)
+    flat = np.fromiter((x for s in cells.scores for x in s), dtype=np.float64, count=int(sizes.sum()))
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    cell_of_slot = np.repeat(np.arange(len(sizes)), sizes)
+    slot_start = starts[cell_of_slot]
+    slot_size = sizes[cell_of_slot]
+    # Every slot of every cell redraws one sample of its own cell; resamples go in chunks of about
+    # _CHUNK values so memory stays bounded however many samples and resamples are asked for.
+    per_chunk = max(1, _CHUNK // max(1, flat.size))
+    cell_means = np.empty((n_boot, len(sizes)))
+    for first in range(0, n_boot, per_chunk):
+        rows = min(per_chunk, n_boot - first)
+        picks = slot_start + rng.integers(0, slot_size, size=(rows, flat.size))
+        cell_means[first : first + rows] = np.add.reduceat(flat[picks], starts, axis=1) / sizes
+    # Bucket mean = mean over the sets that have the bucket: a (n_cells x n_present) averaging matrix.
+    column = {b: j for j, b in enumerate(present)}
+    weights = np.zeros((len(sizes), len(present)))
+    for c, (_set_id, bucket) in enumerate(cells.keys):
+        weights[c, column[bucket]] = 1.0
+    weights /= weights.sum(axis=0, keepdims=True)
+    bucket_means = cell_means @ weights
+    return bucket_means, bucket_means.mean(axis=1)
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    tail = (1.0 - CI_LEVEL) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo) * 100, float(hi) * 100
+
+
+def summarize(
+    samples: Iterable[ScoredSample],
+    *,
+    n_buckets: int,
+    mode: Mode = "default",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Summary:
+    """Bucket the samples and compute the curve, avg, gap and bootstrap CIs (x100).
+
+    ``mode="reference"`` drops the last position of every bucket, as the authors' plot.py does;
+    skip-listed rows must already be left out by the caller. See the module docstring.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: {mode!r} is not one of {MODES}")
+    _check_int("n_buckets", n_buckets, 1)
+    _check_int("n_boot", n_boot, 1)
+    cells, n_sets, n_used = _group(samples, n_buckets, mode)
+    per_bucket = _point_estimates(cells, n_buckets)
+    present = sorted(per_bucket)
+    missing = tuple(b for b in range(n_buckets) if b not in per_bucket)
+    if missing:
+        log.warning(
+            "%d of %d buckets have no samples and are left out of avg and gap: %s",
+            len(missing),
+            n_buckets,
+            ", ".join(map(str, missing)),
+        )
+    partial = [b for b in present if len(per_bucket[b]) < n_sets]
+    if partial:
+        log.warning("buckets %s lack samples in some of the %d sets", partial, n_sets)
+    boot_buckets, boot_avg = _bootstrap(cells, present, n_boot, seed)
+    counts: dict[int, int] = defaultdict(int)
+    for (_set_id, bucket), scores in zip(cells.keys, cells.scores, strict=True):
+        counts[bucket] += len(scores)
+    means = [sum(per_bucket[b]) / len(per_bucket[b]) for b in present]
+    stats = tuple(
+        BucketStat(
+            index=b,
+            mean=mean * 100,
+            std=float(np.std(np.array(per_bucket[b]))) * 100,
+            ci=_interval(boot_buckets[:, j]),
+            n=counts[b],
+            n_sets=len(per_bucket[b]),
+        )
+        for j, (b, mean) in enumerate(zip(present, means, strict=True))
+    )
+    return Summary(
+        buckets=stats,
+        avg=sum(means) / len(means) * 100,
+        avg_ci=_interval(boot_avg),
+        gap=(max(means) - min(means)) * 100,
+        n_sets=n_sets,
+        n_samples=n_used,
+        mode=mode,
+        n_buckets=n_buckets,
+        missing_buckets=missing,
+    )
