@@ -1,0 +1,416 @@
+"""The authors' VaLProbing-32K data (HF dataset ``In2Training/VaLProbing-32K``) as probe records.
+
+Each official row holds a prompt already wrapped in the FILM-7B template::
+
+    [INST] Below is a context and an instruction. ... \\n\\n### Context:\\n{context}
+    \\n\\n### Instruction:\\n{instruction} [/INST]
+
+plus the gold (``completion`` for document and code; ``label`` and ``description`` for database),
+``position_id`` and ``set_id``. The authors' ``download.py`` writes one ``<split>.jsonl`` per split and
+drops every field whose value is ``' '``. This module
+
+* reads that JSONL (a folder of ``<split>.jsonl`` or one file) or the hub split (lazily imports
+  ``datasets``; offline it fails with a message saying how to get the files),
+* splits the prompt back into context and instruction, so any model's chat template can be used,
+* extracts the key from the official instruction wording, and
+* measures where the needle sits with any :class:`~val_probing.tokens.TokenCounter`, tokenizing each
+  distinct context once.
+
+``n_items`` is the number of positions of the row's set (max ``position_id`` + 1), unless the row
+carries an ``n_items`` field (files exported by :func:`to_official_row` do, because built probes may
+ask about only some positions). ``row`` is the 0-based row index, the index the authors' skip lists
+use. Rows whose key occurs more than once in their context are ambiguous; :func:`skip_rows` derives
+them from the data, :func:`load_skip_list` reads the authors' JSON list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from val_probing.errors import ValProbingError
+from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, iter_jsonl
+from val_probing.tokens import TokenCounter, WhitespaceCounter, token_index_at
+
+log = logging.getLogger(__name__)
+
+HF_DATASET = "In2Training/VaLProbing-32K"
+OFFICIAL_SPLITS: dict[Family, str] = {
+    "document": "document_bi_32k",
+    "code": "code_backward_32k",
+    "database": "database_forward_32k",
+}
+
+FILM_HEAD = (
+    "[INST] Below is a context and an instruction. Based on the information provided in the context, "
+    "write a response for the instruction.\n\n### Context:\n"
+)
+FILM_SEP = "\n\n### Instruction:\n"
+FILM_TAIL = " [/INST]"
+
+# The official instruction wordings, matched with a little slack in spacing.
+_KEY_PATTERNS: dict[Family, re.Pattern[str]] = {
+    "document": re.compile(r'which sentence contains the piece\s*"(?P<key>.+)"\s*\?\s*$', re.DOTALL),
+    "code": re.compile(r'which function contains the code snip\s*"(?P<key>.+)"\s*\?\s*$', re.DOTALL),
+    "database": re.compile(
+        r"what is the label and description for the query where the id is\s*(?P<key>\S+)\s*\?\s*$"
+    ),
+}
+
+
+class OfficialDataError(ValProbingError):
+    """The official data cannot be found or read (hub offline, missing split file, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OfficialRow:
+    """One official row, parsed and checked; what scoring needs, without token counts."""
+
+    family: Family
+    row: int
+    set_id: int
+    position_id: int
+    n_items: int
+    context: str
+    instruction: str
+    key: str
+    answer: str
+    description: str | None
+    where: str
+
+
+class _Locatable(Protocol):
+    @property
+    def family(self) -> Family: ...
+    @property
+    def row(self) -> int: ...
+    @property
+    def context(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def answer(self) -> str: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# The FILM prompt and the official instructions
+
+
+def film_prompt(context: str, instruction: str) -> str:
+    """The FILM-7B prompt the official data ships (the template of the authors' model)."""
+    return f"{FILM_HEAD}{context}{FILM_SEP}{instruction}{FILM_TAIL}"
+
+
+def split_film_prompt(prompt: str) -> tuple[str, str]:
+    """``(context, instruction)`` of a FILM-template prompt; ValueError when it is not one."""
+    if not prompt.startswith(FILM_HEAD):
+        raise ValueError("does not start with the FILM template '[INST] Below is a context ...'")
+    if not prompt.endswith(FILM_TAIL):
+        raise ValueError("does not end with ' [/INST]'")
+    body = prompt[len(FILM_HEAD) : len(prompt) - len(FILM_TAIL)]
+    context, sep, instruction = body.rpartition(FILM_SEP)
+    if not sep:
+        raise ValueError("has no '\\n\\n### Instruction:\\n' marker")
+    if not context.strip() or not instruction.strip():
+        raise ValueError("has an empty context or instruction")
+    return context, instruction
+
+
+def extract_key(family: Family, instruction: str) -> str:
+    """The piece / code line / entity id the official instruction asks about; ValueError if none."""
+    match = _KEY_PATTERNS[family].search(instruction.strip())
+    if match is None:
+        raise ValueError(f"is not the official {family} instruction: {instruction[:120]!r}")
+    return match.group("key")
+
+
+# --------------------------------------------------------------------------------------------------
+# Where the needle is, and whether the key is ambiguous
+
+
+def key_count(family: Family, context: str, key: str) -> int:
+    """How often the key occurs in the context (database: the exact ``<id: KEY,`` entry)."""
+    return context.count(f"<id: {key}," if family == "database" else key)
+
+
+def _needle_pattern(family: Family, answer: str, key: str) -> re.Pattern[str]:
+    if family == "document":
+        return re.compile(re.escape(answer.strip()))
+    if family == "code":
+        return re.compile(rf"^def {re.escape(answer.strip().strip('.'))}\b", re.MULTILINE)
+    return re.compile(re.escape(f"<id: {key},"))
+
+
+def needle_start(family: Family, context: str, answer: str, key: str) -> int | None:
+    """Character offset of the needle item (document: the sentence; code: its ``def NAME`` line;
+    database: ``<id: KEY,``) when it occurs exactly once in the context, else None."""
+    starts = [m.start() for m in _needle_pattern(family, answer, key).finditer(context)]
+    return starts[0] if len(starts) == 1 else None
+
+
+def skip_rows(examples: Iterable[_Locatable]) -> set[int]:
+    """Rows to leave out of scoring: the key occurs more than once in the context (the authors'
+    rule), or the needle item cannot be found exactly once. Accepts ProbeExample or OfficialRow."""
+    skipped = set()
+    for ex in examples:
+        if key_count(ex.family, ex.context, ex.key) > 1 or (
+            needle_start(ex.family, ex.context, ex.answer, ex.key) is None
+        ):
+            skipped.add(ex.row)
+    return skipped
+
+
+def load_skip_list(path: Path) -> set[int]:
+    """The authors' skip list: a JSON list of 0-based row indices."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise OfficialDataError(f"{path}: cannot read the skip list ({err.strerror or err})") from err
+    except json.JSONDecodeError as err:
+        raise RecordError(f"{path}:{err.lineno}: malformed JSON ({err.msg})") from err
+    if not isinstance(data, list):
+        raise RecordError(f"{path}: a skip list is a JSON list of row indices, got {type(data).__name__}")
+    for i, value in enumerate(data):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise RecordError(f"{path}: entry {i} is {value!r}, expected a non-negative row index")
+    return set(data)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading rows
+
+
+def _field(obj: dict[str, Any], name: str, where: str, kind: type) -> Any:
+    if name not in obj:
+        raise RecordError(f"{where}: missing field {name!r}")
+    value = obj[name]
+    if kind is int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise RecordError(f"{where}: field {name!r} must be a non-negative int, got {value!r}")
+    elif not isinstance(value, str) or not value.strip():
+        raise RecordError(f"{where}: field {name!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    row: int
+    obj: dict[str, Any]
+    where: str
+    context: str
+    instruction: str
+    key: str
+    set_id: int
+    position_id: int
+
+
+def _parse(family: Family, records: Iterable[tuple[str, dict[str, Any]]]) -> list[_Parsed]:
+    parsed = []
+    contexts: dict[str, str] = {}  # one string object per distinct context: 3,200 rows share 4
+    for row, (where, obj) in enumerate(records):
+        prompt = _field(obj, "prompt", where, str)
+        try:
+            context, instruction = split_film_prompt(prompt)
+        except ValueError as err:
+            raise RecordError(f"{where}: field 'prompt' {err}") from err
+        try:
+            key = extract_key(family, instruction)
+        except ValueError as err:
+            raise RecordError(f"{where}: field 'prompt': the instruction {err}") from err
+        parsed.append(
+            _Parsed(
+                row=row,
+                obj=obj,
+                where=where,
+                context=contexts.setdefault(context, context),
+                instruction=instruction,
+                key=key,
+                set_id=_field(obj, "set_id", where, int),
+                position_id=_field(obj, "position_id", where, int),
+            )
+        )
+    if not parsed:
+        raise OfficialDataError("no rows: the official data is empty")
+    return parsed
+
+
+def _n_items_by_set(parsed: Sequence[_Parsed]) -> dict[int, int]:
+    n_items: dict[int, int] = defaultdict(int)
+    for p in parsed:
+        n_items[p.set_id] = max(n_items[p.set_id], p.position_id + 1)
+    return n_items
+
+
+def _to_row(family: Family, p: _Parsed, derived_n_items: int) -> OfficialRow:
+    n_items = _field(p.obj, "n_items", p.where, int) if "n_items" in p.obj else derived_n_items
+    if p.position_id >= n_items:
+        raise RecordError(f"{p.where}: field 'position_id' {p.position_id} is not below n_items={n_items}")
+    if family == "database":
+        answer = _field(p.obj, "label", p.where, str)
+        description = _field(p.obj, "description", p.where, str)
+    else:
+        answer = _field(p.obj, "completion", p.where, str)
+        description = None
+    return OfficialRow(
+        family=family,
+        row=p.row,
+        set_id=p.set_id,
+        position_id=p.position_id,
+        n_items=n_items,
+        context=p.context,
+        instruction=p.instruction,
+        key=p.key,
+        answer=answer,
+        description=description,
+        where=p.where,
+    )
+
+
+def parse_official(family: Family, records: Iterable[tuple[str, dict[str, Any]]]) -> list[OfficialRow]:
+    """Official rows from ``(location, object)`` pairs in file order; errors name location and field."""
+    if family not in FAMILIES:
+        raise ValueError(f"family: {family!r} is not one of {FAMILIES}")
+    parsed = _parse(family, records)
+    n_items = _n_items_by_set(parsed)
+    return [_to_row(family, p, n_items[p.set_id]) for p in parsed]
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    from tqdm import tqdm
+
+    for lineno, obj in tqdm(iter_jsonl(path), desc=f"reading {path.name}", unit=" rows", disable=None):
+        yield f"{path}:{lineno}", obj
+
+
+def _hub_records(family: Family) -> Iterator[tuple[str, dict[str, Any]]]:
+    split = OFFICIAL_SPLITS[family]
+    how = (
+        f"Download it where the hub is reachable, with the authors' VaLProbing/download.py "
+        f"(writes ValProbing-32K/{split}.jsonl) or `huggingface-cli download {HF_DATASET} "
+        f"--repo-type dataset --local-dir DIR`, then pass --data DIR (or the .jsonl file). "
+        f"Set HF_HUB_OFFLINE=1 to fail fast instead of retrying the network."
+    )
+    try:
+        import datasets
+    except ImportError as err:
+        raise OfficialDataError(
+            f"reading {HF_DATASET} from the hub needs the 'datasets' package "
+            f"(pip install 'val-probing[lmeval]'). {how}"
+        ) from err
+    try:
+        dataset = datasets.load_dataset(HF_DATASET, split=split)
+    except (OSError, ValueError) as err:  # ConnectionError and the hub's not-found errors are OSErrors
+        raise OfficialDataError(
+            f"cannot load {HF_DATASET} split {split} from the hub ({err}). {how}"
+        ) from err
+    for i, info in enumerate(dataset):
+        # As the authors' download.py: fields whose value is ' ' do not exist.
+        yield f"{HF_DATASET}[{split}] row {i}", {k: v for k, v in info.items() if v != " "}
+
+
+def official_file(family: Family, data: Path) -> Path:
+    """``data`` itself if it is a file, else ``data/<split>.jsonl``; a clear error if absent."""
+    data = Path(data)
+    if data.is_file():
+        return data
+    if data.is_dir():
+        path = data / f"{OFFICIAL_SPLITS[family]}.jsonl"
+        if path.is_file():
+            return path
+        found = sorted(p.name for p in data.glob("*.jsonl"))
+        raise OfficialDataError(
+            f"{data}: no {path.name} for the {family} task (found: {', '.join(found) or 'no .jsonl files'})"
+        )
+    raise OfficialDataError(f"{data}: no such file or folder")
+
+
+def read_official(family: Family, data: Path | None = None) -> list[OfficialRow]:
+    """Official rows of one family, from a local folder/file or (data=None) the hub."""
+    records = _hub_records(family) if data is None else _jsonl_records(official_file(family, data))
+    return parse_official(family, records)
+
+
+def load_official(
+    family: Family, *, data: Path | None = None, counter: TokenCounter | None = None
+) -> list[ProbeExample]:
+    """Official rows as ProbeExample records (source "official", row = the authors' row index).
+
+    Rows whose needle item cannot be found exactly once in the context are left out (the count is
+    logged; :func:`skip_rows` lists them too), because their token offset is undefined. Rows whose
+    key is ambiguous are kept; leave them out of scoring with :func:`skip_rows`.
+    """
+    counter = counter or WhitespaceCounter()
+    rows = read_official(family, data)
+    by_context: dict[str, list[tuple[OfficialRow, int]]] = defaultdict(list)
+    unlocated = []
+    for row in rows:
+        start = needle_start(family, row.context, row.answer, row.key)
+        if start is None:
+            unlocated.append(row.row)
+        else:
+            by_context[row.context].append((row, start))
+    if unlocated:
+        log.warning(
+            "%s: %d of %d rows left out, their needle is not found exactly once in the context (rows %s)",
+            family,
+            len(unlocated),
+            len(rows),
+            ", ".join(map(str, unlocated[:20])) + (" ..." if len(unlocated) > 20 else ""),
+        )
+    examples: list[ProbeExample] = []
+    for context, located in by_context.items():
+        # One tokenization per distinct context serves every needle in it.
+        offsets = token_index_at(counter, context, [start for _row, start in located] + [len(context)])
+        context_tokens = offsets.pop()
+        for (row, _start), offset in zip(located, offsets, strict=True):
+            examples.append(
+                ProbeExample(
+                    family=family,
+                    set_id=row.set_id,
+                    position_id=row.position_id,
+                    n_items=row.n_items,
+                    needle_token_offset=offset,
+                    context_tokens=context_tokens,
+                    tokenizer=counter.name,
+                    context=context,
+                    instruction=row.instruction,
+                    key=row.key,
+                    answer=row.answer,
+                    description=row.description,
+                    source="official",
+                    row=row.row,
+                )
+            )
+    examples.sort(key=lambda ex: ex.row)
+    return examples
+
+
+# --------------------------------------------------------------------------------------------------
+# Export
+
+
+def to_official_row(example: ProbeExample) -> dict[str, Any]:
+    """A probe in the official schema (FILM prompt), so official-format tools can read built probes.
+
+    Adds ``n_items`` (not in the authors' files) because built probes may ask about only some
+    positions, and max(position_id) + 1 would then understate the context's size.
+    """
+    row: dict[str, Any] = {
+        "prompt": film_prompt(example.context, example.instruction),
+        "position_id": example.position_id,
+        "set_id": example.set_id,
+        "n_items": example.n_items,
+    }
+    if example.family == "database":
+        row["label"] = example.answer
+        row["description"] = example.description
+    else:
+        row["completion"] = example.answer
+    return row
