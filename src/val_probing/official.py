@@ -154,16 +154,17 @@ def needle_start(family: Family, context: str, answer: str, key: str) -> int | N
     return starts[0] if len(starts) == 1 else None
 
 
+def is_ambiguous(example: _Locatable) -> bool:
+    """The key occurs more than once in the context (the authors' skip rule), or the needle item
+    cannot be found exactly once. Accepts ProbeExample or OfficialRow."""
+    return key_count(example.family, example.context, example.key) > 1 or (
+        needle_start(example.family, example.context, example.answer, example.key) is None
+    )
+
+
 def skip_rows(examples: Iterable[_Locatable]) -> set[int]:
-    """Rows to leave out of scoring: the key occurs more than once in the context (the authors'
-    rule), or the needle item cannot be found exactly once. Accepts ProbeExample or OfficialRow."""
-    skipped = set()
-    for ex in examples:
-        if key_count(ex.family, ex.context, ex.key) > 1 or (
-            needle_start(ex.family, ex.context, ex.answer, ex.key) is None
-        ):
-            skipped.add(ex.row)
-    return skipped
+    """The ``row`` of every example to leave out of scoring (see :func:`is_ambiguous`)."""
+    return {ex.row for ex in examples if is_ambiguous(ex)}
 
 
 def load_skip_list(path: Path) -> set[int]:
