@@ -19,6 +19,7 @@ from val_probing.official import (
     film_prompt,
     load_official,
     load_skip_list,
+    needle_start,
     read_official,
     skip_rows,
     split_film_prompt,
@@ -334,3 +335,12 @@ def test_real_code_pool_duplicates_become_skip_rows(tmp_path: Path) -> None:
     words = context.split()
     for ex in examples:  # the offset points at the needle's "def NAME:" line
         assert words[ex.needle_token_offset : ex.needle_token_offset + 2] == ["def", f"{ex.answer}:"]
+
+
+def test_code_needles_are_found_when_functions_are_joined_by_spaces() -> None:
+    """The paper's Figure 3 shows functions run together on one line; headers still count once."""
+    context = "def get_num:\n    x = 1 def get_number:\n    return x def undef_get_num(y):\n    pass"
+    assert needle_start("code", context, "get_num", "x = 1") == 0
+    assert needle_start("code", context, "get_number", "return x") == context.index("def get_number")
+    assert needle_start("code", context, "undef", "pass") is None  # "undef_get_num" is no header
+    assert needle_start("code", context + " def get_num: pass", "get_num", "x = 1") is None  # twice

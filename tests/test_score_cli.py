@@ -238,3 +238,35 @@ def test_built_probe_records_can_be_scored_directly(
     )
     assert code == 2
     assert "is a document probe, not code" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--buckets", "0"], "n_buckets"),
+        (["--buckets", "101"], "cannot be filled"),
+        (["--n-boot", "0"], "n_boot"),
+    ],
+)
+def test_bad_bucket_settings_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    rows = write_data(tmp_path / "data.jsonl", n_sets=1)
+    write_outputs(tmp_path / "out.jsonl", rows, lambda _s, _p: True)
+    args = ["score", "--task", "document", "--data", str(tmp_path / "data.jsonl")]
+    assert main([*args, "--outputs", str(tmp_path / "out.jsonl"), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_reference_mode_needs_paper_sized_sets_or_explicit_buckets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = write_data(tmp_path / "data.jsonl", n_sets=1)[:60]  # 60 positions: not a multiple of 50
+    write_jsonl(tmp_path / "data.jsonl", rows)
+    write_outputs(tmp_path / "out.jsonl", rows, lambda _s, _p: True)
+    args = ["score", "--task", "document", "--data", str(tmp_path / "data.jsonl"), "--outputs"]
+    assert main([*args, str(tmp_path / "out.jsonl"), "--reference"]) == 2
+    assert "pass --buckets N" in capsys.readouterr().err
+    files = ["--data", str(tmp_path / "data.jsonl"), "--outputs", str(tmp_path / "out.jsonl")]
+    data = score_json(capsys, *files, "--reference", "--buckets", "3")
+    assert [b["n"] for b in data["buckets"]] == [19, 19, 19]  # type: ignore[union-attr]

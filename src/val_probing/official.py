@@ -143,12 +143,13 @@ def _needle_pattern(family: Family, answer: str, key: str) -> re.Pattern[str]:
     if family == "document":
         return re.compile(re.escape(answer.strip()))
     if family == "code":
-        return re.compile(rf"^def {re.escape(answer.strip().strip('.'))}\b", re.MULTILINE)
+        # Functions may be joined by newlines or by spaces: a header starts the text or follows whitespace.
+        return re.compile(rf"(?<!\S)def {re.escape(answer.strip().strip('.'))}(?=[:(\s])")
     return re.compile(re.escape(f"<id: {key},"))
 
 
 def needle_start(family: Family, context: str, answer: str, key: str) -> int | None:
-    """Character offset of the needle item (document: the sentence; code: its ``def NAME`` line;
+    """Character offset of the needle item (document: the sentence; code: its ``def NAME`` header;
     database: ``<id: KEY,``) when it occurs exactly once in the context, else None."""
     starts = [m.start() for m in _needle_pattern(family, answer, key).finditer(context)]
     return starts[0] if len(starts) == 1 else None

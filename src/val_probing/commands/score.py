@@ -222,6 +222,22 @@ def score_rows(
     return reference, extra
 
 
+def _skip(args: argparse.Namespace, rows: Sequence[_Row]) -> tuple[set[int], str]:
+    """Rows to leave out and where they came from: the authors' list, or derived from the data."""
+    if args.skip_list is None:
+        if args.reference:
+            log.info("reference mode with derived skip rows; pass --skip-list for the authors' own list")
+        return {i for i, row in enumerate(rows) if is_ambiguous(row)}, "derived"
+    skip = load_skip_list(args.skip_list)
+    outside = sorted(i for i in skip if i >= len(rows))
+    if outside:
+        raise ValProbingError(
+            f"{args.skip_list}: rows {outside[:5]} are past the {len(rows)} data rows "
+            "(a skip list of another split?)"
+        )
+    return skip, str(args.skip_list)
+
+
 def run_score(args: argparse.Namespace) -> Scored:
     task: Family = args.task
     data_file = None if args.data is None else official_file(task, args.data)  # a folder -> its split
@@ -233,20 +249,7 @@ def run_score(args: argparse.Namespace) -> Scored:
             f"row counts differ: {data} has {len(rows)} rows but {args.outputs} has {len(predictions)} "
             "answers; line i of the outputs must answer row i of the data"
         )
-    if args.skip_list is not None:
-        skip = load_skip_list(args.skip_list)
-        outside = sorted(i for i in skip if i >= len(rows))
-        if outside:
-            raise ValProbingError(
-                f"{args.skip_list}: rows {outside[:5]} are past the {len(rows)} data rows "
-                "(a skip list of another split?)"
-            )
-        source = str(args.skip_list)
-    else:
-        skip = {i for i, row in enumerate(rows) if is_ambiguous(row)}
-        source = "derived"
-        if args.reference:
-            log.info("reference mode with derived skip rows; pass --skip-list for the authors' own list")
+    skip, source = _skip(args, rows)
     mode: Mode = "reference" if args.reference else "default"
     if args.reference and args.buckets is None:
         n_buckets = _reference_buckets(rows)
