@@ -1,0 +1,14 @@
+"""IN2 training (arXiv 2404.16811, Section 2): information-intensive data synthesis for FILM-style models.
+
+Modules, in pipeline order:
+
+* ``segment``: raw texts -> 128-token segments (Algorithm 1).
+* ``contamination``: drop raw texts sharing a word 10-gram with any evaluation probe.
+* ``qa``: fine-grained and integration QA through an OpenAI-compatible endpoint (or an offline,
+  deterministic ``ExtractiveLocalGenerator``), with retries, a resumable cache and rejection checks.
+* ``assemble``: long contexts (needed segments among random fillers, 4K-32K tokens) and the data mixture.
+* ``dataset``: the pipeline (``synthesize``), its inputs, and the saved ``datasets`` folder + manifest.
+* ``config``: the training recipe's settings (``training/recipes/in2_sft.py``) and its length checks.
+
+The recipe itself lives in the repository under ``training/``; ``val-probing train`` drives both halves.
+"""

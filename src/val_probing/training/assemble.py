@@ -1,0 +1,270 @@
+"""Long contexts for IN2 examples, and the data mixture.
+
+A fine-grained or integration QA pair becomes a training example whose context is the needed segment(s)
+shuffled among random filler segments of the corpus, with the target context length spread evenly over a
+range (default 4K-32K tokens). Fillers are drawn at random and rejected when they would overshoot the
+target (reject sampling); a corpus that cannot fill the range is an error, never a shorter context.
+Every example records where its needed segments landed: segment index and token offset in the context.
+
+Short-context examples keep the original text (the needed segment among its neighbours in the same text).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Literal, get_args
+
+from val_probing.errors import ValProbingError
+from val_probing.tokens import TokenCounter, token_index_at
+from val_probing.training.qa import QAPair
+from val_probing.training.segment import Segment
+
+ExampleKind = Literal["fine_grained", "integration", "short_context", "general"]
+EXAMPLE_KINDS: tuple[ExampleKind, ...] = get_args(ExampleKind)
+SEGMENT_SEPARATOR = "\n\n"
+
+
+class ContextRangeError(ValProbingError):
+    """The corpus (with this tokenizer) cannot fill the requested context lengths."""
+
+
+@dataclass(frozen=True, slots=True)
+class NeedlePosition:
+    """Where a needed segment sits: its index among the context's segments and its first token."""
+
+    segment_index: int
+    token_offset: int
+    depth: float  # token_offset / context_tokens, in [0, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Assembled:
+    """A context made of whole segments, with the positions of the needed ones."""
+
+    context: str
+    context_tokens: int
+    n_segments: int
+    needles: tuple[NeedlePosition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingExample:
+    kind: ExampleKind
+    instruction: str
+    answer: str
+    context: str | None = None  # None for general instruction data
+    context_tokens: int = 0
+    n_segments: int = 0
+    needles: tuple[NeedlePosition, ...] = ()
+    sources: tuple[str, ...] = ()  # "text_id#segment" of the needed segments, or "file:line" for general
+    system: str | None = None  # general data may carry its own system prompt
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXAMPLE_KINDS:
+            raise ValueError(f"kind: {self.kind!r} is not one of {EXAMPLE_KINDS}")
+        if not self.instruction.strip() or not self.answer.strip():
+            raise ValueError("instruction and answer must be non-empty")
+        if (self.context is None) != (self.kind == "general"):
+            raise ValueError("context: general examples have none, every other kind has one")
+        if self.context is not None and not self.needles:
+            raise ValueError("needles: a context example records where its needed segments are")
+
+
+@dataclass(frozen=True, slots=True)
+class LengthRange:
+    """Target context lengths, spread evenly over [min_tokens, max_tokens]. A context is accepted when its
+    segments sum to within ``slack_tokens`` of its target, inside the range (the separators between
+    segments add a few tokens on top; every example records its exact count)."""
+
+    min_tokens: int = 4096
+    max_tokens: int = 32768
+    slack_tokens: int = 256
+    max_rejections: int = 10_000  # filler draws rejected per context before giving up
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_tokens <= self.max_tokens:
+            raise ValProbingError(
+                f"context range: need 0 < min <= max, got {self.min_tokens}..{self.max_tokens}"
+            )
+        if self.slack_tokens < 1 or self.max_rejections < 1:
+            raise ValProbingError("context range: slack_tokens and max_rejections must be positive")
+
+
+def spread_targets(n: int, length: LengthRange, rng: random.Random) -> list[int]:
+    """``n`` target lengths, one uniform draw in each of ``n`` equal strata of the range, in random order."""
+    width = (length.max_tokens - length.min_tokens) / max(n, 1)
+    targets = [round(length.min_tokens + width * (i + rng.random())) for i in range(n)]
+    rng.shuffle(targets)
+    return [min(length.max_tokens, max(length.min_tokens, t)) for t in targets]
+
+
+def _draw_fillers(
+    needed: Sequence[Segment], pool: Sequence[Segment], target: int, length: LengthRange, rng: random.Random
+) -> list[Segment]:
+    exclude = {s.text_id for s in needed}  # no filler from a needed segment's own text
+    total = sum(s.n_tokens for s in needed)
+    low = max(length.min_tokens, target - length.slack_tokens)
+    high = min(length.max_tokens, target + length.slack_tokens)
+    if total > high:
+        raise ContextRangeError(
+            f"the needed segments alone hold {total} tokens, more than the {high}-token context asked for: "
+            "raise --max-context or lower the segments per integration question"
+        )
+    chosen: list[Segment] = []
+    used: set[int] = set()
+    rejections = 0
+    while total < low:
+        i = rng.randrange(len(pool))
+        cand = pool[i]
+        if i in used or cand.text_id in exclude or total + cand.n_tokens > high:
+            rejections += 1
+            if rejections > length.max_rejections:
+                raise ContextRangeError(
+                    f"could not fill a {low}..{high}-token context from {len(pool)} segments "
+                    f"(reached {total} tokens after {rejections} rejected draws): the corpus is too small "
+                    "for this context range, or its segments too long for the slack; lower --max-context, "
+                    "raise --slack-tokens or add texts"
+                )
+            continue
+        used.add(i)
+        chosen.append(cand)
+        total += cand.n_tokens
+    return chosen
+
+
+def assemble_context(
+    needed: Sequence[Segment],
+    pool: Sequence[Segment],
+    target: int,
+    counter: TokenCounter,
+    length: LengthRange,
+    rng: random.Random,
+) -> Assembled:
+    """Needed segments shuffled among random fillers: (context, context_tokens, needle positions)."""
+    fillers = _draw_fillers(needed, pool, target, length, rng)
+    order: list[tuple[Segment, bool]] = [(s, False) for s in fillers]
+    for seg in needed:
+        order.insert(rng.randint(0, len(order)), (seg, True))
+    return _join(order, counter)
+
+
+def _join(order: Sequence[tuple[Segment, bool]], counter: TokenCounter) -> Assembled:
+    parts: list[str] = []
+    char_offsets: list[int] = []
+    indices: list[int] = []
+    pos = 0
+    for i, (seg, is_needed) in enumerate(order):
+        if is_needed:
+            char_offsets.append(pos)
+            indices.append(i)
+        parts.append(seg.text)
+        pos += len(seg.text) + len(SEGMENT_SEPARATOR)
+    context = SEGMENT_SEPARATOR.join(parts)
+    starts = counter.token_starts(context)
+    n_tokens = len(starts)
+    offsets = token_index_at(counter, context, char_offsets)
+    needles = tuple(
+        NeedlePosition(idx, off, off / n_tokens) for idx, off in zip(indices, offsets, strict=True)
+    )
+    return Assembled(context, n_tokens, len(order), needles)
+
+
+def short_context(
+    needed: Segment, text_segments: Sequence[Segment], max_tokens: int, counter: TokenCounter
+) -> Assembled:
+    """The needed segment in its original text: neighbours of the same text, up to ``max_tokens``."""
+    lo = hi = needed.index
+    total = needed.n_tokens
+    grew = True
+    while grew:
+        grew = False
+        for side in (-1, 1):
+            j = lo - 1 if side < 0 else hi + 1
+            if 0 <= j < len(text_segments) and total + text_segments[j].n_tokens <= max_tokens:
+                total += text_segments[j].n_tokens
+                lo, hi = (j, hi) if side < 0 else (lo, j)
+                grew = True
+    order = [(s, s.index == needed.index) for s in text_segments[lo : hi + 1]]
+    return _join(order, counter)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Mixture
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MixtureRatios:
+    """Shares of each kind of example; the paper's mix (1.1M/300K/150K/200K) is the default."""
+
+    fine_grained: float = 0.63
+    integration: float = 0.17
+    short_context: float = 0.09
+    general: float = 0.11
+
+    def __post_init__(self) -> None:
+        values = self.as_dict()
+        bad = {k: v for k, v in values.items() if not v >= 0}
+        if bad:
+            raise ValProbingError(f"mixture: ratios must be >= 0, got {bad}")
+        if abs(sum(values.values()) - 1.0) > 1e-6:
+            raise ValProbingError(f"mixture: ratios must sum to 1, got {sum(values.values()):.6f} ({values})")
+
+    def as_dict(self) -> dict[ExampleKind, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[misc]
+
+    @classmethod
+    def parse(cls, spec: str) -> MixtureRatios:
+        """``"fine_grained=0.7,integration=0.2,short_context=0.1,general=0"`` (omitted kinds are 0)."""
+        values: dict[str, float] = dict.fromkeys(EXAMPLE_KINDS, 0.0)
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            name, sep, value = part.partition("=")
+            if not sep or name.strip() not in values:
+                raise ValProbingError(f"mixture: {part!r} is not KIND=RATIO with KIND in {EXAMPLE_KINDS}")
+            try:
+                values[name.strip()] = float(value)
+            except ValueError as err:
+                raise ValProbingError(f"mixture: {part!r}: {value!r} is not a number") from err
+        return cls(**values)
+
+    def without_general(self) -> MixtureRatios:
+        """The same mix with no general instruction data, the other shares renormalised."""
+        rest = 1.0 - self.general
+        if rest <= 0:
+            raise ValProbingError("mixture: only general data was asked for, and none was given")
+        return MixtureRatios(
+            fine_grained=self.fine_grained / rest,
+            integration=self.integration / rest,
+            short_context=self.short_context / rest,
+            general=0.0,
+        )
+
+
+def plan_counts(total: int, ratios: MixtureRatios) -> dict[ExampleKind, int]:
+    """Split ``total`` examples by the ratios (largest remainder, so the counts sum to ``total``)."""
+    if total < 1:
+        raise ValProbingError(f"number of examples: expected a positive int, got {total}")
+    shares: Mapping[ExampleKind, float] = ratios.as_dict()
+    exact = {k: total * v for k, v in shares.items()}
+    counts = {k: int(v) for k, v in exact.items()}
+    by_remainder = sorted(shares, key=lambda k: (exact[k] - counts[k], shares[k]), reverse=True)
+    for k in by_remainder[: total - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def attach(
+    kind: ExampleKind, pair: QAPair, needed: Sequence[Segment], assembled: Assembled
+) -> TrainingExample:
+    return TrainingExample(
+        kind=kind,
+        instruction=pair.question,
+        answer=pair.answer,
+        context=assembled.context,
+        context_tokens=assembled.context_tokens,
+        n_segments=assembled.n_segments,
+        needles=assembled.needles,
+        sources=tuple(f"{s.text_id}#{s.index}" for s in needed),
+    )

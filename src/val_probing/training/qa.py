@@ -1,0 +1,440 @@
+"""Question-answer generation for IN2 training: the two instructions, the generators, and their checks.
+
+Two kinds of request (arXiv 2404.16811, Section 2 and Appendix D, paraphrased here):
+
+* ``fine_grained``: one 128-token segment; a question highly specific to that segment, answered in the
+  generator's own words.
+* ``integration``: several segments; a question that needs information from at least two of them.
+
+Every generation is asked for as JSON ``{"question": ..., "answer": ...}`` and checked by
+``validate_generation``; malformed generations are rejected (counted by reason) and asked again.
+
+Generators:
+
+* ``OpenAIChatGenerator``: any OpenAI-compatible ``/v1/chat/completions`` endpoint (``vllm serve MODEL``,
+  or a hosted API), with bounded concurrency, retries with exponential backoff on transport errors, 429 and
+  5xx, and a resumable on-disk cache keyed on a hash of (model, messages, parameters), so a re-run skips
+  requests already answered and partial work survives a crash or an error.
+* ``ExtractiveLocalGenerator``: NOT a language model. A deterministic stand-in for tests and offline
+  pipelines that quotes sentences of the segments; its data teaches retrieval, not the paper's QA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from val_probing.errors import ValProbingError
+from val_probing.training.segment import Segment
+
+log = logging.getLogger(__name__)
+
+QAKind = Literal["fine_grained", "integration"]
+
+FINE_GRAINED_INSTRUCTION = """\
+Below is one segment taken from a longer text. Write ONE question and its answer about this segment.
+Requirements:
+- The question must be highly specific to this segment: it asks about a detail stated in the segment, \
+one that general knowledge or another text would not answer.
+- The question is self-contained (do not say "the segment" or "the text") and ends with a question mark.
+- The answer is correct according to the segment and written in your own words; do not copy the segment.
+Reply with a JSON object and nothing else: {{"question": "...", "answer": "..."}}
+
+### Segment:
+{segment}"""
+
+INTEGRATION_INSTRUCTION = """\
+Below are {n} numbered segments taken from texts. Write ONE question and its answer such that answering \
+requires integrating or reasoning over information from AT LEAST TWO of the segments; a question that one \
+segment alone answers is not acceptable.
+Requirements:
+- The question is self-contained (do not mention segment numbers) and ends with a question mark.
+- The answer is correct according to the segments and written in your own words; do not copy them.
+Reply with a JSON object and nothing else: {{"question": "...", "answer": "..."}}
+
+{segments}"""
+
+
+class GenerationError(ValProbingError):
+    """The endpoint failed for good (bad URL, auth, model name, or retries exhausted)."""
+
+
+class Rejected(ValueError):
+    """A generation that does not pass the checks; ``reason`` is the counter key."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class QAPair:
+    question: str
+    answer: str
+
+    def __post_init__(self) -> None:
+        if not self.question.strip() or not self.answer.strip():
+            raise ValueError("question and answer must be non-empty")
+
+
+@dataclass(frozen=True, slots=True)
+class QARequest:
+    """Segments to ask about; ``request_id`` is stable across runs (it names the segments)."""
+
+    kind: QAKind
+    segments: tuple[Segment, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind == "fine_grained" and len(self.segments) != 1:
+            raise ValueError(f"fine_grained requests take one segment, got {len(self.segments)}")
+        if self.kind == "integration" and len(self.segments) < 2:
+            raise ValueError(f"integration requests take at least two segments, got {len(self.segments)}")
+
+    @property
+    def request_id(self) -> str:
+        return f"{self.kind}:" + "|".join(f"{s.text_id}#{s.index}" for s in self.segments)
+
+
+def build_messages(request: QARequest) -> list[dict[str, str]]:
+    """The chat messages sent for ``request`` (one user turn)."""
+    if request.kind == "fine_grained":
+        content = FINE_GRAINED_INSTRUCTION.format(segment=request.segments[0].text)
+    else:
+        blocks = "\n\n".join(f"### Segment {i}:\n{s.text}" for i, s in enumerate(request.segments, start=1))
+        content = INTEGRATION_INSTRUCTION.format(n=len(request.segments), segments=blocks)
+    return [{"role": "user", "content": content}]
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_NON_WORD = re.compile(r"\W+")
+
+
+def _normalise(text: str) -> str:
+    return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+def _parse_json_object(raw: str) -> Any:
+    text = raw.strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        start, end = text.find("{"), text.rfind("}")
+        if start < 0 or end <= start:
+            raise Rejected("unparsable", raw[:80]) from None
+        try:
+            return json.loads(text[start : end + 1])
+        except json.JSONDecodeError:
+            raise Rejected("unparsable", raw[:80]) from None
+
+
+def validate_generation(raw: str | None, segments: Sequence[Segment]) -> QAPair:
+    """Parse and check one generation; raise ``Rejected`` with the reason when it is not usable."""
+    if raw is None or not raw.strip():
+        raise Rejected("empty_response")
+    obj = _parse_json_object(raw)
+    if not isinstance(obj, dict):
+        raise Rejected("not_an_object", type(obj).__name__)
+    question, answer = obj.get("question"), obj.get("answer")
+    if not isinstance(question, str) or not isinstance(answer, str):
+        raise Rejected("missing_field", ", ".join(sorted(obj)))
+    question, answer = question.strip(), answer.strip()
+    if not question or not answer:
+        raise Rejected("empty_field")
+    if not question.endswith("?"):
+        raise Rejected("no_question_mark", question[-40:])
+    norm_answer = _normalise(answer)
+    for seg in segments:
+        norm_seg = _normalise(seg.text)
+        if norm_seg and norm_seg in norm_answer:
+            raise Rejected("answer_copies_segment", f"{seg.text_id}#{seg.index}")
+    if _normalise(question) == norm_answer:
+        raise Rejected("answer_repeats_question")
+    return QAPair(question, answer)
+
+
+@dataclass
+class GenerationResult:
+    """Accepted pairs by request index, rejection counts by reason, and request accounting."""
+
+    pairs: dict[int, QAPair] = field(default_factory=dict)
+    rejections: Counter[str] = field(default_factory=Counter)
+    sent: int = 0  # HTTP requests answered by the endpoint (0 for local generators)
+    cached: int = 0  # generations read from the cache instead of asked again
+    gave_up: int = 0  # requests with no accepted generation after every attempt
+
+
+class QAGenerator(Protocol):
+    def describe(self) -> dict[str, Any]:
+        """What generated the data, for the manifest."""
+        ...
+
+    def generate(self, requests: Sequence[QARequest]) -> GenerationResult: ...
+
+
+# --------------------------------------------------------------------------------------------------------
+# Offline, deterministic stand-in
+# --------------------------------------------------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if len(s.split()) >= 6]
+
+
+@dataclass(frozen=True)
+class ExtractiveLocalGenerator:
+    """Deterministic, offline QA from the segments' own sentences. Not a language model.
+
+    Fine-grained: "Which sentence contains the phrase "<5 words>"?" -> that sentence. Integration: the same
+    for one sentence of each of two segments. Output goes through ``validate_generation`` like any other.
+    """
+
+    seed: int = 0
+    phrase_words: int = 5
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "extractive-local", "seed": self.seed, "note": "deterministic stand-in, not an LLM"}
+
+    def _quote(self, segment: Segment, rng: random.Random) -> tuple[str, str] | None:
+        sentences = _sentences(segment.text)
+        if not sentences:
+            return None
+        sentence = rng.choice(sentences)
+        words = sentence.split()
+        start = rng.randrange(0, max(1, len(words) - self.phrase_words + 1))
+        return " ".join(words[start : start + self.phrase_words]), sentence
+
+    def _raw(self, request: QARequest) -> str:
+        rng = random.Random(f"{self.seed}:{request.request_id}")
+        if request.kind == "fine_grained":
+            quote = self._quote(request.segments[0], rng)
+            if quote is None:
+                return ""
+            phrase, sentence = quote
+            question = f'Which sentence of the context contains the phrase "{phrase}"?'
+            return json.dumps({"question": question, "answer": sentence})
+        first, second = rng.sample(list(request.segments), 2)
+        q1, q2 = self._quote(first, rng), self._quote(second, rng)
+        if q1 is None or q2 is None:
+            return ""
+        question = f'Which two sentences of the context contain the phrases "{q1[0]}" and "{q2[0]}"?'
+        return json.dumps({"question": question, "answer": f"{q1[1]} {q2[1]}"})
+
+    def generate(self, requests: Sequence[QARequest]) -> GenerationResult:
+        result = GenerationResult()
+        for i, request in enumerate(requests):
+            try:
+                result.pairs[i] = validate_generation(self._raw(request), request.segments)
+            except Rejected as rej:
+                result.rejections[rej.reason] += 1
+                result.gave_up += 1
+        return result
+
+
+# --------------------------------------------------------------------------------------------------------
+# OpenAI-compatible endpoint
+# --------------------------------------------------------------------------------------------------------
+
+
+def request_key(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+    """sha256 of the request: what the cache is keyed on."""
+    payload = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class RequestCache:
+    """Append-only JSONL of ``{"key", "content"}``; each answer is flushed as it arrives, so a crash or an
+    error keeps every finished request and a re-run asks only for the rest."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._entries: dict[str, str] = {}
+        if self.path.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        with self.path.open(encoding="utf-8") as handle:
+            lines = handle.read().split("\n")
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                self._entries[obj["key"]] = obj["content"]
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                if lineno >= len(lines) - 1:  # a line cut by a crash while writing: ask that request again
+                    log.warning("%s:%d: ignoring a partly written last line", self.path, lineno)
+                    continue
+                raise ValProbingError(f"{self.path}:{lineno}: corrupt cache line ({err})") from err
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: str, content: str) -> None:
+        with self._lock:
+            self._entries[key] = content
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"key": key, "content": content}, ensure_ascii=False) + "\n")
+                handle.flush()
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class OpenAIChatGenerator:
+    """QA pairs from an OpenAI-compatible chat endpoint (``base_url`` like ``http://127.0.0.1:8000/v1``)."""
+
+    base_url: str
+    model: str
+    cache: RequestCache
+    api_key: str | None = None
+    temperature: float = 0.7
+    max_tokens: int = 512
+    concurrency: int = 8
+    max_retries: int = 5  # per HTTP request, on transport errors, 429 and 5xx
+    attempts: int = 3  # generations asked per request before giving up on it (rejections)
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    timeout: float = 300.0
+    sleep: Callable[[float], None] = time.sleep
+    show_progress: bool = True
+    _client: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.max_retries < 0 or self.attempts < 1:
+            raise ValProbingError("concurrency and attempts must be >= 1, max_retries >= 0")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "openai-compatible", "base_url": self.base_url, "model": self.model, **self.params}
+
+    def _post(self, messages: list[dict[str, str]], attempt: int) -> str:
+        import httpx
+
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        body = {"model": self.model, "messages": messages, **self.params}
+        if attempt:
+            body["seed"] = attempt  # a re-ask after a rejection should not get the same sample back
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        try:
+            resp = self._client.post(url, json=body, headers=headers)
+        except httpx.TransportError as err:
+            raise _Retryable(f"{type(err).__name__}: {err}") from err
+        if resp.status_code == 429 or resp.status_code >= 500:
+            after = resp.headers.get("retry-after")
+            retry_after = float(after) if after and after.replace(".", "", 1).isdigit() else None
+            raise _Retryable(f"HTTP {resp.status_code}", retry_after)
+        if resp.status_code != 200:
+            raise GenerationError(
+                f"{url}: HTTP {resp.status_code} for model {self.model!r}: {resp.text[:300]} "
+                "(check --endpoint, --model and the API key)"
+            )
+        try:
+            content = resp.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as err:
+            raise _Retryable(f"malformed response body: {resp.text[:120]}") from err
+        return content if isinstance(content, str) else ""
+
+    def _ask(self, messages: list[dict[str, str]], attempt: int) -> str:
+        last: _Retryable | None = None
+        for retry in range(self.max_retries + 1):
+            try:
+                return self._post(messages, attempt)
+            except _Retryable as err:
+                last = err
+                if retry == self.max_retries:
+                    break
+                delay = min(self.backoff_max, self.backoff_base * 2**retry)
+                if err.retry_after is not None:
+                    delay = min(self.backoff_max, max(delay, err.retry_after))
+                log.debug("retrying in %.2fs after %s", delay, err)
+                self.sleep(delay)
+        raise GenerationError(
+            f"{self.base_url}: gave up after {self.max_retries + 1} tries ({last}); "
+            f"finished requests are kept in {self.cache.path}, re-run to resume"
+        )
+
+    def _one(self, request: QARequest, result: GenerationResult, lock: threading.Lock) -> QAPair | None:
+        messages = build_messages(request)
+        for attempt in range(self.attempts):
+            key = request_key(self.model, messages, {**self.params, "attempt": attempt})
+            content = self.cache.get(key)
+            if content is None:
+                content = self._ask(messages, attempt)
+                self.cache.put(key, content)
+                with lock:
+                    result.sent += 1
+            else:
+                with lock:
+                    result.cached += 1
+            try:
+                return validate_generation(content, request.segments)
+            except Rejected as rej:
+                with lock:
+                    result.rejections[rej.reason] += 1
+        with lock:
+            result.gave_up += 1
+        return None
+
+    def generate(self, requests: Sequence[QARequest]) -> GenerationResult:
+        import httpx
+        from tqdm.auto import tqdm
+
+        result = GenerationResult()
+        lock = threading.Lock()
+        owns_client = self._client is None
+        if owns_client:
+            self._client = httpx.Client(timeout=self.timeout)
+        try:
+            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                futures: dict[Future[QAPair | None], int] = {
+                    pool.submit(self._one, req, result, lock): i for i, req in enumerate(requests)
+                }
+                bar = tqdm(total=len(futures), desc="QA generation", disable=not self.show_progress)
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for fut in done:
+                        if fut.exception() is not None:
+                            for other in pending:
+                                other.cancel()
+                            wait(pending)  # in-flight requests finish and land in the cache
+                            raise fut.exception()  # type: ignore[misc]
+                        pair = fut.result()
+                        if pair is not None:
+                            result.pairs[futures[fut]] = pair
+                        bar.update(1)
+                bar.close()
+        finally:
+            if owns_client:
+                self._client.close()
+                self._client = None
+        return result
