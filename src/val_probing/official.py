@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from tqdm import tqdm
+
 from val_probing.errors import ValProbingError
 from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, iter_jsonl
 from val_probing.tokens import TokenCounter, WhitespaceCounter, token_index_at
@@ -285,8 +287,6 @@ def parse_official(family: Family, records: Iterable[tuple[str, dict[str, Any]]]
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    from tqdm import tqdm
-
     for lineno, obj in tqdm(iter_jsonl(path), desc=f"reading {path.name}", unit=" rows", disable=None):
         yield f"{path}:{lineno}", obj
 
