@@ -1,0 +1,279 @@
+"""``val-probing train``: IN2 data synthesis (``synthesize``) and the SFT recipe (``run``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from val_probing.errors import ValProbingError
+
+log = logging.getLogger(__name__)
+
+HELP = "IN2 training: synthesize information-intensive data, then fine-tune (FILM-7B recipe)"
+EPILOG = """\
+examples:
+  # offline smoke: deterministic extractive QA, short contexts
+  val-probing train synthesize --texts corpus/ --tokenizer embedded --generator local \\
+      --n-examples 200 --min-context 1024 --max-context 4096 --out runs/in2-data
+
+  # the paper's pipeline: QA from an open model served by vLLM, contexts 4K-32K, OpenOrca mixed in,
+  # texts sharing a 10-gram with the VAL probes dropped
+  vllm serve Qwen/Qwen2.5-72B-Instruct --port 8000 &
+  val-probing train synthesize --texts corpus/ --tokenizer mistralai/Mistral-7B-Instruct-v0.2 \\
+      --generator openai --endpoint http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-72B-Instruct \\
+      --general openorca.jsonl --probes probes/*.jsonl --n-examples 1750000 --out runs/in2-data
+
+  # train (one process), or through accelerate with an FSDP config
+  val-probing train run --config training/configs/in2_tiny_cpu.yaml dataset=runs/in2-data max_steps=3
+  val-probing train run --config training/configs/in2_mistral7b.yaml dataset=runs/in2-data \\
+      --accelerate-config training/configs/accelerate_fsdp_mistral7b_16x8_cpu_offload.yaml \\
+      --accelerate-args "--machine_rank 0 --main_process_ip 10.0.0.1"
+"""
+
+RECIPE = Path("training") / "recipes" / "in2_sft.py"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="train_command", metavar="STEP")
+    sub.required = True
+    syn = sub.add_parser(
+        "synthesize",
+        help="raw texts -> IN2 training dataset (datasets folder + manifest)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    _synthesize_arguments(syn)
+    run = sub.add_parser(
+        "run",
+        help="run training/recipes/in2_sft.py with a config",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    _run_arguments(run)
+
+
+def _synthesize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--texts",
+        nargs="+",
+        required=True,
+        type=Path,
+        help=".txt/.md files (one text each), .jsonl files (field 'text' a line) or folders",
+    )
+    p.add_argument(
+        "--tokenizer",
+        default="embedded",
+        help="tokenizer that counts tokens: HF name or folder, 'embedded' (SmolLM2) or 'whitespace'",
+    )
+    p.add_argument(
+        "--generator",
+        choices=("local", "openai"),
+        default="local",
+        help="'openai': any OpenAI-compatible endpoint; 'local': deterministic extractive stand-in",
+    )
+    p.add_argument(
+        "--endpoint",
+        default=os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),
+        help="base URL of the endpoint, e.g. http://127.0.0.1:8000/v1 (default $OPENAI_BASE_URL)",
+    )
+    p.add_argument("--model", help="model name at the endpoint (required with --generator openai)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable with the API key")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight at once")
+    p.add_argument("--max-retries", type=int, default=5, help="retries per request on errors, 429 and 5xx")
+    p.add_argument("--attempts", type=int, default=3, help="generations asked per request when rejected")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--cache", type=Path, help="request cache (JSONL; default under the val-probing cache)")
+    p.add_argument("--n-examples", type=int, required=True, help="examples in the whole mixture")
+    p.add_argument(
+        "--mixture",
+        help="KIND=RATIO,... (default fine_grained=0.63,integration=0.17,short_context=0.09,general=0.11)",
+    )
+    p.add_argument("--general", type=Path, help="general instruction JSONL (OpenOrca / Alpaca schema)")
+    p.add_argument(
+        "--on-missing-general",
+        choices=("renormalise", "error"),
+        default="renormalise",
+        help="without --general: drop its share and renormalise the rest, or stop",
+    )
+    p.add_argument("--min-context", type=int, default=4096, help="shortest long context (tokens)")
+    p.add_argument("--max-context", type=int, default=32768, help="longest long context (tokens)")
+    p.add_argument("--slack-tokens", type=int, default=256, help="how far a context may miss its target")
+    p.add_argument("--segment-tokens", type=int, default=128, help="minimum tokens per segment")
+    p.add_argument(
+        "--probes",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="VAL probe JSONL files (val-probing build): drop texts sharing a 10-gram with them",
+    )
+    p.add_argument(
+        "--official",
+        type=Path,
+        help="folder with the official VaLProbing-32K JSONL splits, for the same filter",
+    )
+    p.add_argument(
+        "--template",
+        choices=("film", "chat"),
+        default="film",
+        help="prompt/completion in the FILM [INST] template, or chat messages for the model's template",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="output folder (datasets save_to_disk)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(_train=_synthesize)
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, required=True, help="YAML config (training/configs/)")
+    p.add_argument("--recipe", type=Path, help=f"the recipe script (default: {RECIPE} of this checkout)")
+    p.add_argument("--accelerate-config", type=Path, help="launch through `accelerate launch` with this file")
+    p.add_argument("--accelerate-args", default="", help="more `accelerate launch` flags, quoted")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override settings of the config")
+    p.set_defaults(_train=_run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args._train(args))
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _counter(name: str):  # -> TokenCounter
+    from val_probing.tokens import load_counter
+
+    if name == "embedded":
+        from val_probing.embedded import embedded_tokenizer_dir
+
+        return load_counter(str(embedded_tokenizer_dir()))
+    return load_counter(name)
+
+
+def _generator(args: argparse.Namespace):  # -> QAGenerator
+    from val_probing.paths import cache_root
+    from val_probing.training.qa import ExtractiveLocalGenerator, OpenAIChatGenerator, RequestCache
+
+    if args.generator == "local":
+        return ExtractiveLocalGenerator(seed=args.seed)
+    if not args.model:
+        raise ValProbingError("--generator openai needs --model (the model name served at --endpoint)")
+    cache = args.cache or cache_root() / "in2-qa" / (re.sub(r"[^\w.-]+", "_", args.model) + ".jsonl")
+    log.info("QA cache: %s", cache)
+    return OpenAIChatGenerator(
+        base_url=args.endpoint,
+        model=args.model,
+        cache=RequestCache(cache),
+        api_key=os.environ.get(args.api_key_env),
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        concurrency=args.concurrency,
+        max_retries=args.max_retries,
+        attempts=args.attempts,
+    )
+
+
+def _probe_index(args: argparse.Namespace):  # -> ProbeIndex | None
+    from val_probing.records import FAMILIES, read_probes
+    from val_probing.training.contamination import ProbeIndex
+
+    probes = [ex for path in args.probes for ex in read_probes(path)]
+    if args.official:
+        from val_probing.official import load_official
+
+        for family in FAMILIES:
+            probes.extend(load_official(family, data=args.official))
+    if not probes:
+        log.warning("no --probes / --official given: the contamination filter is off")
+        return None
+    return ProbeIndex.build(probes)
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    from val_probing.training.assemble import LengthRange, MixtureRatios
+    from val_probing.training.dataset import (
+        SynthesisConfig,
+        read_general,
+        read_texts,
+        save_dataset,
+        synthesize,
+    )
+
+    config = SynthesisConfig(
+        n_examples=args.n_examples,
+        ratios=MixtureRatios.parse(args.mixture) if args.mixture else MixtureRatios(),
+        length=LengthRange(args.min_context, args.max_context, args.slack_tokens),
+        segment_tokens=args.segment_tokens,
+        on_missing_general=args.on_missing_general,
+        seed=args.seed,
+    )
+    texts = read_texts(args.texts)
+    general = read_general(args.general) if args.general else None
+    probes = _probe_index(args)
+    synthesis = synthesize(
+        texts,
+        _counter(args.tokenizer),
+        _generator(args),
+        config,
+        random.Random(args.seed),
+        general=general,
+        probes=probes,
+    )
+    manifest = {
+        **synthesis.manifest,
+        "sources": {
+            "texts": [str(p) for p in args.texts],
+            "general": str(args.general) if args.general else None,
+            "probes": [str(p) for p in args.probes],
+            "official": str(args.official) if args.official else None,
+        },
+    }
+    out = save_dataset(args.out, synthesis.examples, manifest, args.template, overwrite=args.overwrite)
+    counts = ", ".join(f"{k} {v}" for k, v in manifest["counts"]["produced"].items())
+    rejections = manifest["generation"]["rejections"] or "none"
+    print(f"wrote {len(synthesis.examples)} examples to {out} ({counts}); rejections: {rejections}")
+    return 0
+
+
+def find_recipe(explicit: Path | None) -> Path:
+    """The recipe given, or training/recipes/in2_sft.py in the working directory or this source checkout."""
+    if explicit is not None:
+        candidates = [explicit]
+    else:
+        candidates = [Path.cwd() / RECIPE, Path(__file__).resolve().parents[3] / RECIPE]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ValProbingError(
+        f"recipe not found ({', '.join(map(str, candidates))}): run from a clone of val-probing "
+        "or pass --recipe PATH/in2_sft.py"
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from val_probing.training.config import load_config
+
+    load_config(args.config, args.overrides)  # fail fast, before any process starts
+    recipe = find_recipe(args.recipe)
+    script = [str(recipe), "--config", str(args.config), *args.overrides]
+    if args.accelerate_config:
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(args.accelerate_config),
+            *shlex.split(args.accelerate_args),
+            *script,
+        ]
+    else:
+        cmd = [sys.executable, *script]
+    log.info("running %s", shlex.join(cmd))
+    return subprocess.run(cmd, check=False).returncode
