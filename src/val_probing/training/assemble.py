@@ -144,27 +144,29 @@ def assemble_context(
 ) -> Assembled:
     """Needed segments shuffled among random fillers: (context, context_tokens, needle positions)."""
     fillers = _draw_fillers(needed, pool, target, length, rng)
-    order: list[tuple[Segment, bool]] = [(s, False) for s in fillers]
-    for seg in needed:
-        order.insert(rng.randint(0, len(order)), (seg, True))
+    order: list[tuple[Segment, int | None]] = [(s, None) for s in fillers]
+    for k, seg in enumerate(needed):
+        order.insert(rng.randint(0, len(order)), (seg, k))
     return _join(order, counter)
 
 
-def _join(order: Sequence[tuple[Segment, bool]], counter: TokenCounter) -> Assembled:
+def _join(order: Sequence[tuple[Segment, int | None]], counter: TokenCounter) -> Assembled:
+    """Join segments; ``order`` tags each needed segment with its rank among the needed ones, and the
+    needle positions come back in that rank order (needle k = needed segment k)."""
     parts: list[str] = []
-    char_offsets: list[int] = []
-    indices: list[int] = []
+    found: list[tuple[int, int, int]] = []  # (rank, segment index, char offset)
     pos = 0
-    for i, (seg, is_needed) in enumerate(order):
-        if is_needed:
-            char_offsets.append(pos)
-            indices.append(i)
+    for i, (seg, rank) in enumerate(order):
+        if rank is not None:
+            found.append((rank, i, pos))
         parts.append(seg.text)
         pos += len(seg.text) + len(SEGMENT_SEPARATOR)
+    found.sort()
+    indices = [i for _rank, i, _pos in found]
+    char_offsets = [p for _rank, _i, p in found]
     context = SEGMENT_SEPARATOR.join(parts)
-    starts = counter.token_starts(context)
-    n_tokens = len(starts)
-    offsets = token_index_at(counter, context, char_offsets)
+    offsets = token_index_at(counter, context, [*char_offsets, len(context)])  # one tokenization
+    n_tokens = offsets.pop()
     needles = tuple(
         NeedlePosition(idx, off, off / n_tokens) for idx, off in zip(indices, offsets, strict=True)
     )
@@ -186,7 +188,7 @@ def short_context(
                 total += text_segments[j].n_tokens
                 lo, hi = (j, hi) if side < 0 else (lo, j)
                 grew = True
-    order = [(s, s.index == needed.index) for s in text_segments[lo : hi + 1]]
+    order = [(s, 0 if s.index == needed.index else None) for s in text_segments[lo : hi + 1]]
     return _join(order, counter)
 
 

@@ -382,13 +382,21 @@ class OpenAIChatGenerator:
             f"finished requests are kept in {self.cache.path}, re-run to resume"
         )
 
-    def _one(self, request: QARequest, result: GenerationResult, lock: threading.Lock) -> QAPair | None:
+    def _one(
+        self, request: QARequest, result: GenerationResult, lock: threading.Lock, stop: threading.Event
+    ) -> QAPair | None:
         messages = build_messages(request)
         for attempt in range(self.attempts):
             key = request_key(self.model, messages, {**self.params, "attempt": attempt})
             content = self.cache.get(key)
             if content is None:
-                content = self._ask(messages, attempt)
+                if stop.is_set():  # another request failed for good: send nothing more
+                    return None
+                try:
+                    content = self._ask(messages, attempt)
+                except GenerationError:
+                    stop.set()
+                    raise
                 self.cache.put(key, content)
                 with lock:
                     result.sent += 1
@@ -410,13 +418,14 @@ class OpenAIChatGenerator:
 
         result = GenerationResult()
         lock = threading.Lock()
+        stop = threading.Event()
         owns_client = self._client is None
         if owns_client:
             self._client = httpx.Client(timeout=self.timeout)
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
                 futures: dict[Future[QAPair | None], int] = {
-                    pool.submit(self._one, req, result, lock): i for i, req in enumerate(requests)
+                    pool.submit(self._one, req, result, lock, stop): i for i, req in enumerate(requests)
                 }
                 bar = tqdm(total=len(futures), desc="QA generation", disable=not self.show_progress)
                 pending = set(futures)
@@ -424,6 +433,7 @@ class OpenAIChatGenerator:
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     for fut in done:
                         if fut.exception() is not None:
+                            stop.set()
                             for other in pending:
                                 other.cancel()
                             wait(pending)  # in-flight requests finish and land in the cache

@@ -1,0 +1,341 @@
+"""IN2 data synthesis: segmentation, context assembly, mixture, contamination filter, saved dataset."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from val_probing.errors import ValProbingError
+from val_probing.records import ProbeExample, RecordError
+from val_probing.tokens import WhitespaceCounter
+from val_probing.training.assemble import (
+    ContextRangeError,
+    LengthRange,
+    MixtureRatios,
+    assemble_context,
+    plan_counts,
+    short_context,
+    spread_targets,
+)
+from val_probing.training.contamination import ProbeIndex, filter_texts, normalise_words
+from val_probing.training.dataset import (
+    FILM_PROMPT,
+    SynthesisConfig,
+    read_general,
+    read_texts,
+    save_dataset,
+    synthesize,
+    to_row,
+)
+from val_probing.training.qa import ExtractiveLocalGenerator
+from val_probing.training.segment import RawText, Segment, segment_corpus, segment_text, split_paragraphs
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "film-pieces"
+WS = WhitespaceCounter()
+_VOCAB = (
+    "river stone light ancient market harbor signal winter copper garden theory engine window silver "
+    "mountain letter voice paper orbit valley bridge forest candle marble planet thunder velvet island "
+    "compass lantern meadow falcon crystal ember glacier harvest journal kettle ladder mirror needle "
+    "oyster pepper quartz ribbon saddle tunnel umbrella violin walnut yarrow zephyr anchor basket cedar"
+).split()
+
+
+def make_sentence(rng: random.Random, n_words: int = 12) -> str:
+    return " ".join(rng.choice(_VOCAB) for _ in range(n_words)).capitalize() + "."
+
+
+def make_corpus(n_texts: int, paragraphs: int, rng: random.Random, sentences: int = 3) -> list[RawText]:
+    """Texts of random sentences: every word 10-gram is unique to its text (no accidental overlap)."""
+    return [
+        RawText(
+            f"text{t}",
+            "\n\n".join(" ".join(make_sentence(rng) for _ in range(sentences)) for _ in range(paragraphs)),
+        )
+        for t in range(n_texts)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- segmentation
+
+
+def test_algorithm_1_accumulates_paragraphs_and_the_tail_joins_the_last_segment() -> None:
+    # paragraphs of 50, 50, 40 | 100, 30 | 20 (tail: joins the last segment) tokens, min 128
+    sizes = [50, 50, 40, 100, 30, 20]
+    text = "\n\n".join(" ".join(f"p{i}w{j}" for j in range(n)) for i, n in enumerate(sizes))
+    segs = segment_text(RawText("t", text), WS, min_tokens=128)
+    assert [s.n_tokens for s in segs] == [140, 150]
+    assert [s.index for s in segs] == [0, 1]
+    assert segs[1].text.split("\n")[-1].startswith("p5w0")  # the short tail is in the last segment
+    assert " ".join(s.text.replace("\n", " ") for s in segs).split() == text.split()  # nothing lost
+
+
+def test_text_shorter_than_a_segment_gives_none_and_is_reported() -> None:
+    short = RawText("short", "only a few words here")
+    assert segment_text(short, WS, min_tokens=128) == []
+    corpus = make_corpus(2, 20, random.Random(0))
+    seg = segment_corpus([*corpus, short], WS, min_tokens=128)
+    assert seg.too_short == ("short",)
+    assert {s.text_id for s in seg.segments} == {"text0", "text1"}
+    assert all(s.n_tokens >= 128 for s in seg.segments)
+
+
+def test_paragraphs_split_on_blank_lines_else_on_newlines() -> None:
+    assert split_paragraphs("a b\nc\n\n  \n d e ") == ["a b\nc", "d e"]
+    assert split_paragraphs("a\nb\n\nc") == ["a\nb", "c"]
+    assert split_paragraphs("x\ny\nz") == ["x", "y", "z"]
+
+
+@pytest.mark.parametrize("texts", [[], [RawText("a", "tiny"), RawText("b", "")]])
+def test_empty_or_tiny_corpus_is_a_clear_error(texts: list[RawText]) -> None:
+    with pytest.raises(ValProbingError, match="empty|no text of the corpus"):
+        segment_corpus(texts, WS, min_tokens=128)
+
+
+# ---------------------------------------------------------------------------------------------- assembly
+
+
+def test_targets_are_spread_evenly_over_the_range() -> None:
+    length = LengthRange(4096, 32768)
+    targets = spread_targets(80, length, random.Random(0))
+    assert all(4096 <= t <= 32768 for t in targets)
+    per_bin = [sum(4096 + 3584 * i <= t < 4096 + 3584 * (i + 1) for t in targets) for i in range(8)]
+    assert per_bin == [10] * 8  # stratified: exactly even
+
+
+def _segments(n: int, tokens: int, rng: random.Random) -> list[Segment]:
+    return [
+        Segment(f"t{i}", 0, " ".join(rng.choice(_VOCAB) for _ in range(tokens)), tokens) for i in range(n)
+    ]
+
+
+def test_context_holds_the_needed_segments_at_recorded_positions() -> None:
+    rng = random.Random(1)
+    pool = _segments(200, 130, rng)
+    needed = [Segment("needA", 0, "alpha " * 130, 130), Segment("needB", 3, "beta " * 140, 140)]
+    length = LengthRange(2000, 3000, slack_tokens=200)
+    assembled = assemble_context(needed, pool, 2500, WS, length, rng)
+    words = assembled.context.split()
+    assert assembled.context_tokens == len(words)
+    assert 2300 <= assembled.context_tokens <= 2700
+    assert len(assembled.needles) == 2
+    parts = assembled.context.split("\n\n")
+    assert len(parts) == assembled.n_segments
+    for needle, seg in zip(assembled.needles, needed, strict=True):
+        assert parts[needle.segment_index] == seg.text
+        assert words[needle.token_offset] == seg.text.split()[0]
+        assert needle.depth == pytest.approx(needle.token_offset / assembled.context_tokens)
+    # no filler comes from the text of a needed segment, and no segment appears twice
+    assert len(set(parts)) == len(parts)
+
+
+def test_needles_land_at_every_depth() -> None:
+    rng = random.Random(2)
+    pool = _segments(300, 130, rng)
+    depths = []
+    for _ in range(60):
+        needed = [Segment("need", 0, "needle " * 130, 130)]
+        depths.append(assemble_context(needed, pool, 3000, WS, LengthRange(2000, 4000), rng).needles[0].depth)
+    assert min(depths) < 0.15 and max(depths) > 0.8
+
+
+def test_a_corpus_too_small_for_the_range_is_an_error() -> None:
+    rng = random.Random(0)
+    pool = _segments(5, 130, rng)
+    needed = [Segment("need", 0, "x " * 130, 130)]
+    with pytest.raises(ContextRangeError, match="could not fill"):
+        assemble_context(needed, pool, 4000, WS, LengthRange(4000, 8000, max_rejections=500), rng)
+    with pytest.raises(ContextRangeError, match="needed segments alone"):
+        assemble_context(needed * 3, pool, 300, WS, LengthRange(200, 300, slack_tokens=50), rng)
+
+
+def test_short_context_is_the_original_text_around_the_segment() -> None:
+    rng = random.Random(3)
+    text = make_corpus(1, 30, rng)[0]
+    segs = segment_text(text, WS, min_tokens=64)
+    target = segs[len(segs) // 2]
+    assembled = short_context(target, segs, 400, WS)
+    assert assembled.context_tokens <= 400
+    assert target.text in assembled.context
+    (needle,) = assembled.needles
+    assert assembled.context.split()[needle.token_offset] == target.text.split()[0]
+    assert (
+        assembled.context.replace("\n", " ").split()
+        == " ".join(s.text for s in segs if s.text in assembled.context).split()
+    )  # contiguous, in the original order
+
+
+# ---------------------------------------------------------------------------------------------- mixture
+
+
+def test_default_mixture_is_the_papers_and_counts_sum_to_the_total() -> None:
+    counts = plan_counts(1_750_000, MixtureRatios())
+    assert counts == {
+        "fine_grained": 1_102_500,
+        "integration": 297_500,
+        "short_context": 157_500,
+        "general": 192_500,
+    }
+    odd = plan_counts(7, MixtureRatios())
+    assert sum(odd.values()) == 7
+
+
+def test_mixture_parse_validate_and_renormalise() -> None:
+    mix = MixtureRatios.parse("fine_grained=0.5,integration=0.5")
+    assert mix.as_dict() == {"fine_grained": 0.5, "integration": 0.5, "short_context": 0.0, "general": 0.0}
+    with pytest.raises(ValProbingError, match="sum to 1"):
+        MixtureRatios.parse("fine_grained=0.5")
+    with pytest.raises(ValProbingError, match="KIND=RATIO"):
+        MixtureRatios.parse("finegrained=1")
+    renorm = MixtureRatios().without_general().as_dict()
+    assert renorm["general"] == 0 and sum(renorm.values()) == pytest.approx(1)
+    assert renorm["fine_grained"] == pytest.approx(0.63 / 0.89)
+
+
+# ---------------------------------------------------------------------------------------------- contamination
+
+
+def _probe(context: str, answer: str = "gold answer") -> ProbeExample:
+    return ProbeExample(
+        "document",
+        0,
+        0,
+        1,
+        0,
+        len(context.split()),
+        "whitespace",
+        context,
+        "In above context, which sentence contains the piece?",
+        "key",
+        answer,
+    )
+
+
+def test_texts_sharing_a_10_gram_with_a_probe_are_dropped() -> None:
+    rng = random.Random(4)
+    corpus = make_corpus(6, 4, rng)
+    leaked = " ".join(corpus[2].text.split()[20:30])  # exactly 10 words of text2
+    nine = " ".join(corpus[4].text.split()[5:14])  # only 9 words of text4: not a hit
+    index = ProbeIndex.build([_probe(f"Some probe. {leaked.upper()}!! more"), _probe(f"x {nine} y")])
+    kept, report = filter_texts(corpus, index)
+    assert report.dropped_ids == ("text2",)
+    assert [t.text_id for t in kept] == ["text0", "text1", "text3", "text4", "text5"]
+    assert report.to_dict()["texts_kept"] == 5 and report.n_probe_contexts == 2
+    assert normalise_words("Hello, World!  it's") == ["hello", "world", "it", "s"]
+    with pytest.raises(ValProbingError, match="empty"):
+        ProbeIndex.build([])
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared film-pieces data absent")
+def test_contamination_against_probes_built_from_the_authors_pool() -> None:
+    sentences = [json.loads(line)["sentence"] for line in (SHARED / "document_sentences.jsonl").open()][:400]
+    texts = [RawText(f"doc{i}", " ".join(sentences[i * 20 : i * 20 + 20])) for i in range(20)]
+    # a probe whose context holds sentences 100..119 (text 5) and 300..302 (inside text 15)
+    probe = _probe(" ".join(sentences[100:120] + sentences[300:303]), answer=sentences[301])
+    _kept, report = filter_texts(texts, ProbeIndex.build([probe]))
+    assert set(report.dropped_ids) == {"doc5", "doc15"}
+
+
+# ---------------------------------------------------------------------------------------------- pipeline + output
+
+
+def _config(n: int, **kw: object) -> SynthesisConfig:
+    base = {"length": LengthRange(300, 600, slack_tokens=100), "segment_tokens": 64}
+    return SynthesisConfig(n_examples=n, **{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_synthesis_is_deterministic_and_follows_the_mixture(tmp_path: Path) -> None:
+    corpus = make_corpus(30, 12, random.Random(5))
+    general_file = tmp_path / "orca.jsonl"
+    general_file.write_text(
+        "".join(
+            json.dumps({"system_prompt": "Be brief.", "question": f"Q{i}?", "response": f"A{i}"}) + "\n"
+            for i in range(10)
+        )
+    )
+    general = read_general(general_file)
+    runs = [
+        synthesize(corpus, WS, ExtractiveLocalGenerator(), _config(40), random.Random(7), general=general)
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    syn = runs[0]
+    assert syn.manifest["counts"]["planned"] == {
+        "fine_grained": 25,
+        "integration": 7,
+        "short_context": 4,
+        "general": 4,
+    }
+    assert syn.manifest["counts"]["produced"] == syn.manifest["counts"]["planned"]
+    for ex in syn.examples:
+        if ex.kind in ("fine_grained", "integration"):
+            assert 200 <= ex.context_tokens <= 700
+            assert len(ex.needles) == (1 if ex.kind == "fine_grained" else len(ex.sources))
+        if ex.kind == "short_context":
+            assert ex.context_tokens <= 300
+        if ex.kind == "general":
+            assert ex.context is None and ex.system == "Be brief."
+    depth_total = sum(b["count"] for b in syn.manifest["needle_depth_histogram"])
+    assert depth_total == sum(len(ex.needles) for ex in syn.examples)
+
+
+def test_missing_general_data_renormalises_or_errors() -> None:
+    corpus = make_corpus(30, 12, random.Random(6))
+    syn = synthesize(corpus, WS, ExtractiveLocalGenerator(), _config(20), random.Random(0))
+    assert syn.manifest["counts"]["planned"]["general"] == 0
+    assert sum(syn.manifest["counts"]["planned"].values()) == 20
+    assert "renormalised" in syn.manifest["mixture"]["note"]
+    with pytest.raises(ValProbingError, match="no --general"):
+        synthesize(
+            corpus, WS, ExtractiveLocalGenerator(), _config(20, on_missing_general="error"), random.Random(0)
+        )
+
+
+def test_more_questions_than_segments_is_an_error() -> None:
+    corpus = make_corpus(2, 6, random.Random(7))
+    with pytest.raises(ValProbingError, match="fewer than the"):
+        synthesize(corpus, WS, ExtractiveLocalGenerator(), _config(500), random.Random(0))
+
+
+def test_saved_dataset_has_film_prompts_and_a_manifest(tmp_path: Path) -> None:
+    from datasets import load_from_disk
+
+    corpus = make_corpus(30, 12, random.Random(8))
+    syn = synthesize(corpus, WS, ExtractiveLocalGenerator(), _config(12), random.Random(0))
+    out = save_dataset(tmp_path / "data", syn.examples, syn.manifest, "film")
+    ds = load_from_disk(str(out))
+    assert len(ds) == 12
+    row = ds[0]
+    ex = syn.examples[0]
+    assert row["prompt"] == FILM_PROMPT.format(context=ex.context, instruction=ex.instruction)
+    assert row["completion"] == " " + ex.answer
+    assert row["needle_token_offsets"] == [n.token_offset for n in ex.needles]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["template"] == "film" and manifest["generator"]["kind"] == "extractive-local"
+    with pytest.raises(ValProbingError, match="exists"):
+        save_dataset(out, syn.examples, syn.manifest, "film")
+    assert not (tmp_path / "data.tmp").exists()
+    chat = to_row(ex, "chat")
+    assert chat["prompt"][0]["role"] == "user" and chat["completion"] == [
+        {"role": "assistant", "content": ex.answer}
+    ]
+
+
+def test_inputs_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "texts.jsonl"
+    bad.write_text(json.dumps({"text": "fine"}) + "\n" + json.dumps({"body": "x"}) + "\n")
+    with pytest.raises(RecordError, match=r"texts\.jsonl:2: field 'text'"):
+        read_texts([bad])
+    with pytest.raises(ValProbingError, match="no such file"):
+        read_texts([tmp_path / "missing"])
+    general = tmp_path / "g.jsonl"
+    general.write_text(json.dumps({"question": "q?", "answer": "a"}) + "\n")
+    with pytest.raises(RecordError, match=r"g\.jsonl:1: expected fields"):
+        read_general(general)
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_text("one text")
+    (folder / "b.jsonl").write_text(json.dumps({"text": "two", "id": "x"}) + "\n")
+    assert [t.text for t in read_texts([folder])] == ["one text", "two"]

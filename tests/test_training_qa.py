@@ -1,0 +1,245 @@
+"""QA generation: the checks, the local generator, and the OpenAI-compatible client against a fake server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from val_probing.training.qa import (
+    ExtractiveLocalGenerator,
+    GenerationError,
+    OpenAIChatGenerator,
+    QARequest,
+    Rejected,
+    RequestCache,
+    build_messages,
+    validate_generation,
+)
+from val_probing.training.segment import Segment
+
+SEG = Segment(
+    "doc", 0, "The harbor of Velm was rebuilt in 1871 after the copper fire destroyed the old docks.", 20
+)
+SEG2 = Segment(
+    "doc", 1, "Its lighthouse keeper, Ana Roth, logged forty-one storms in the winter of 1880 alone.", 20
+)
+GOOD = json.dumps({"question": "When was the harbor of Velm rebuilt?", "answer": "It was rebuilt in 1871."})
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty_response"),
+        ("Sure! Here is a question about the harbor.", "unparsable"),
+        ("[1, 2]", "not_an_object"),
+        ('{"q": "x?", "a": "y"}', "missing_field"),
+        ('{"question": " ", "answer": "y"}', "empty_field"),
+        ('{"question": "When was it rebuilt", "answer": "1871"}', "no_question_mark"),
+        (json.dumps({"question": "What happened?", "answer": SEG.text}), "answer_copies_segment"),
+        (json.dumps({"question": "What happened?", "answer": "What happened"}), "answer_repeats_question"),
+    ],
+)
+def test_malformed_generations_are_rejected_with_a_reason(raw: str, reason: str) -> None:
+    with pytest.raises(Rejected) as info:
+        validate_generation(raw, [SEG])
+    assert info.value.reason == reason
+
+
+def test_good_generations_pass_even_inside_a_code_fence_or_prose() -> None:
+    assert validate_generation(GOOD, [SEG]).answer == "It was rebuilt in 1871."
+    assert validate_generation(f"```json\n{GOOD}\n```", [SEG]).question.endswith("?")
+    assert validate_generation(f"Here you go: {GOOD} Hope it helps.", [SEG]).answer.startswith("It was")
+
+
+def test_instructions_carry_the_segments() -> None:
+    (fine,) = build_messages(QARequest("fine_grained", (SEG,)))
+    assert SEG.text in fine["content"] and "own words" in fine["content"] and '"question"' in fine["content"]
+    (inte,) = build_messages(QARequest("integration", (SEG, SEG2)))
+    assert "AT LEAST TWO" in inte["content"] and "### Segment 2:" in inte["content"]
+    assert SEG2.text in inte["content"]
+    with pytest.raises(ValueError, match="at least two"):
+        QARequest("integration", (SEG,))
+
+
+def test_local_generator_is_deterministic_and_extractive() -> None:
+    two = Segment("doc", 2, f"{SEG.text} {SEG2.text}", 40)
+    other = Segment(
+        "log", 0, "The keeper wrote every entry in green ink. Her last entry was made in 1893.", 20
+    )
+    requests = [QARequest("fine_grained", (two,)), QARequest("integration", (two, other))]
+    first = ExtractiveLocalGenerator(seed=3).generate(requests)
+    assert first.pairs == ExtractiveLocalGenerator(seed=3).generate(requests).pairs
+    assert first.pairs[0].answer in (SEG.text, SEG2.text)  # one sentence of the segment, quoted
+    phrase = first.pairs[0].question.split('"')[1]
+    assert len(phrase.split()) == 5 and phrase in first.pairs[0].answer
+    answer = first.pairs[1].answer  # one sentence from each segment
+    assert (SEG.text in answer) != (SEG2.text in answer)
+    assert ("green ink" in answer) != ("1893" in answer)
+    # a one-sentence segment would be quoted whole: rejected like any copied segment
+    single = ExtractiveLocalGenerator().generate([QARequest("fine_grained", (SEG,))])
+    assert single.pairs == {} and single.rejections == {"answer_copies_segment": 1} and single.gave_up == 1
+
+
+# ---------------------------------------------------------------------------------------------- fake endpoint
+
+
+class FakeOpenAI:
+    """A scripted /v1/chat/completions: each script entry is an HTTP status or a content string; after the
+    script, every request gets a good JSON answer (or ``then`` when it is set)."""
+
+    def __init__(self, script: list[int | str], then: int | str | None = None) -> None:
+        self.script = list(script)
+        self.then = then
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with owner.lock:
+                    owner.requests.append(
+                        {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
+                    )
+                    step = owner.script.pop(0) if owner.script else owner.then
+                if step is None:
+                    question = f"What is said in request {len(owner.requests)}?"
+                    step = json.dumps({"question": question, "answer": "Something specific, in other words."})
+                if isinstance(step, int):
+                    self.send_response(step)
+                    self.send_header("Retry-After", "0")
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "scripted"}')
+                    return
+                payload = json.dumps(
+                    {"choices": [{"message": {"role": "assistant", "content": step}}]}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeOpenAI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def segments() -> Iterator[list[Segment]]:
+    yield [
+        Segment("doc", i, f"Segment number {i} tells that the bell rang {i} times at dawn.", 15)
+        for i in range(6)
+    ]
+
+
+def _client(url: str, cache: Path, delays: list[float], **kw: object) -> OpenAIChatGenerator:
+    return OpenAIChatGenerator(
+        base_url=url,
+        model="fake-model",
+        cache=RequestCache(cache),
+        api_key="sk-test",
+        backoff_base=0.01,
+        sleep=delays.append,
+        show_progress=False,
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def test_errors_then_garbage_then_good_json(tmp_path: Path) -> None:
+    delays: list[float] = []
+    request = QARequest("fine_grained", (SEG,))
+    with FakeOpenAI([500, 429, "this is not json"]) as server:
+        gen = _client(server.url, tmp_path / "cache.jsonl", delays, concurrency=1)
+        result = gen.generate([request])
+        assert len(server.requests) == 4  # 500, 429, garbage, good
+    assert delays == [0.01, 0.02]  # exponential backoff on the two errors
+    assert result.rejections == {"unparsable": 1}
+    assert result.pairs[0].question == "What is said in request 4?"
+    assert (result.sent, result.cached, result.gave_up) == (2, 0, 0)
+    body = server.requests[0]["body"]
+    assert (
+        server.requests[0]["path"] == "/v1/chat/completions"
+        and server.requests[0]["auth"] == "Bearer sk-test"
+    )
+    assert body["model"] == "fake-model" and body["messages"] == build_messages(request)
+    assert server.requests[3]["body"]["seed"] == 1  # the re-ask after a rejection asks for another sample
+
+    # a re-run reads both generations from the cache and sends nothing
+    with FakeOpenAI([], then=500) as again:
+        rerun = _client(again.url, tmp_path / "cache.jsonl", []).generate([request])
+        assert again.requests == []
+    assert rerun.pairs == result.pairs and (rerun.sent, rerun.cached) == (0, 2)
+    assert rerun.rejections == {"unparsable": 1}
+
+
+def test_endpoint_that_keeps_failing_keeps_partial_work(tmp_path: Path, segments: list[Segment]) -> None:
+    requests = [QARequest("fine_grained", (s,)) for s in segments]
+    cache = tmp_path / "cache.jsonl"
+    good = [
+        json.dumps({"question": f"How often did bell {i} ring?", "answer": f"{i} times."}) for i in range(3)
+    ]
+    with FakeOpenAI(good, then=503) as server:
+        with pytest.raises(GenerationError, match=r"gave up after 3 tries.*re-run to resume"):
+            _client(server.url, cache, [], concurrency=1, max_retries=2).generate(requests)
+        assert len(server.requests) == 3 + 3  # three answers, then one request tried three times
+    assert len(RequestCache(cache)) == 3
+    # the endpoint is back: only the missing requests are sent
+    with FakeOpenAI([]) as server:
+        result = _client(server.url, cache, [], concurrency=3).generate(requests)
+        assert len(server.requests) == 3
+    assert len(result.pairs) == 6 and (result.sent, result.cached) == (3, 3)
+
+
+def test_garbage_forever_gives_up_after_the_attempts_and_counts(
+    tmp_path: Path, segments: list[Segment]
+) -> None:
+    requests = [QARequest("fine_grained", (s,)) for s in segments[:2]]
+    with FakeOpenAI([], then="I cannot help with that.") as server:
+        result = _client(server.url, tmp_path / "c.jsonl", [], attempts=3, concurrency=2).generate(requests)
+        assert len(server.requests) == 6
+    assert result.pairs == {} and result.gave_up == 2 and result.rejections == {"unparsable": 6}
+
+
+def test_client_errors_stop_at_once_with_a_clear_message(tmp_path: Path) -> None:
+    with FakeOpenAI([], then=401) as server:
+        with pytest.raises(GenerationError, match=r"HTTP 401 for model 'fake-model'.*--endpoint, --model"):
+            _client(server.url, tmp_path / "c.jsonl", []).generate([QARequest("fine_grained", (SEG,))])
+        assert len(server.requests) == 1
+
+
+def test_unreachable_endpoint_is_retried_then_reported(tmp_path: Path) -> None:
+    delays: list[float] = []
+    gen = _client("http://127.0.0.1:9/v1", tmp_path / "c.jsonl", delays, max_retries=2, timeout=2.0)
+    with pytest.raises(GenerationError, match="ConnectError"):
+        gen.generate([QARequest("fine_grained", (SEG,))])
+    assert delays == [0.01, 0.02]
+
+
+def test_cache_survives_a_line_cut_by_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "cache.jsonl"
+    cache = RequestCache(path)
+    cache.put("k1", "v1")
+    with path.open("a") as handle:
+        handle.write('{"key": "k2", "cont')  # crash mid-write
+    reloaded = RequestCache(path)
+    assert reloaded.get("k1") == "v1" and reloaded.get("k2") is None and len(reloaded) == 1
