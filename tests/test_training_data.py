@@ -35,12 +35,63 @@ from val_probing.training.segment import RawText, Segment, segment_corpus, segme
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "film-pieces"
 WS = WhitespaceCounter()
-_VOCAB = (
-    "river stone light ancient market harbor signal winter copper garden theory engine window silver "
-    "mountain letter voice paper orbit valley bridge forest candle marble planet thunder velvet island "
-    "compass lantern meadow falcon crystal ember glacier harvest journal kettle ladder mirror needle "
-    "oyster pepper quartz ribbon saddle tunnel umbrella violin walnut yarrow zephyr anchor basket cedar"
-).split()
+_VOCAB = [
+    "river",
+    "stone",
+    "light",
+    "ancient",
+    "market",
+    "harbor",
+    "signal",
+    "winter",
+    "copper",
+    "garden",
+    "theory",
+    "engine",
+    "window",
+    "silver",
+    "mountain",
+    "letter",
+    "voice",
+    "paper",
+    "orbit",
+    "valley",
+    "bridge",
+    "forest",
+    "candle",
+    "marble",
+    "planet",
+    "thunder",
+    "velvet",
+    "island",
+    "compass",
+    "lantern",
+    "meadow",
+    "falcon",
+    "crystal",
+    "ember",
+    "glacier",
+    "harvest",
+    "journal",
+    "kettle",
+    "ladder",
+    "mirror",
+    "needle",
+    "oyster",
+    "pepper",
+    "quartz",
+    "ribbon",
+    "saddle",
+    "tunnel",
+    "umbrella",
+    "violin",
+    "walnut",
+    "yarrow",
+    "zephyr",
+    "anchor",
+    "basket",
+    "cedar",
+]
 
 
 def make_sentence(rng: random.Random, n_words: int = 12) -> str:
@@ -90,7 +141,7 @@ def test_paragraphs_split_on_blank_lines_else_on_newlines() -> None:
 
 @pytest.mark.parametrize("texts", [[], [RawText("a", "tiny"), RawText("b", "")]])
 def test_empty_or_tiny_corpus_is_a_clear_error(texts: list[RawText]) -> None:
-    with pytest.raises(ValProbingError, match="empty|no text of the corpus"):
+    with pytest.raises(ValProbingError, match=r"empty|no text of the corpus"):
         segment_corpus(texts, WS, min_tokens=128)
 
 
@@ -238,7 +289,7 @@ def test_contamination_against_probes_built_from_the_authors_pool() -> None:
     assert set(report.dropped_ids) == {"doc5", "doc15"}
 
 
-# ---------------------------------------------------------------------------------------------- pipeline + output
+# ------------------------------------------------------------------------------------- pipeline + output
 
 
 def _config(n: int, **kw: object) -> SynthesisConfig:
