@@ -1,0 +1,341 @@
+"""The IN2 SFT recipe on CPU: config checks, completion-only labels, a real loss decrease, a checkpoint that
+reloads and generates, over-long examples refused, the FSDP configs, and the `val-probing train` command."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from val_probing.errors import ValProbingError
+from val_probing.training.config import OverLengthError, check_lengths, load_config, verify_prepared
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "training" / "configs"
+TINY_CONFIG = CONFIGS / "in2_tiny_cpu.yaml"
+
+
+def _load_recipe() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("in2_sft", ROOT / "training" / "recipes" / "in2_sft.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+recipe = _load_recipe()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's session fixture when conftest.py provides it, else a tiny random Llama made here."""
+    if "tiny_llama_dir" in request.fixturenames or request.config.pluginmanager.hasplugin("conftest"):
+        try:
+            return Path(request.getfixturevalue("tiny_llama_dir"))
+        except pytest.FixtureLookupError:
+            pass
+    from val_probing.embedded import make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _synthesize(out: Path, template: str, n: int = 8) -> Path:
+    """A small IN2 set at ~256-token contexts with the real (SmolLM2) tokenizer and the local generator."""
+    from test_training_data import make_corpus
+    from val_probing.embedded import embedded_tokenizer_dir
+    from val_probing.tokens import HFTokenCounter
+    from val_probing.training.assemble import LengthRange, MixtureRatios
+    from val_probing.training.dataset import SynthesisConfig, save_dataset, synthesize
+    from val_probing.training.qa import ExtractiveLocalGenerator
+
+    counter = HFTokenCounter.load(str(embedded_tokenizer_dir()))
+    config = SynthesisConfig(
+        n_examples=n,
+        ratios=MixtureRatios(fine_grained=0.75, integration=0.25, short_context=0.0, general=0.0),
+        length=LengthRange(192, 256, slack_tokens=48),
+        segment_tokens=48,
+        integration_segments=(2, 2),
+    )
+    corpus = make_corpus(12, 8, random.Random(0), sentences=2)
+    syn = synthesize(corpus, counter, ExtractiveLocalGenerator(), config, random.Random(0))
+    return save_dataset(out, syn.examples, syn.manifest, template)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def film_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _synthesize(tmp_path_factory.mktemp("in2") / "film", "film")
+
+
+def _config(model: Path, data: Path, out: Path, *extra: str) -> Any:
+    return load_config(TINY_CONFIG, [f"model={model}", f"dataset={data}", f"output_dir={out}", *extra])
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def test_paper_config_has_the_papers_settings() -> None:
+    cfg = load_config(CONFIGS / "in2_mistral7b.yaml", ["dataset=/data/in2"])
+    assert cfg.model == "mistralai/Mistral-7B-Instruct-v0.2"
+    assert (cfg.global_batch_size, cfg.learning_rate, cfg.lr_scheduler_type) == (128, 1e-6, "cosine")
+    assert (cfg.warmup_ratio, cfg.num_train_epochs, cfg.max_steps) == (0.03, 1, None)
+    assert cfg.gradient_accumulation(world_size=128) == 1  # 16 nodes x 8 GPUs
+    assert cfg.gradient_accumulation(world_size=8) == 16
+    assert not cfg.use_liger_kernel and cfg.attn_implementation is None
+
+
+def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
+    with pytest.raises(ValProbingError, match=r"in2_mistral7b\.yaml: set dataset"):
+        load_config(CONFIGS / "in2_mistral7b.yaml")
+    with pytest.raises(ValProbingError, match=r"unknown setting.*lerning_rate"):
+        load_config(CONFIGS / "in2_mistral7b.yaml", ["dataset=x", "lerning_rate=1"])
+    cfg = load_config(CONFIGS / "in2_mistral7b.yaml", ["dataset=x", "gradient_accumulation_steps=4"])
+    with pytest.raises(ValProbingError, match=r"= 32, not global_batch_size=128"):
+        cfg.gradient_accumulation(world_size=8)
+    assert (
+        load_config(CONFIGS / "in2_tiny_cpu.yaml", ["dataset=x", "learning_rate=1e-3"]).learning_rate == 1e-3
+    )
+    with pytest.raises(ValProbingError, match=r"max_steps: expected int/NoneType, got 'ten'"):
+        load_config(CONFIGS / "in2_tiny_cpu.yaml", ["dataset=x", "max_steps=ten"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ValProbingError, match=r"bad\.yaml: malformed YAML"):
+        load_config(bad)
+
+
+def test_over_long_examples_are_listed_and_refused() -> None:
+    assert check_lengths([10, 30, 20], 30) == 30
+    with pytest.raises(
+        OverLengthError, match=r"2 of 4 examples exceed max_length_limit=25.*#1 \(30 tokens\), #3"
+    ):
+        check_lengths([10, 30, 20, 26], 25)
+    with pytest.raises(ValProbingError, match="dropped"):
+        verify_prepared([5, 6], [5, 6, 7])
+    with pytest.raises(ValProbingError, match=r"first: #1, 5 vs 6"):
+        verify_prepared([5, 5], [5, 6])
+
+
+def test_fsdp_configs_build_the_expected_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils import dataclasses as acc_dataclasses
+    from accelerate.utils.launch import prepare_multi_gpu_env
+    from torch.distributed.fsdp import ShardingStrategy
+
+    # sync_module_states asks for the current GPU: pretend there is one (construction only)
+    monkeypatch.setattr(acc_dataclasses, "is_cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    for name, offload in (
+        ("accelerate_fsdp_mistral7b_16x8.yaml", False),
+        ("accelerate_fsdp_mistral7b_16x8_cpu_offload.yaml", True),
+    ):
+        path = CONFIGS / name
+        args = launch_command_parser().parse_args(["--config_file", str(path), "train.py"])
+        args, _defaults, _mp = _validate_launch_command(args)
+        assert args.use_fsdp and (args.num_machines, args.num_processes) == (16, 128)
+        env = prepare_multi_gpu_env(args)
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                m.setenv(key, value)
+            plugin = FullyShardedDataParallelPlugin()
+        assert plugin.sharding_strategy == ShardingStrategy.FULL_SHARD
+        assert plugin.auto_wrap_policy.__name__ == "transformer_auto_wrap_policy"
+        assert plugin.transformer_cls_names_to_wrap == ["MistralDecoderLayer"]
+        assert bool(plugin.cpu_offload.offload_params) is offload
+        assert plugin.activation_checkpointing is True
+        assert "accelerate launch --config_file training/configs/" + name in path.read_text()
+
+
+# ---------------------------------------------------------------------------------------------- CPU training
+
+
+def test_labels_are_masked_on_the_prompt_and_nowhere_else(
+    tiny_model: Path, film_data: Path, tmp_path: Path
+) -> None:
+    trainer, lengths = recipe.build_trainer(_config(tiny_model, film_data, tmp_path / "run"))
+    tok = trainer.processing_class
+    assert trainer.args.max_length == max(lengths) and max(lengths) > 200
+    rows = [trainer.train_dataset[i] for i in range(4)]
+    batch = trainer.data_collator(rows)
+    raw = __import__("datasets").load_from_disk(str(film_data))
+    for j in range(4):
+        n = lengths[j]
+        n_prompt = len(tok(text=raw[j]["prompt"])["input_ids"])
+        ids, labels = batch["input_ids"][j].tolist(), batch["labels"][j].tolist()
+        assert labels[:n_prompt] == [-100] * n_prompt
+        assert labels[n_prompt:n] == ids[n_prompt:n] and -100 not in labels[n_prompt:n]
+        assert ids[n - 1] == tok.eos_token_id  # the answer ends with EOS, and EOS is learned
+        assert tok.decode(ids[n_prompt : n - 1]).strip() == raw[j]["completion"].strip()
+        assert labels[n:] == [-100] * (len(labels) - n)  # padding
+        assert batch["attention_mask"][j].tolist()[n:] == [0] * (len(labels) - n)
+
+
+def test_chat_template_data_is_masked_the_same_way(tiny_model: Path, tmp_path: Path) -> None:
+    data = _synthesize(tmp_path / "chat", "chat", n=4)
+    trainer, lengths = recipe.build_trainer(_config(tiny_model, data, tmp_path / "run"))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    tok = trainer.processing_class
+    for j in range(2):
+        labels = batch["labels"][j].tolist()[: lengths[j]]
+        first = next(i for i, label in enumerate(labels) if label != -100)
+        assert "<|im_start|>assistant" in tok.decode(batch["input_ids"][j][:first])
+        assert -100 not in labels[first:]
+
+
+def test_over_long_examples_stop_the_run(tiny_model: Path, film_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(OverLengthError, match=r"examples exceed max_length_limit=200 tokens: #"):
+        recipe.main(
+            [
+                "--config",
+                str(TINY_CONFIG),
+                f"model={tiny_model}",
+                f"dataset={film_data}",
+                f"output_dir={tmp_path / 'run'}",
+                "max_length_limit=200",
+            ]
+        )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model: Path, film_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few dozen steps at a raised learning rate on a fixed set of 4 examples."""
+    out = tmp_path_factory.mktemp("trained")
+    recipe.main(
+        [
+            "--config",
+            str(TINY_CONFIG),
+            f"model={tiny_model}",
+            f"dataset={film_data}",
+            f"output_dir={out}",
+            "limit=4",
+            "global_batch_size=4",
+            "per_device_train_batch_size=4",
+            "max_steps=24",
+            "learning_rate=1e-3",
+            "warmup_ratio=0",
+            "lr_scheduler_type=constant",
+        ]
+    )
+    return out
+
+
+def test_loss_goes_down(trained: Path) -> None:
+    summary = json.loads((trained / "train_summary.json").read_text())
+    losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
+    assert summary["global_step"] == 24 and len(losses) == 24
+    assert sum(losses[-3:]) / 3 < losses[0] - 2.0, losses  # a real decrease, not noise
+    assert summary["max_length"] == max(summary["max_length"], 200)
+
+
+def test_checkpoint_reloads_and_generates(trained: Path, film_data: Path) -> None:
+    import torch
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    final = trained / "final"
+    model = AutoModelForCausalLM.from_pretrained(final)
+    tok = AutoTokenizer.from_pretrained(final)
+    row = load_from_disk(str(film_data))[0]
+    inputs = tok(row["prompt"], return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    # the memorised training answer is now more likely than before training
+    answer_ids = tok(text=row["prompt"] + row["completion"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        loss = model(input_ids=answer_ids, labels=answer_ids).loss.item()
+    assert loss < 9.0
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "val_probing.cli", "train", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_train_synthesize_command(tmp_path: Path) -> None:
+    from test_training_data import make_corpus
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for text in make_corpus(20, 10, random.Random(1)):
+        (corpus / f"{text.text_id}.txt").write_text(text.text)
+    out = tmp_path / "data"
+    args = [
+        "synthesize",
+        "--texts",
+        str(corpus),
+        "--tokenizer",
+        "whitespace",
+        "--generator",
+        "local",
+        "--n-examples",
+        "10",
+        "--min-context",
+        "300",
+        "--max-context",
+        "600",
+        "--segment-tokens",
+        "64",
+        "--out",
+        str(out),
+    ]
+    done = _cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert "wrote 10 examples" in done.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sources"]["texts"] == [str(corpus)] and manifest["counts"]["produced"]["general"] == 0
+    again = _cli(*args)
+    assert again.returncode == 2 and "exists: pass --overwrite" in again.stderr
+    too_long = _cli(
+        *args[:-2], "--max-context", "100000", "--min-context", "90000", "--out", str(tmp_path / "x")
+    )
+    assert too_long.returncode == 2 and "could not fill" in too_long.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_run_command_checks_the_config_first(tmp_path: Path) -> None:
+    done = _cli("run", "--config", str(CONFIGS / "in2_mistral7b.yaml"))
+    assert done.returncode == 2 and "set dataset" in done.stderr
+    helped = _cli("synthesize", "--help")
+    assert helped.returncode == 0 and "--generator openai --endpoint" in helped.stdout
+
+
+# ---------------------------------------------------------------------------------------------- slow
+
+
+@pytest.mark.slow
+def test_smollm2_trains_a_few_steps_through_the_cli(tmp_path: Path) -> None:
+    data = _synthesize(tmp_path / "data", "film", n=4)
+    out = tmp_path / "run"
+    done = _cli(
+        "run",
+        "--config",
+        str(TINY_CONFIG),
+        f"dataset={data}",
+        "model=embedded",
+        f"output_dir={out}",
+        "max_steps=2",
+        "global_batch_size=1",
+        "per_device_train_batch_size=1",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
+    assert summary["global_step"] == 2 and all(0 < loss < 20 for loss in losses)
+    assert (out / "final" / "model.safetensors").is_file()
