@@ -36,11 +36,10 @@ recipe = _load_recipe()
 @pytest.fixture(scope="module")
 def tiny_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's session fixture when conftest.py provides it, else a tiny random Llama made here."""
-    if "tiny_llama_dir" in request.fixturenames or request.config.pluginmanager.hasplugin("conftest"):
-        try:
-            return Path(request.getfixturevalue("tiny_llama_dir"))
-        except pytest.FixtureLookupError:
-            pass
+    try:
+        return Path(request.getfixturevalue("tiny_llama_dir"))
+    except pytest.FixtureLookupError:
+        pass
     from val_probing.embedded import make_tiny_llama
 
     return make_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
