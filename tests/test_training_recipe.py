@@ -311,6 +311,27 @@ def test_train_synthesize_command(tmp_path: Path) -> None:
 def test_train_run_command_checks_the_config_first(tmp_path: Path) -> None:
     done = _cli("run", "--config", str(CONFIGS / "in2_mistral7b.yaml"))
     assert done.returncode == 2 and "set dataset" in done.stderr
+    from val_probing.commands.train import find_recipe, launch_command
+
+    recipe_path = find_recipe(None)
+    assert recipe_path == ROOT / "training" / "recipes" / "in2_sft.py"
+    cmd = launch_command(
+        CONFIGS / "in2_mistral7b.yaml",
+        ["dataset=d"],
+        recipe_path,
+        CONFIGS / "accelerate_fsdp_mistral7b_16x8.yaml",
+        "--machine_rank 3 --main_process_ip 10.0.0.1",
+    )
+    assert cmd[1:5] == [
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(CONFIGS / "accelerate_fsdp_mistral7b_16x8.yaml"),
+    ]
+    assert cmd[5:9] == ["--machine_rank", "3", "--main_process_ip", "10.0.0.1"]
+    assert cmd[9:] == [str(recipe_path), "--config", str(CONFIGS / "in2_mistral7b.yaml"), "dataset=d"]
+    with pytest.raises(ValProbingError, match="recipe not found"):
+        find_recipe(tmp_path / "nope.py")
     helped = _cli("synthesize", "--help")
     assert helped.returncode == 0 and "--generator openai --endpoint" in helped.stdout
 

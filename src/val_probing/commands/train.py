@@ -257,23 +257,31 @@ def find_recipe(explicit: Path | None) -> Path:
     )
 
 
+def launch_command(
+    config: Path,
+    overrides: list[str],
+    recipe: Path,
+    accelerate_config: Path | None = None,
+    accelerate_args: str = "",
+) -> list[str]:
+    """The command that runs the recipe: plain python, or `accelerate launch` with a config file."""
+    script = [str(recipe), "--config", str(config), *overrides]
+    if accelerate_config is None:
+        return [sys.executable, *script]
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
+        *shlex.split(accelerate_args), *script,
+    ]  # fmt: skip
+
+
 def _run(args: argparse.Namespace) -> int:
     from val_probing.training.config import load_config
 
     load_config(args.config, args.overrides)  # fail fast, before any process starts
-    recipe = find_recipe(args.recipe)
-    script = [str(recipe), "--config", str(args.config), *args.overrides]
-    if args.accelerate_config:
-        cmd = [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--config_file",
-            str(args.accelerate_config),
-            *shlex.split(args.accelerate_args),
-            *script,
-        ]
-    else:
-        cmd = [sys.executable, *script]
+    if args.accelerate_config and not args.accelerate_config.is_file():
+        raise ValProbingError(f"{args.accelerate_config}: no such accelerate config")
+    cmd = launch_command(
+        args.config, args.overrides, find_recipe(args.recipe), args.accelerate_config, args.accelerate_args
+    )
     log.info("running %s", shlex.join(cmd))
     return subprocess.run(cmd, check=False).returncode
