@@ -390,3 +390,9 @@ def test_inputs_errors_name_the_file_and_line(tmp_path: Path) -> None:
     (folder / "a.txt").write_text("one text")
     (folder / "b.jsonl").write_text(json.dumps({"text": "two", "id": "x"}) + "\n")
     assert [t.text for t in read_texts([folder])] == ["one text", "two"]
+
+
+def test_no_surviving_pair_is_an_error_with_the_rejection_counts() -> None:
+    corpus = [RawText(f"t{i}", " ".join(["word"] * 200)) for i in range(10)]  # one sentence = whole segment
+    with pytest.raises(ValProbingError, match=r"no QA pair survived.*answer_copies_segment.: 5"):
+        synthesize(corpus, WS, ExtractiveLocalGenerator(), _config(5), random.Random(0))

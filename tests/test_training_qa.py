@@ -243,3 +243,14 @@ def test_cache_survives_a_line_cut_by_a_crash(tmp_path: Path) -> None:
         handle.write('{"key": "k2", "cont')  # crash mid-write
     reloaded = RequestCache(path)
     assert reloaded.get("k1") == "v1" and reloaded.get("k2") is None and len(reloaded) == 1
+
+
+def test_structured_output_is_requested_and_part_of_the_cache_key(tmp_path: Path) -> None:
+    request = QARequest("fine_grained", (SEG,))
+    with FakeOpenAI([]) as server:
+        _client(server.url, tmp_path / "c.jsonl", [], structured=True).generate([request])
+        _client(server.url, tmp_path / "c.jsonl", []).generate([request])  # another key: asked again
+        assert len(server.requests) == 2
+    fmt = server.requests[0]["body"]["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == ["question", "answer"]
+    assert "response_format" not in server.requests[1]["body"]

@@ -90,6 +90,11 @@ def _synthesize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attempts", type=int, default=3, help="generations asked per request when rejected")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument(
+        "--structured",
+        action="store_true",
+        help="ask the server for JSON-schema constrained output (response_format; vLLM, OpenAI)",
+    )
     p.add_argument("--cache", type=Path, help="request cache (JSONL; default under the val-probing cache)")
     p.add_argument("--n-examples", type=int, required=True, help="examples in the whole mixture")
     p.add_argument(
@@ -177,6 +182,7 @@ def _generator(args: argparse.Namespace):  # -> QAGenerator
         concurrency=args.concurrency,
         max_retries=args.max_retries,
         attempts=args.attempts,
+        structured=args.structured,
     )
 
 
@@ -214,6 +220,7 @@ def _synthesize(args: argparse.Namespace) -> int:
         on_missing_general=args.on_missing_general,
         seed=args.seed,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     texts = read_texts(args.texts)
     general = read_general(args.general) if args.general else None
     probes = _probe_index(args)

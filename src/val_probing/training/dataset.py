@@ -276,6 +276,11 @@ def synthesize(
     examples = _build_examples(
         requests, result.pairs, planned["short_context"], segmentation, counter, config, rng
     )
+    if not examples and not planned["general"] and requests:
+        raise ValProbingError(
+            f"no QA pair survived the checks: {len(requests)} requests, rejections "
+            f"{dict(result.rejections)}: a generator that cannot answer in JSON (try --structured) or texts it cannot quote"
+        )
     if planned["general"]:
         examples.extend(rng.sample(list(general or ()), planned["general"]))
     rng.shuffle(examples)

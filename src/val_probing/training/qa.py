@@ -66,6 +66,14 @@ Reply with a JSON object and nothing else: {{"question": "...", "answer": "..."}
 {segments}"""
 
 
+QA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+    "required": ["question", "answer"],
+    "additionalProperties": False,
+}
+
+
 class GenerationError(ValProbingError):
     """The endpoint failed for good (bad URL, auth, model name, or retries exhausted)."""
 
@@ -321,6 +329,9 @@ class OpenAIChatGenerator:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     timeout: float = 300.0
+    structured: bool = (
+        False  # ask the server to constrain output to QA_SCHEMA (vLLM, OpenAI: response_format)
+    )
     sleep: Callable[[float], None] = time.sleep
     show_progress: bool = True
     _client: Any = field(default=None, repr=False)
@@ -331,10 +342,23 @@ class OpenAIChatGenerator:
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.structured:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "qa", "schema": QA_SCHEMA},
+            }
+        return params
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "openai-compatible", "base_url": self.base_url, "model": self.model, **self.params}
+        return {
+            "kind": "openai-compatible",
+            "base_url": self.base_url,
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "structured": self.structured,
+        }
 
     def _post(self, messages: list[dict[str, str]], attempt: int) -> str:
         import httpx
