@@ -279,7 +279,8 @@ def synthesize(
     if not examples and not planned["general"] and requests:
         raise ValProbingError(
             f"no QA pair survived the checks: {len(requests)} requests, rejections "
-            f"{dict(result.rejections)}: a generator that cannot answer in JSON (try --structured) or texts it cannot quote"
+            f"{dict(result.rejections)}: a generator that cannot answer in JSON (try --structured), "
+            "or texts it cannot ask about"
         )
     if planned["general"]:
         examples.extend(rng.sample(list(general or ()), planned["general"]))
