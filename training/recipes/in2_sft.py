@@ -141,9 +141,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
     trainer.train()
 
+    # The final checkpoint is a plain Hugging Face folder (model + tokenizer) that lm_eval / vLLM load:
+    # under FSDP, gather a full state dict for it (intermediate checkpoints stay sharded, resumable).
     final = Path(cfg.output_dir) / "final"
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(final))
-    trainer.processing_class.save_pretrained(str(final))
     summary = {
         "config": cfg.to_dict(),
         "n_examples": len(lengths),
