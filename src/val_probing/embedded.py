@@ -83,8 +83,9 @@ def embedded_tokenizer_dir(root: Path | None = None) -> Path:
     return _publish(tmp, target)
 
 
-def make_tiny_llama(out_dir: Path, *, tokenizer_dir: Path | None = None, seed: int = 0,
-                    max_position_embeddings: int = 8192) -> Path:
+def make_tiny_llama(
+    out_dir: Path, *, tokenizer_dir: Path | None = None, seed: int = 0, max_position_embeddings: int = 8192
+) -> Path:
     """A randomly initialised Llama (hidden 64, 2 layers) with SmolLM2's tokenizer, saved to ``out_dir``."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM

@@ -67,7 +67,8 @@ class ProbeExample:
             raise ValueError(f"position_id: {self.position_id} is not below n_items={self.n_items}")
         if self.needle_token_offset > self.context_tokens:
             raise ValueError(
-                f"needle_token_offset: {self.needle_token_offset} lies past context_tokens={self.context_tokens}"
+                f"needle_token_offset: {self.needle_token_offset} lies past "
+                f"context_tokens={self.context_tokens}"
             )
         for name in ("context", "instruction", "key", "answer", "tokenizer"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
