@@ -205,33 +205,22 @@ def test_over_long_examples_stop_the_run(tiny_model: Path, film_data: Path, tmp_
 
 @pytest.fixture(scope="module")
 def trained(tiny_model: Path, film_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A few dozen steps at a raised learning rate on a fixed set of 4 examples."""
+    """Twenty steps at a raised learning rate on a fixed set of 2 examples (~35 s on 2 cores)."""
     out = tmp_path_factory.mktemp("trained")
     recipe.main(
-        [
-            "--config",
-            str(TINY_CONFIG),
-            f"model={tiny_model}",
-            f"dataset={film_data}",
-            f"output_dir={out}",
-            "limit=4",
-            "global_batch_size=4",
-            "per_device_train_batch_size=4",
-            "max_steps=24",
-            "learning_rate=1e-3",
-            "warmup_ratio=0",
-            "lr_scheduler_type=constant",
-        ]
-    )
+        ["--config", str(TINY_CONFIG), f"model={tiny_model}", f"dataset={film_data}", f"output_dir={out}",
+         "limit=2", "global_batch_size=2", "per_device_train_batch_size=2", "max_steps=20",
+         "learning_rate=5e-3", "warmup_ratio=0", "lr_scheduler_type=constant"]
+    )  # fmt: skip
     return out
 
 
 def test_loss_goes_down(trained: Path) -> None:
     summary = json.loads((trained / "train_summary.json").read_text())
     losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
-    assert summary["global_step"] == 24 and len(losses) == 24
-    assert sum(losses[-3:]) / 3 < losses[0] - 2.0, losses  # a real decrease, not noise
-    assert summary["max_length"] == max(summary["max_length"], 200)
+    assert summary["global_step"] == 20 and len(losses) == 20
+    assert sum(losses[-3:]) / 3 < losses[0] - 3.0, losses  # a real decrease (10.8 -> ~4), not noise
+    assert summary["n_examples"] == 2 and summary["max_length"] > 192  # whole ~256-token contexts, uncut
 
 
 def test_checkpoint_reloads_and_generates(trained: Path, film_data: Path) -> None:
