@@ -396,3 +396,32 @@ def test_no_surviving_pair_is_an_error_with_the_rejection_counts() -> None:
     corpus = [RawText(f"t{i}", " ".join(["word"] * 200)) for i in range(10)]  # one sentence = whole segment
     with pytest.raises(ValProbingError, match=r"no QA pair survived.*answer_copies_segment.: 5"):
         synthesize(corpus, WS, ExtractiveLocalGenerator(), _config(5), random.Random(0))
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared film-pieces data absent")
+def test_contamination_against_probes_built_by_this_project(tmp_path: Path) -> None:
+    from val_probing.build import ProbeSpec, build_probes
+    from val_probing.pools import load_pool
+    from val_probing.records import read_probes, write_probes
+
+    probes = []
+    for family, pool in (("document", "document_sentences.jsonl"), ("code", "code_functions.jsonl")):
+        spec = ProbeSpec(family, length=400, tokenizer="whitespace", pool=str(SHARED / pool), sets=1)
+        probes += build_probes(spec, WS, load_pool(family, str(SHARED / pool)), random.Random(0))
+    path = tmp_path / "probes.jsonl"
+    write_probes(path, probes)
+    index = ProbeIndex.build(read_probes(path))
+    clean = make_corpus(4, 4, random.Random(9))
+    doc_needle = next(p for p in probes if p.family == "document")
+    code_needle = next(p for p in probes if p.family == "code")
+    code_lines = code_needle.context.split("\n")[
+        :6
+    ]  # the start of the first function, as a user would paste it
+    leaked = [
+        RawText("leak-doc", f"{clean[0].text}\n\nAs noted before, {doc_needle.answer}"),
+        RawText("leak-code", "Here is a snippet:\n" + "\n".join(code_lines)),
+    ]
+    kept, report = filter_texts([*clean, *leaked], index)
+    assert set(report.dropped_ids) == {"leak-doc", "leak-code"}
+    assert [t.text_id for t in kept] == [t.text_id for t in clean]
+    assert report.n_probes == len(probes) and report.n_probe_contexts == 2
