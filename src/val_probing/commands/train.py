@@ -27,14 +27,14 @@ examples:
   # texts sharing a 10-gram with the VAL probes dropped
   vllm serve Qwen/Qwen2.5-72B-Instruct --port 8000 &
   val-probing train synthesize --texts corpus/ --tokenizer mistralai/Mistral-7B-Instruct-v0.2 \\
-      --generator openai --endpoint http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-72B-Instruct \\
+      --generator openai --endpoint http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-72B-Instruct --structured \\
       --general openorca.jsonl --probes probes/*.jsonl --n-examples 1750000 --out runs/in2-data
 
   # train (one process), or through accelerate with an FSDP config
   val-probing train run --config training/configs/in2_tiny_cpu.yaml dataset=runs/in2-data max_steps=3
   val-probing train run --config training/configs/in2_mistral7b.yaml dataset=runs/in2-data \\
       --accelerate-config training/configs/accelerate_fsdp_mistral7b_16x8_cpu_offload.yaml \\
-      --accelerate-args "--machine_rank 0 --main_process_ip 10.0.0.1"
+      --accelerate-args="--machine_rank 0 --main_process_ip 10.0.0.1"
 """
 
 RECIPE = Path("training") / "recipes" / "in2_sft.py"
