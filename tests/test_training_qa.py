@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from val_probing.errors import ValProbingError
 from val_probing.training.qa import (
     ExtractiveLocalGenerator,
     GenerationError,
@@ -243,6 +244,12 @@ def test_cache_survives_a_line_cut_by_a_crash(tmp_path: Path) -> None:
         handle.write('{"key": "k2", "cont')  # crash mid-write
     reloaded = RequestCache(path)
     assert reloaded.get("k1") == "v1" and reloaded.get("k2") is None and len(reloaded) == 1
+    reloaded.put("k3", "v3")  # appends on a fresh line: the file stays valid
+    again = RequestCache(path)
+    assert (again.get("k1"), again.get("k3"), len(again)) == ("v1", "v3", 2)
+    path.write_text(path.read_text() + "not json\n" + '{"key": "k4", "content": "v4"}\n')
+    with pytest.raises(ValProbingError, match=r"cache\.jsonl:3: corrupt cache line"):
+        RequestCache(path)
 
 
 def test_structured_output_is_requested_and_part_of_the_cache_key(tmp_path: Path) -> None:

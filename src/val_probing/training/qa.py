@@ -277,19 +277,22 @@ class RequestCache:
             self._load()
 
     def _load(self) -> None:
-        with self.path.open(encoding="utf-8") as handle:
-            lines = handle.read().split("\n")
-        for lineno, line in enumerate(lines, start=1):
+        data = self.path.read_bytes()
+        complete, _sep, tail = data.rpartition(b"\n")  # tail: a last line without its newline
+        if tail.strip():
+            log.warning("%s: dropping a partly written last line (a crash while writing)", self.path)
+            with self.path.open("r+b") as handle:  # so that later appends start on a fresh line
+                handle.truncate(len(complete) + len(_sep))
+        for lineno, line in enumerate(complete.decode("utf-8").split("\n"), start=1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
                 self._entries[obj["key"]] = obj["content"]
             except (json.JSONDecodeError, KeyError, TypeError) as err:
-                if lineno >= len(lines) - 1:  # a line cut by a crash while writing: ask that request again
-                    log.warning("%s:%d: ignoring a partly written last line", self.path, lineno)
-                    continue
-                raise ValProbingError(f"{self.path}:{lineno}: corrupt cache line ({err})") from err
+                raise ValProbingError(
+                    f"{self.path}:{lineno}: corrupt cache line ({err}); delete the line or the file"
+                ) from err
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -329,9 +332,8 @@ class OpenAIChatGenerator:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     timeout: float = 300.0
-    structured: bool = (
-        False  # ask the server to constrain output to QA_SCHEMA (vLLM, OpenAI: response_format)
-    )
+    # ask the server to constrain the output to QA_SCHEMA (response_format; vLLM and OpenAI support it)
+    structured: bool = False
     sleep: Callable[[float], None] = time.sleep
     show_progress: bool = True
     _client: Any = field(default=None, repr=False)
