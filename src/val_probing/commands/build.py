@@ -1,0 +1,98 @@
+"""``val-probing build``: write VAL probes (one fixed context per set, one question per position) as JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import Counter
+from pathlib import Path
+
+from val_probing.records import FAMILIES
+
+log = logging.getLogger(__name__)
+
+HELP = "build VAL probes for a task at a context length, counted with your model's tokenizer"
+
+EPILOG = """\
+Each set is one fixed context filled from the pool to at most --length tokens (counted with
+--tokenizer); every question of a set shares that context as its prefix, the instruction comes last.
+The same arguments always give a byte-identical file. Built probes are cached under
+$VAL_PROBING_CACHE/probes (default ~/.cache/val-probing); --no-cache rebuilds without it.
+
+examples:
+  # the official layout (4 sets, one question per item) at 32K tokens, SmolLM2's tokenizer, offline pool
+  val-probing build --task document --length 32768 --tokenizer embedded --out probes/document-32k.jsonl
+
+  # 8K-token contexts for your model, 32 evenly spread needle positions, the authors' pools (downloaded)
+  val-probing build --task code --length 8192 --tokenizer mistralai/Mistral-7B-Instruct-v0.2 \\
+      --pool film --positions 32 --out probes/code-8k.jsonl
+
+  # your own pool in the authors' schema ({id, label, dcpt} per line), a local tokenizer folder
+  val-probing build --task database --length 4096 --tokenizer ./my-model --pool my_entities.jsonl \\
+      --sets 2 --seed 1 --out probes/db-4k.jsonl
+
+pools:
+  embedded   shipped with the package (stdlib docstrings and functions, Unicode names); offline
+  film       the authors' pools (github.com/microsoft/FILM, VaLProbing/pieces), downloaded once;
+             set VAL_PROBING_FILM_URL to a mirror folder (file:// works) when GitHub is unreachable
+  PATH       a JSONL (or .jsonl.gz) file in the authors' schema for the task
+"""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, choices=FAMILIES, help="probe family")
+    parser.add_argument("--length", required=True, type=_positive, help="context budget in tokens")
+    parser.add_argument(
+        "--tokenizer",
+        required=True,
+        help="Hugging Face tokenizer name or folder, 'embedded' (SmolLM2's) or 'whitespace' (words)",
+    )
+    parser.add_argument("--pool", default="embedded", help="embedded | film | PATH (default: %(default)s)")
+    parser.add_argument("--sets", type=_positive, default=4, help="contexts to build (default: %(default)s)")
+    parser.add_argument(
+        "--positions",
+        type=_positive,
+        default=None,
+        help="needle positions per set, spread evenly (default: every item, the official layout)",
+    )
+    parser.add_argument("--seed", type=_non_negative, default=0, help="shuffles the pool (default: %(default)s)")
+    parser.add_argument("--out", required=True, type=Path, help="probes JSONL to write")
+    parser.add_argument("--no-cache", action="store_true", help="build even if cached, and do not cache")
+
+
+def run(args: argparse.Namespace) -> int:
+    from val_probing.build import ProbeSpec, cached_probes
+    from val_probing.records import write_probes
+
+    spec = ProbeSpec(
+        family=args.task,
+        length=args.length,
+        tokenizer=args.tokenizer,
+        pool=args.pool,
+        seed=args.seed,
+        sets=args.sets,
+        positions=args.positions,
+    )
+    examples, digest = cached_probes(spec, use_cache=not args.no_cache, progress=True)
+    write_probes(args.out, examples)
+    per_set = Counter(ex.set_id for ex in examples)
+    shapes = {ex.set_id: (ex.n_items, ex.context_tokens) for ex in examples}
+    for set_id in sorted(per_set):
+        n_items, tokens = shapes[set_id]
+        print(f"set {set_id}: {n_items} items, {tokens} tokens, {per_set[set_id]} questions")
+    print(f"wrote {len(examples)} {spec.family} probes to {args.out} (probe hash {digest})")
+    return 0
