@@ -146,12 +146,13 @@ def document_rows(trees: list[ast.Module], rng: random.Random, size: int) -> lis
     found = [s for tree in trees for s in docstring_sentences(tree)] + list(reference_sentences())
     sentences = sorted({s for s in found if good_sentence(s)})
     rng.shuffle(sentences)
-    rows = []
+    rows, pieces = [], set()
     for sentence in sentences:
         words = sentence.split()
         start = rng.randrange(1, len(words) - PIECE_WORDS)  # never the first or the last word
         piece = " ".join(words[start : start + PIECE_WORDS])
-        if sentence.count(piece) == 1:
+        if sentence.count(piece) == 1 and piece not in pieces:
+            pieces.add(piece)
             rows.append({"sentence": sentence, "piece": piece})
         if len(rows) == size:
             return rows
