@@ -23,6 +23,7 @@ from val_probing.training.assemble import (
 from val_probing.training.contamination import ProbeIndex, filter_texts, normalise_words
 from val_probing.training.dataset import (
     FILM_PROMPT,
+    ExampleStats,
     SynthesisConfig,
     read_general,
     read_texts,
@@ -311,7 +312,9 @@ def test_synthesis_is_deterministic_and_follows_the_mixture(tmp_path: Path) -> N
         synthesize(corpus, WS, ExtractiveLocalGenerator(), _config(40), random.Random(7), general=general)
         for _ in range(2)
     ]
-    assert runs[0] == runs[1]
+    examples = [list(run.examples()) for run in runs]
+    assert examples[0] == examples[1] and runs[0].manifest == runs[1].manifest
+    assert list(runs[0].examples()) == examples[0]  # assembly is reproducible, lazily, any number of times
     syn = runs[0]
     assert syn.manifest["counts"]["planned"] == {
         "fine_grained": 25,
@@ -320,7 +323,7 @@ def test_synthesis_is_deterministic_and_follows_the_mixture(tmp_path: Path) -> N
         "general": 4,
     }
     assert syn.manifest["counts"]["produced"] == syn.manifest["counts"]["planned"]
-    for ex in syn.examples:
+    for ex in examples[0]:
         if ex.kind in ("fine_grained", "integration"):
             assert 200 <= ex.context_tokens <= 700
             assert len(ex.needles) == (1 if ex.kind == "fine_grained" else len(ex.sources))
@@ -328,8 +331,14 @@ def test_synthesis_is_deterministic_and_follows_the_mixture(tmp_path: Path) -> N
             assert ex.context_tokens <= 300
         if ex.kind == "general":
             assert ex.context is None and ex.system == "Be brief."
-    depth_total = sum(b["count"] for b in syn.manifest["needle_depth_histogram"])
-    assert depth_total == sum(len(ex.needles) for ex in syn.examples)
+    stats = ExampleStats(syn.config.length)
+    for ex in examples[0]:
+        stats.add(ex)
+    hist = stats.to_dict()
+    assert sum(b["count"] for b in hist["needle_depth_histogram"]) == sum(
+        len(ex.needles) for ex in examples[0]
+    )
+    assert sum(b["count"] for b in hist["context_length_histogram"]) == 36  # every example with a context
 
 
 def test_missing_general_data_renormalises_or_errors() -> None:
@@ -345,9 +354,23 @@ def test_missing_general_data_renormalises_or_errors() -> None:
 
 
 def test_more_questions_than_segments_is_an_error() -> None:
-    corpus = make_corpus(2, 6, random.Random(7))
+    corpus = make_corpus(10, 6, random.Random(7))
     with pytest.raises(ValProbingError, match="fewer than the"):
         synthesize(corpus, WS, ExtractiveLocalGenerator(), _config(500), random.Random(0))
+
+
+class _MustNotRun:
+    def describe(self) -> dict[str, str]:
+        return {"kind": "test"}
+
+    def generate(self, requests: object) -> None:
+        raise AssertionError("QA generation must not start when the contexts cannot be filled")
+
+
+def test_a_corpus_that_cannot_fill_the_range_fails_before_any_qa_is_generated(tmp_path: Path) -> None:
+    corpus = make_corpus(3, 6, random.Random(7))  # ~650 words in all
+    with pytest.raises(ContextRangeError, match="could not fill contexts of up to 2000 tokens"):
+        synthesize(corpus, WS, _MustNotRun(), _config(4, length=LengthRange(1000, 2000)), random.Random(0))
 
 
 def test_saved_dataset_has_film_prompts_and_a_manifest(tmp_path: Path) -> None:
@@ -355,19 +378,22 @@ def test_saved_dataset_has_film_prompts_and_a_manifest(tmp_path: Path) -> None:
 
     corpus = make_corpus(30, 12, random.Random(8))
     syn = synthesize(corpus, WS, ExtractiveLocalGenerator(), _config(12), random.Random(0))
-    out = save_dataset(tmp_path / "data", syn.examples, syn.manifest, "film")
+    out = save_dataset(tmp_path / "data", syn, "film")
     ds = load_from_disk(str(out))
     assert len(ds) == 12
     row = ds[0]
-    ex = syn.examples[0]
+    ex = next(syn.examples())
     assert row["prompt"] == FILM_PROMPT.format(context=ex.context, instruction=ex.instruction)
     assert row["completion"] == " " + ex.answer
     assert row["needle_token_offsets"] == [n.token_offset for n in ex.needles]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["template"] == "film" and manifest["generator"]["kind"] == "extractive-local"
+    assert sum(b["count"] for b in manifest["context_length_histogram"]) == 12
     with pytest.raises(ValProbingError, match="exists"):
-        save_dataset(out, syn.examples, syn.manifest, "film")
-    assert not (tmp_path / "data.tmp").exists()
+        save_dataset(out, syn, "film")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no build folder left behind
+    chat_out = save_dataset(tmp_path / "chat", syn, "chat")
+    assert load_from_disk(str(chat_out))[0]["prompt"][0]["role"] == "user"
     chat = to_row(ex, "chat")
     assert chat["prompt"][0]["role"] == "user" and chat["completion"] == [
         {"role": "assistant", "content": ex.answer}
@@ -425,3 +451,12 @@ def test_contamination_against_probes_built_by_this_project(tmp_path: Path) -> N
     assert set(report.dropped_ids) == {"leak-doc", "leak-code"}
     assert [t.text_id for t in kept] == [t.text_id for t in clean]
     assert report.n_probes == len(probes) and report.n_probe_contexts == 2
+
+
+def test_an_assembly_failure_while_saving_is_reported_as_such_and_leaves_nothing(tmp_path: Path) -> None:
+    corpus = make_corpus(30, 12, random.Random(8))
+    strict = LengthRange(300, 600, slack_tokens=1, max_rejections=3)  # almost no filler fits exactly
+    syn = synthesize(corpus, WS, ExtractiveLocalGenerator(), _config(12, length=strict), random.Random(0))
+    with pytest.raises(ContextRangeError, match="could not fill"):
+        save_dataset(tmp_path / "data", syn, "film")
+    assert list(tmp_path.iterdir()) == []

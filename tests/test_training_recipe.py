@@ -64,7 +64,7 @@ def _synthesize(out: Path, template: str, n: int = 8) -> Path:
     )
     corpus = make_corpus(12, 8, random.Random(0), sentences=2)
     syn = synthesize(corpus, counter, ExtractiveLocalGenerator(), config, random.Random(0))
-    return save_dataset(out, syn.examples, syn.manifest, template)  # type: ignore[arg-type]
+    return save_dataset(out, syn, template)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import random
@@ -233,19 +234,17 @@ def _synthesize(args: argparse.Namespace) -> int:
         general=general,
         probes=probes,
     )
-    manifest = {
-        **synthesis.manifest,
-        "sources": {
-            "texts": [str(p) for p in args.texts],
-            "general": str(args.general) if args.general else None,
-            "probes": [str(p) for p in args.probes],
-            "official": str(args.official) if args.official else None,
-        },
+    sources = {
+        "texts": [str(p) for p in args.texts],
+        "general": str(args.general) if args.general else None,
+        "probes": [str(p) for p in args.probes],
+        "official": str(args.official) if args.official else None,
     }
-    out = save_dataset(args.out, synthesis.examples, manifest, args.template, overwrite=args.overwrite)
-    counts = ", ".join(f"{k} {v}" for k, v in manifest["counts"]["produced"].items())
-    rejections = manifest["generation"]["rejections"] or "none"
-    print(f"wrote {len(synthesis.examples)} examples to {out} ({counts}); rejections: {rejections}")
+    synthesis = dataclasses.replace(synthesis, manifest={**synthesis.manifest, "sources": sources})
+    out = save_dataset(args.out, synthesis, args.template, overwrite=args.overwrite)
+    counts = ", ".join(f"{k} {v}" for k, v in synthesis.manifest["counts"]["produced"].items())
+    rejections = synthesis.manifest["generation"]["rejections"] or "none"
+    print(f"wrote {len(synthesis)} examples to {out} ({counts}); rejections: {rejections}")
     return 0
 
 

@@ -9,13 +9,15 @@ failed run never leaves a half-written dataset.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import itertools
 import json
 import logging
 import random
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +26,8 @@ from val_probing.errors import ValProbingError
 from val_probing.records import RecordError, iter_jsonl
 from val_probing.tokens import TokenCounter
 from val_probing.training.assemble import (
+    ContextRangeError,
+    ExampleKind,
     LengthRange,
     MixtureRatios,
     TrainingExample,
@@ -34,7 +38,7 @@ from val_probing.training.assemble import (
     spread_targets,
 )
 from val_probing.training.contamination import ContaminationReport, ProbeIndex, filter_texts
-from val_probing.training.qa import QAGenerator, QARequest
+from val_probing.training.qa import QAGenerator, QAPair, QARequest
 from val_probing.training.segment import SEGMENT_TOKENS, RawText, Segment, Segmentation, segment_corpus
 
 log = logging.getLogger(__name__)
@@ -147,10 +151,51 @@ class SynthesisConfig:
             raise ValProbingError(f"on_missing_general: {self.on_missing_general!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One example to assemble: its QA pair, the needed segments, the target context length (None: a
+    short context, the segment in its original text) and its own seed (reproducible in any order)."""
+
+    kind: ExampleKind
+    pair: QAPair
+    needed: tuple[Segment, ...]
+    target: int | None
+    seed: int
+
+
+@dataclass(frozen=True, eq=False)
 class Synthesis:
-    examples: tuple[TrainingExample, ...]
+    """The plan of a dataset: QA pairs and segment references (small). Contexts are assembled lazily by
+    ``examples()``, one at a time, so a paper-scale set (1.75M examples of up to 32K tokens) never has to
+    sit in memory. ``manifest`` holds what is known before assembly; ``save_dataset`` adds the context
+    length and needle depth histograms as it writes."""
+
+    items: tuple[Planned | TrainingExample, ...]  # in dataset order; TrainingExample = general data
+    segmentation: Segmentation
+    counter: TokenCounter
+    config: SynthesisConfig
     manifest: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def examples(self) -> Iterator[TrainingExample]:
+        by_text = self.segmentation.by_text()
+        pool = self.segmentation.segments
+        short_max = self.config.short_max_tokens or self.config.length.min_tokens
+        for item in self.items:
+            if isinstance(item, TrainingExample):
+                yield item
+            elif item.target is None:
+                seg = item.needed[0]
+                assembled = short_context(seg, by_text[seg.text_id], short_max, self.counter)
+                yield attach("short_context", item.pair, item.needed, assembled)
+            else:
+                rng = random.Random(item.seed)
+                assembled = assemble_context(
+                    item.needed, pool, item.target, self.counter, self.config.length, rng
+                )
+                yield attach(item.kind, item.pair, item.needed, assembled)
 
 
 def resolve_ratios(config: SynthesisConfig, n_general: int | None) -> tuple[MixtureRatios, str | None]:
@@ -195,54 +240,42 @@ def plan_requests(
     return requests
 
 
-def _histogram(values: Sequence[float], edges: Sequence[float]) -> list[dict[str, Any]]:
-    counts = Counter()
-    for v in values:
-        for lo, hi in itertools.pairwise(edges):
-            if lo <= v < hi or (hi == edges[-1] and v == hi):
-                counts[(lo, hi)] += 1
-                break
-        else:
-            counts[("out", "of range")] += 1
-    rows = [{"lo": lo, "hi": hi, "count": counts[(lo, hi)]} for lo, hi in itertools.pairwise(edges)]
-    if counts[("out", "of range")]:
-        rows.append({"lo": None, "hi": None, "count": counts[("out", "of range")]})
-    return rows
+def check_fillable(segmentation: Segmentation, length: LengthRange) -> None:
+    """Fail before any QA is generated when the corpus cannot fill the longest contexts (a cheap bound:
+    the largest text's segments are excluded from its own fillers, so they may not count)."""
+    total = sum(s.n_tokens for s in segmentation.segments)
+    largest = max(sum(s.n_tokens for s in segs) for segs in segmentation.by_text().values())
+    if total - largest < length.max_tokens - length.slack_tokens:
+        raise ContextRangeError(
+            f"could not fill contexts of up to {length.max_tokens} tokens: the corpus holds "
+            f"{total} tokens in {len(segmentation.segments)} segments, and fillers come from other texts "
+            f"than the needle's; lower --max-context or add texts"
+        )
 
 
-def _build_examples(
+def _plan_examples(
     requests: Sequence[QARequest],
-    pairs: dict[int, Any],
+    pairs: dict[int, QAPair],
     n_short: int,
-    segmentation: Segmentation,
-    counter: TokenCounter,
     config: SynthesisConfig,
     rng: random.Random,
-) -> list[TrainingExample]:
-    by_text = segmentation.by_text()
-    pool: Sequence[Segment] = segmentation.segments
+) -> list[Planned]:
+    """Accepted pairs -> planned examples; the last ``n_short`` fine-grained requests get short contexts,
+    the others target lengths spread evenly over the range."""
     fine = [i for i, r in enumerate(requests) if r.kind == "fine_grained"]
     short_ids = set(fine[len(fine) - n_short :]) if n_short else set()
     long_ids = [i for i in sorted(pairs) if i not in short_ids]
     targets = dict(zip(long_ids, spread_targets(len(long_ids), config.length, rng), strict=True))
-    short_max = config.short_max_tokens or config.length.min_tokens
-    examples = []
-    for i in sorted(pairs):
-        needed = requests[i].segments
-        if i in short_ids:
-            seg = needed[0]
-            examples.append(
-                attach(
-                    "short_context",
-                    pairs[i],
-                    needed,
-                    short_context(seg, by_text[seg.text_id], short_max, counter),
-                )
-            )
-        else:
-            assembled = assemble_context(needed, pool, targets[i], counter, config.length, rng)
-            examples.append(attach(requests[i].kind, pairs[i], needed, assembled))
-    return examples
+    return [
+        Planned(
+            kind="short_context" if i in short_ids else requests[i].kind,
+            pair=pairs[i],
+            needed=requests[i].segments,
+            target=targets.get(i),
+            seed=rng.getrandbits(64),
+        )
+        for i in sorted(pairs)
+    ]
 
 
 def synthesize(
@@ -255,6 +288,8 @@ def synthesize(
     general: Sequence[TrainingExample] | None = None,
     probes: ProbeIndex | None = None,
 ) -> Synthesis:
+    """Filter, segment, plan the mixture, generate the QA pairs and plan every example (contexts are
+    assembled later, lazily, by ``Synthesis.examples``)."""
     contamination: ContaminationReport | None = None
     if probes is not None:
         texts, contamination = filter_texts(texts, probes)
@@ -269,60 +304,30 @@ def synthesize(
             f"the mixture asks for {planned['general']} general examples but the general data has "
             f"{len(general)}: give more rows or lower the general share"
         )
+    check_fillable(segmentation, config.length)
     requests = plan_requests(
         segmentation, planned["fine_grained"] + planned["short_context"], planned["integration"], config, rng
     )
     result = generator.generate(requests)
-    examples = _build_examples(
-        requests, result.pairs, planned["short_context"], segmentation, counter, config, rng
-    )
-    if not examples and not planned["general"] and requests:
+    if not result.pairs and requests:
         raise ValProbingError(
             f"no QA pair survived the checks: {len(requests)} requests, rejections "
             f"{dict(result.rejections)}: a generator that cannot answer in JSON (try --structured), "
             "or texts it cannot ask about"
         )
+    items: list[Planned | TrainingExample] = [
+        *_plan_examples(requests, result.pairs, planned["short_context"], config, rng)
+    ]
     if planned["general"]:
-        examples.extend(rng.sample(list(general or ()), planned["general"]))
-    rng.shuffle(examples)
-    manifest = build_manifest(
-        examples,
-        planned,
-        ratios,
-        note,
-        segmentation,
-        result,
-        contamination,
-        generator.describe(),
-        counter.name,
-        config,
-    )
-    return Synthesis(tuple(examples), manifest)
-
-
-def build_manifest(
-    examples: Sequence[TrainingExample],
-    planned: dict[str, int],
-    ratios: MixtureRatios,
-    note: str | None,
-    segmentation: Segmentation,
-    result: Any,
-    contamination: ContaminationReport | None,
-    generator: dict[str, Any],
-    tokenizer: str,
-    config: SynthesisConfig,
-) -> dict[str, Any]:
-    produced = Counter(ex.kind for ex in examples)
-    lengths = [ex.context_tokens for ex in examples if ex.context is not None]
-    step = (config.length.max_tokens - config.length.min_tokens) / 8
-    edges = [0, *(config.length.min_tokens + step * i for i in range(9))]
-    depths = [n.depth for ex in examples for n in ex.needles]
-    return {
+        items.extend(rng.sample(list(general or ()), planned["general"]))
+    rng.shuffle(items)
+    produced = Counter(item.kind for item in items)
+    manifest = {
         "seed": config.seed,
-        "tokenizer": tokenizer,
-        "generator": generator,
+        "tokenizer": counter.name,
+        "generator": generator.describe(),
         "counts": {"planned": planned, "produced": {k: produced.get(k, 0) for k in planned}},
-        "n_examples": len(examples),
+        "n_examples": len(items),
         "mixture": {"configured": config.ratios.as_dict(), "used": ratios.as_dict(), "note": note},
         "context_range": {
             "min_tokens": config.length.min_tokens,
@@ -342,9 +347,57 @@ def build_manifest(
             "from_cache": result.cached,
         },
         "contamination": contamination.to_dict() if contamination else None,
-        "context_length_histogram": _histogram(lengths, edges),
-        "needle_depth_histogram": _histogram(depths, [i / 10 for i in range(11)]),
     }
+    return Synthesis(tuple(items), segmentation, counter, config, manifest)
+
+
+class Histogram:
+    """Counts of values in [edges[i], edges[i+1]) (the last bin closed); values outside are counted apart."""
+
+    def __init__(self, edges: Sequence[float]) -> None:
+        self.edges = list(edges)
+        self.counts = [0] * (len(self.edges) - 1)
+        self.outside = 0
+
+    def add(self, value: float) -> None:
+        i = bisect.bisect_right(self.edges, value) - 1
+        if value == self.edges[-1]:
+            i = len(self.counts) - 1
+        if 0 <= i < len(self.counts):
+            self.counts[i] += 1
+        else:
+            self.outside += 1
+
+    def to_list(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = [
+            {"lo": lo, "hi": hi, "count": n}
+            for (lo, hi), n in zip(itertools.pairwise(self.edges), self.counts, strict=True)
+        ]
+        if self.outside:
+            rows.append({"lo": None, "hi": None, "count": self.outside})
+        return rows
+
+
+class ExampleStats:
+    """Context length and needle depth histograms (depth = first needle token / context tokens), counted
+    one example at a time."""
+
+    def __init__(self, length: LengthRange) -> None:
+        step = (length.max_tokens - length.min_tokens) / 8
+        self.lengths = Histogram([0, *(length.min_tokens + step * i for i in range(9))])
+        self.depths = Histogram([i / 10 for i in range(11)])
+
+    def add(self, ex: TrainingExample) -> None:
+        if ex.context is not None:
+            self.lengths.add(ex.context_tokens)
+        for needle in ex.needles:
+            self.depths.add(needle.depth)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "context_length_histogram": self.lengths.to_list(),
+            "needle_depth_histogram": self.depths.to_list(),
+        }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -384,30 +437,71 @@ def to_row(ex: TrainingExample, template: Template) -> dict[str, Any]:
     }
 
 
-def save_dataset(
-    out_dir: Path,
-    examples: Sequence[TrainingExample],
-    manifest: dict[str, Any],
-    template: Template,
-    *,
-    overwrite: bool = False,
-) -> Path:
-    """``out_dir`` = a ``datasets`` folder (load with ``datasets.load_from_disk``) + ``manifest.json``."""
+def _features(template: Template) -> Any:
+    from datasets import Features, List, Value
+
+    text = Value("string")
+    message = {"role": text, "content": text}
+    turn = List(message) if template == "chat" else text
+    return Features(
+        {
+            "prompt": turn,
+            "completion": turn,
+            "kind": text,
+            "context_tokens": Value("int64"),
+            "n_segments": Value("int64"),
+            "needle_segments": List(Value("int64")),
+            "needle_token_offsets": List(Value("int64")),
+            "needle_depths": List(Value("float64")),
+            "sources": List(text),
+        }
+    )
+
+
+def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, overwrite: bool = False) -> Path:
+    """``out_dir`` = a ``datasets`` folder (``datasets.load_from_disk``) + ``manifest.json``.
+
+    Examples are assembled and written one at a time (Arrow files on disk, never the whole set in memory);
+    everything is built in ``OUT.build`` and renamed into place at the end.
+    """
     from datasets import Dataset
+    from datasets.exceptions import DatasetGenerationError
+    from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ValProbingError(f"{out_dir} exists: pass --overwrite or choose another --out")
-    if not examples:
-        raise ValProbingError("no example was produced (see the rejection counts): nothing to save")
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if not len(synthesis):
+        raise ValProbingError("no example was planned: nothing to save")
+    if template not in ("film", "chat"):
+        raise ValProbingError(f"template: {template!r} is not 'film' or 'chat'")
+    work = out_dir.with_name(out_dir.name + ".build")
+    shutil.rmtree(work, ignore_errors=True)
+    stats = ExampleStats(synthesis.config.length)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for ex in tqdm(synthesis.examples(), total=len(synthesis), desc="assembling contexts"):
+            stats.add(ex)
+            yield to_row(ex, template)
+
     try:
-        Dataset.from_list([to_row(ex, template) for ex in examples]).save_to_disk(str(tmp))
-        (tmp / "manifest.json").write_text(json.dumps({**manifest, "template": template}, indent=2) + "\n")
+        fingerprint = hashlib.sha256(
+            json.dumps([synthesis.manifest, template, out_dir.name], sort_keys=True, default=str).encode()
+        ).hexdigest()[:16]
+        try:
+            dataset = Dataset.from_generator(
+                rows, features=_features(template), cache_dir=str(work / "cache"), fingerprint=fingerprint
+            )
+        except DatasetGenerationError as err:  # errors of our own assembly come out wrapped
+            if isinstance(err.__cause__, ValProbingError):
+                raise err.__cause__ from None
+            raise
+        dataset.save_to_disk(str(work / "dataset"))
+        manifest = {**synthesis.manifest, **stats.to_dict(), "template": template}
+        (work / "dataset" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        (work / "dataset").rename(out_dir)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     return out_dir
