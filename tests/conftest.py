@@ -36,4 +36,6 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_d
     """A random 2-layer Llama with SmolLM2's tokenizer and chat template (for fast model tests)."""
     from val_probing.embedded import make_tiny_llama
 
-    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "model", tokenizer_dir=smollm2_tokenizer_dir)
+    return make_tiny_llama(
+        tmp_path_factory.mktemp("tiny-llama") / "model", tokenizer_dir=smollm2_tokenizer_dir
+    )
