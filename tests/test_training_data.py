@@ -460,3 +460,18 @@ def test_an_assembly_failure_while_saving_is_reported_as_such_and_leaves_nothing
     with pytest.raises(ContextRangeError, match="could not fill"):
         save_dataset(tmp_path / "data", syn, "film")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_context_lengths_land_on_their_targets_without_bias() -> None:
+    rng = random.Random(0)
+    pool = [
+        Segment(f"t{i}", 0, " ".join(["w"] * n), n)
+        for i, n in enumerate(rng.randint(128, 200) for _ in range(500))
+    ]
+    length = LengthRange(4096, 8192)
+    diffs = []
+    for target in spread_targets(60, length, rng):
+        needed = [Segment("need", 0, "x " * 150, 150)]
+        diffs.append(assemble_context(needed, pool, target, WS, length, rng).context_tokens - target)
+    assert all(abs(d) <= length.slack_tokens for d in diffs)
+    assert abs(sum(diffs) / len(diffs)) < 30  # neither short nor long on average (segments are ~164 tokens)

@@ -115,22 +115,32 @@ def _draw_fillers(
     chosen: list[Segment] = []
     used: set[int] = set()
     rejections = 0
-    while total < low:
+    while True:
         i = rng.randrange(len(pool))
         cand = pool[i]
-        if i in used or cand.text_id in exclude or total + cand.n_tokens > high:
-            rejections += 1
-            if rejections > length.max_rejections:
-                raise ContextRangeError(
-                    f"could not fill a {low}..{high}-token context from {len(pool)} segments "
-                    f"(reached {total} tokens after {rejections} rejected draws): the corpus is too small "
-                    "for this context range, or its segments too long for the slack; lower --max-context, "
-                    "raise --slack-tokens or add texts"
-                )
+        if i in used or cand.text_id in exclude:
+            fits = False
+        elif total + cand.n_tokens > high:
+            if total >= low:  # in the window and this one would overshoot it: done
+                break
+            fits = False
+        elif total >= low and abs(total + cand.n_tokens - target) >= abs(total - target):
+            break  # in the window, and adding would move away from the target: done (no bias to either side)
+        else:
+            fits = True
+        if fits:
+            used.add(i)
+            chosen.append(cand)
+            total += cand.n_tokens
             continue
-        used.add(i)
-        chosen.append(cand)
-        total += cand.n_tokens
+        rejections += 1
+        if rejections > length.max_rejections:
+            raise ContextRangeError(
+                f"could not fill a {low}..{high}-token context from {len(pool)} segments "
+                f"(reached {total} tokens after {rejections} rejected draws): the corpus is too small "
+                "for this context range, or its segments too long for the slack; lower --max-context, "
+                "raise --slack-tokens or add texts"
+            )
     return chosen
 
 
