@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -342,3 +344,41 @@ def test_cli_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["build", "--help"])
     assert "val-probing build --task document --length 32768" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------
+# The exact correction: counters whose per-item estimate is off
+
+
+class _NewlineTokens(WhitespaceCounter):
+    """Words, plus one token per newline in a whole context; per-item counts miss or add those."""
+
+    name = "newline-tokens"
+
+    def __init__(self, item_extra: int) -> None:
+        self.item_extra = item_extra
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        return [len(t.split()) + self.item_extra for t in texts]
+
+    def token_starts(self, text: str) -> list[int]:
+        return sorted(
+            [m.start() for m in re.finditer(r"\S+", text)] + [m.start() for m in re.finditer("\n", text)]
+        )
+
+
+@pytest.mark.parametrize("item_extra", [0, 2])
+def test_exact_count_corrects_the_estimate(item_extra: int) -> None:
+    """item_extra=0 underestimates (the newline tokens are missed): trailing items are dropped.
+    item_extra=2 overestimates by one per item: filling resumes from the exact count."""
+    counter = _NewlineTokens(item_extra)
+    length = 205
+    spec = ProbeSpec("document", length, counter.name, sets=2)
+    examples = build_probes(spec, counter, _doc_pool(100), random.Random(0))
+    for set_examples in _sets(examples).values():
+        context = set_examples[0].context
+        exact = len(counter.token_starts(context))
+        assert set_examples[0].context_tokens == exact <= length
+        assert exact + 11 > length  # one more item (10 words + 1 newline) would not fit
+        for ex in set_examples:
+            assert counter.token_starts(context)[ex.needle_token_offset] == context.index(ex.answer)
