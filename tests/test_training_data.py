@@ -34,7 +34,6 @@ from val_probing.training.dataset import (
 from val_probing.training.qa import ExtractiveLocalGenerator
 from val_probing.training.segment import RawText, Segment, segment_corpus, segment_text, split_paragraphs
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "film-pieces"
 WS = WhitespaceCounter()
 _VOCAB = [
     "river",
@@ -280,9 +279,9 @@ def test_texts_sharing_a_10_gram_with_a_probe_are_dropped() -> None:
         ProbeIndex.build([])
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="shared film-pieces data absent")
-def test_contamination_against_probes_built_from_the_authors_pool() -> None:
-    sentences = [json.loads(line)["sentence"] for line in (SHARED / "document_sentences.jsonl").open()][:400]
+def test_contamination_against_probes_built_from_the_authors_pool(film_pieces_dir: Path) -> None:
+    with (film_pieces_dir / "document_sentences.jsonl").open() as handle:
+        sentences = [json.loads(line)["sentence"] for line in handle][:400]
     texts = [RawText(f"doc{i}", " ".join(sentences[i * 20 : i * 20 + 20])) for i in range(20)]
     # a probe whose context holds sentences 100..119 (text 5) and 300..302 (inside text 15)
     probe = _probe(" ".join(sentences[100:120] + sentences[300:303]), answer=sentences[301])
@@ -424,16 +423,16 @@ def test_no_surviving_pair_is_an_error_with_the_rejection_counts() -> None:
         synthesize(corpus, WS, ExtractiveLocalGenerator(), _config(5), random.Random(0))
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="shared film-pieces data absent")
-def test_contamination_against_probes_built_by_this_project(tmp_path: Path) -> None:
+def test_contamination_against_probes_built_by_this_project(tmp_path: Path, film_pieces_dir: Path) -> None:
     from val_probing.build import ProbeSpec, build_probes
     from val_probing.pools import load_pool
     from val_probing.records import read_probes, write_probes
 
     probes = []
     for family, pool in (("document", "document_sentences.jsonl"), ("code", "code_functions.jsonl")):
-        spec = ProbeSpec(family, length=400, tokenizer="whitespace", pool=str(SHARED / pool), sets=1)
-        probes += build_probes(spec, WS, load_pool(family, str(SHARED / pool)), random.Random(0))
+        pool_path = str(film_pieces_dir / pool)
+        spec = ProbeSpec(family, length=400, tokenizer="whitespace", pool=pool_path, sets=1)
+        probes += build_probes(spec, WS, load_pool(family, pool_path), random.Random(0))
     path = tmp_path / "probes.jsonl"
     write_probes(path, probes)
     index = ProbeIndex.build(read_probes(path))

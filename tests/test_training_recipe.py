@@ -33,18 +33,6 @@ def _load_recipe() -> ModuleType:
 recipe = _load_recipe()
 
 
-@pytest.fixture(scope="module")
-def tiny_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's session fixture when conftest.py provides it, else a tiny random Llama made here."""
-    try:
-        return Path(request.getfixturevalue("tiny_llama_dir"))
-    except pytest.FixtureLookupError:
-        pass
-    from val_probing.embedded import make_tiny_llama
-
-    return make_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
-
-
 def _synthesize(out: Path, template: str, n: int = 8) -> Path:
     """A small IN2 set at ~256-token contexts with the real (SmolLM2) tokenizer and the local generator."""
     from test_training_data import make_corpus
@@ -156,9 +144,9 @@ def test_fsdp_configs_build_the_expected_plugin(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_labels_are_masked_on_the_prompt_and_nowhere_else(
-    tiny_model: Path, film_data: Path, tmp_path: Path
+    tiny_llama_dir: Path, film_data: Path, tmp_path: Path
 ) -> None:
-    trainer, lengths = recipe.build_trainer(_config(tiny_model, film_data, tmp_path / "run"))
+    trainer, lengths = recipe.build_trainer(_config(tiny_llama_dir, film_data, tmp_path / "run"))
     tok = trainer.processing_class
     assert trainer.args.max_length == max(lengths) and max(lengths) > 200
     rows = [trainer.train_dataset[i] for i in range(4)]
@@ -176,9 +164,9 @@ def test_labels_are_masked_on_the_prompt_and_nowhere_else(
         assert batch["attention_mask"][j].tolist()[n:] == [0] * (len(labels) - n)
 
 
-def test_chat_template_data_is_masked_the_same_way(tiny_model: Path, tmp_path: Path) -> None:
+def test_chat_template_data_is_masked_the_same_way(tiny_llama_dir: Path, tmp_path: Path) -> None:
     data = _synthesize(tmp_path / "chat", "chat", n=4)
-    trainer, lengths = recipe.build_trainer(_config(tiny_model, data, tmp_path / "run"))
+    trainer, lengths = recipe.build_trainer(_config(tiny_llama_dir, data, tmp_path / "run"))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     tok = trainer.processing_class
     for j in range(2):
@@ -188,13 +176,13 @@ def test_chat_template_data_is_masked_the_same_way(tiny_model: Path, tmp_path: P
         assert -100 not in labels[first:]
 
 
-def test_over_long_examples_stop_the_run(tiny_model: Path, film_data: Path, tmp_path: Path) -> None:
+def test_over_long_examples_stop_the_run(tiny_llama_dir: Path, film_data: Path, tmp_path: Path) -> None:
     with pytest.raises(OverLengthError, match=r"examples exceed max_length_limit=200 tokens: #"):
         recipe.main(
             [
                 "--config",
                 str(TINY_CONFIG),
-                f"model={tiny_model}",
+                f"model={tiny_llama_dir}",
                 f"dataset={film_data}",
                 f"output_dir={tmp_path / 'run'}",
                 "max_length_limit=200",
@@ -204,11 +192,11 @@ def test_over_long_examples_stop_the_run(tiny_model: Path, film_data: Path, tmp_
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_model: Path, film_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(tiny_llama_dir: Path, film_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Twenty steps at a raised learning rate on a fixed set of 2 examples (~35 s on 2 cores)."""
     out = tmp_path_factory.mktemp("trained")
     recipe.main(
-        ["--config", str(TINY_CONFIG), f"model={tiny_model}", f"dataset={film_data}", f"output_dir={out}",
+        ["--config", str(TINY_CONFIG), f"model={tiny_llama_dir}", f"dataset={film_data}", f"output_dir={out}",
          "limit=2", "global_batch_size=2", "per_device_train_batch_size=2", "max_steps=20",
          "learning_rate=5e-3", "warmup_ratio=0", "lr_scheduler_type=constant"]
     )  # fmt: skip
