@@ -44,20 +44,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def measure_lengths(dataset: Any, tokenizer: Any) -> list[int]:
+def measure_lengths(dataset: Any, tokenizer: Any, num_proc: int | None) -> list[int]:
     """Tokens of prompt + completion (+ EOS for text data), tokenized the way TRL prepares them."""
-    lengths = []
-    for row in dataset:
+
+    def count(row: dict[str, Any]) -> dict[str, int]:
         if isinstance(row["prompt"], str):
             text = row["prompt"] + row["completion"]
             if not row["completion"].endswith(tokenizer.eos_token):
                 text += tokenizer.eos_token
-            lengths.append(len(tokenizer(text=text)["input_ids"]))
-        else:
-            messages = row["prompt"] + row["completion"]
-            ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
-            lengths.append(len(ids))
-    return lengths
+            return {"n_tokens": len(tokenizer(text=text)["input_ids"])}
+        messages = row["prompt"] + row["completion"]
+        ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+        return {"n_tokens": len(ids)}
+
+    counted = dataset.map(count, num_proc=num_proc, remove_columns=dataset.column_names, desc="Measuring")
+    return list(counted["n_tokens"])
 
 
 def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
@@ -82,7 +83,7 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
     # 2. Tokenizer and lengths: max_length comes from the data; too-long examples stop the run
     model_path = str(embedded_model_dir()) if cfg.model == "embedded" else cfg.model
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    lengths = measure_lengths(dataset, tokenizer)
+    lengths = measure_lengths(dataset, tokenizer, cfg.dataset_num_proc)
     longest = check_lengths(lengths, cfg.max_length_limit)
     log.info("%d examples, longest %d tokens (limit %d)", len(lengths), longest, cfg.max_length_limit)
 
