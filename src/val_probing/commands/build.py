@@ -69,7 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="needle positions per set, spread evenly (default: every item, the official layout)",
     )
-    parser.add_argument("--seed", type=_non_negative, default=0, help="shuffles the pool (default: %(default)s)")
+    parser.add_argument(
+        "--seed", type=_non_negative, default=0, help="shuffles the pool (default: %(default)s)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="probes JSONL to write")
     parser.add_argument("--no-cache", action="store_true", help="build even if cached, and do not cache")
 
