@@ -5,7 +5,7 @@ Official size: 3 families x 4 sets at 32K tokens, one question per item (every p
 The naive way tokenizes every prompt (context + instruction); its cost is measured on a sample of
 prompts and extrapolated to all of them (said so in the output). Target: the whole build < 60 s.
 
-    .venv/bin/python bench/bench_build.py [--length 32768] [--sets 4] [--sample 6]
+    .venv/bin/python bench/bench_build.py [--length 32768] [--sets 4] [--sample 6] [--pool embedded]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main() -> int:
     parser.add_argument("--length", type=int, default=32768)
     parser.add_argument("--sets", type=int, default=4)
     parser.add_argument("--sample", type=int, default=6, help="prompts per family timed the naive way")
+    parser.add_argument("--pool", default="embedded", help="embedded | film | PATH (default: %(default)s)")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -40,7 +41,7 @@ def main() -> int:
     print(f"tokenizer: SmolLM2-135M-Instruct (fast), loaded in {load_s:.2f} s")
     print(
         f"size: {len(FAMILIES)} families x {args.sets} sets x every item, {args.length} tokens, "
-        "embedded pools\n"
+        f"{args.pool} pools\n"
     )
     head = ("family", "prompts", "items/set", "tokens/set", "build s", "naive s*", "ratio")
     print(f"{head[0]:<9} {head[1]:>7} {head[2]:>9} {head[3]:>10} {head[4]:>8} {head[5]:>9} {head[6]:>7}")
@@ -48,8 +49,10 @@ def main() -> int:
     total_build = total_naive = 0.0
     total_prompts = 0
     for family in FAMILIES:
-        items = load_pool(family, "embedded")
-        spec = ProbeSpec(family=family, length=args.length, tokenizer=counter.name, sets=args.sets)
+        items = load_pool(family, args.pool)
+        spec = ProbeSpec(
+            family=family, length=args.length, tokenizer=counter.name, pool=args.pool, sets=args.sets
+        )
         t0 = time.perf_counter()
         examples = build_probes(spec, counter, items, random.Random(spec.seed))
         build_s = time.perf_counter() - t0
