@@ -122,6 +122,7 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
         save_strategy="steps" if cfg.save_steps else "no",
         save_steps=cfg.save_steps or 500,
         dataloader_num_workers=cfg.dataloader_num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
         dataset_num_proc=cfg.dataset_num_proc,
         seed=cfg.seed,
         report_to=cfg.report_to,
