@@ -176,6 +176,13 @@ def test_chat_template_data_is_masked_the_same_way(tiny_llama_dir: Path, tmp_pat
         assert -100 not in labels[first:]
 
 
+def test_rope_theta_override_reaches_the_model(tiny_llama_dir: Path, film_data: Path, tmp_path: Path) -> None:
+    trainer, _ = recipe.build_trainer(_config(tiny_llama_dir, film_data, tmp_path / "run", "rope_theta=1e6"))
+    inv_freq = trainer.model.model.rotary_emb.inv_freq
+    head_dim = trainer.model.config.hidden_size // trainer.model.config.num_attention_heads
+    assert inv_freq[1].item() == pytest.approx(1e6 ** (-2 / head_dim))  # base 1e6, not the model's 1e4
+
+
 def test_over_long_examples_stop_the_run(tiny_llama_dir: Path, film_data: Path, tmp_path: Path) -> None:
     with pytest.raises(OverLengthError, match=r"examples exceed max_length_limit=200 tokens: #"):
         recipe.main(

@@ -90,9 +90,10 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
     # 3. Model, with an optional RoPE base override (long-context training often raises it)
     model_config = AutoConfig.from_pretrained(model_path)
     if cfg.rope_theta is not None:
-        model_config.rope_theta = cfg.rope_theta
-        if isinstance(getattr(model_config, "rope_parameters", None), dict):
-            model_config.rope_parameters["rope_theta"] = cfg.rope_theta
+        rope = getattr(model_config, "rope_parameters", None)  # transformers 5 keeps the RoPE base here
+        if not isinstance(rope, dict):
+            raise ValProbingError(f"{model_path}: the model config has no rope_parameters to override")
+        rope["rope_theta"] = cfg.rope_theta
     model = AutoModelForCausalLM.from_pretrained(
         model_path,
         config=model_config,
