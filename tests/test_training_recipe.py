@@ -253,36 +253,32 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_train_synthesize_command(tmp_path: Path) -> None:
     from test_training_data import make_corpus
+    from val_probing.records import ProbeExample, write_probes
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for text in make_corpus(20, 10, random.Random(1)):
+    texts = make_corpus(20, 10, random.Random(1))
+    for text in texts:
         (corpus / f"{text.text_id}.txt").write_text(text.text)
+    leaked = " ".join(texts[3].text.split()[:12])
+    probe = ProbeExample("document", 0, 0, 1, 0, 12, "whitespace", leaked, "Which sentence?", "k", "a")
+    write_probes(tmp_path / "probes.jsonl", [probe])
+    general = tmp_path / "orca.jsonl"
+    general.write_text(
+        "".join(json.dumps({"question": f"Q{i}?", "response": f"A{i}"}) + "\n" for i in range(5))
+    )
     out = tmp_path / "data"
-    args = [
-        "synthesize",
-        "--texts",
-        str(corpus),
-        "--tokenizer",
-        "whitespace",
-        "--generator",
-        "local",
-        "--n-examples",
-        "10",
-        "--min-context",
-        "300",
-        "--max-context",
-        "600",
-        "--segment-tokens",
-        "64",
-        "--out",
-        str(out),
-    ]
+    args = ["synthesize", "--texts", str(corpus), "--tokenizer", "whitespace", "--generator", "local",
+            "--n-examples", "10", "--min-context", "300", "--max-context", "600", "--segment-tokens", "64",
+            "--probes", str(tmp_path / "probes.jsonl"), "--general", str(general),
+            "--out", str(out)]  # fmt: skip
     done = _cli(*args)
     assert done.returncode == 0, done.stderr
     assert "wrote 10 examples" in done.stdout
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["sources"]["texts"] == [str(corpus)] and manifest["counts"]["produced"]["general"] == 0
+    assert manifest["sources"]["texts"] == [str(corpus)] and manifest["counts"]["produced"]["general"] == 1
+    assert manifest["contamination"]["dropped_ids"] == [str(corpus / "text3.txt")]
+    assert not any(str(corpus / "text3.txt") in source for source in _sources(out))
     again = _cli(*args)
     assert again.returncode == 2 and "exists: pass --overwrite" in again.stderr
     too_long = _cli(
@@ -290,6 +286,12 @@ def test_train_synthesize_command(tmp_path: Path) -> None:
     )
     assert too_long.returncode == 2 and "could not fill" in too_long.stderr
     assert not (tmp_path / "x").exists()
+
+
+def _sources(data: Path) -> list[str]:
+    from datasets import load_from_disk
+
+    return [source for row in load_from_disk(str(data)) for source in row["sources"]]
 
 
 def test_train_run_command_checks_the_config_first(tmp_path: Path) -> None:
