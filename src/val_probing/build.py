@@ -28,13 +28,12 @@ from val_probing.paths import cache_root
 from val_probing.pools import EMBEDDED, PoolItem, file_sha256, pool_path, read_pool
 from val_probing.probes import FamilySpec, get_family
 from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, read_probes, write_probes
-from val_probing.tokens import HFTokenCounter, TokenCounter, load_counter
+from val_probing.tokens import EMBEDDED_TOKENIZER, HFTokenCounter, TokenCounter, load_counter
 
 log = logging.getLogger(__name__)
 
 # Bump whenever the same spec, tokenizer and pool would give different probes.
 PROBE_VERSION = "1"
-EMBEDDED_TOKENIZER = "embedded"
 _CHUNK = 512  # pool items counted per tokenizer call
 
 
@@ -344,14 +343,6 @@ def tokenizer_folder(name: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-def load_tokenizer(name: str) -> TokenCounter:
-    """``tokens.load_counter`` plus the ``"embedded"`` alias (recorded under that name)."""
-    if name == EMBEDDED_TOKENIZER:
-        folder = tokenizer_folder(name)
-        return HFTokenCounter(HFTokenCounter.load(str(folder)).tokenizer, EMBEDDED_TOKENIZER)
-    return load_counter(name)
-
-
 def _folder_fingerprint(folder: Path) -> str:
     files = sorted(
         p
@@ -379,7 +370,7 @@ def tokenizer_fingerprint(name: str, counter: TokenCounter | None = None) -> str
     folder = tokenizer_folder(name)
     if folder is not None:
         return _folder_fingerprint(folder)
-    return _counter_fingerprint(counter or load_tokenizer(name))
+    return _counter_fingerprint(counter or load_counter(name))
 
 
 def probe_hash(spec: ProbeSpec, tokenizer_id: str, pool_sha256: str) -> str:
@@ -404,7 +395,7 @@ def cached_probes(
     """Probes for ``spec`` and their hash, built once and then read from ``<cache>/probes/``."""
     counter = None
     if tokenizer_folder(spec.tokenizer) is None and spec.tokenizer != "whitespace":
-        counter = load_tokenizer(spec.tokenizer)  # a hub name: fingerprint what was actually loaded
+        counter = load_counter(spec.tokenizer)  # a hub name: fingerprint what was actually loaded
     path = pool_path(spec.family, spec.pool)
     digest = probe_hash(spec, tokenizer_fingerprint(spec.tokenizer, counter), file_sha256(path))
     cached = cache_path(spec, digest)
@@ -416,7 +407,7 @@ def cached_probes(
         else:
             log.info("probes %s read from the cache (%s)", digest, cached)
             return examples, digest
-    counter = counter or load_tokenizer(spec.tokenizer)
+    counter = counter or load_counter(spec.tokenizer)
     items = read_pool(spec.family, path)
     examples = build_probes(spec, counter, items, random.Random(spec.seed), progress=progress)
     if use_cache:

@@ -101,8 +101,17 @@ class HFTokenCounter:
         return [start for start, _end in enc["offset_mapping"]]
 
 
+EMBEDDED_TOKENIZER = "embedded"
+"""Alias for the embedded SmolLM2 tokenizer; records keep the alias, so files match across machines."""
+
+
 def load_counter(name_or_path: str) -> TokenCounter:
-    """``"whitespace"`` or any Hugging Face tokenizer name / folder."""
+    """``"whitespace"``, ``"embedded"`` (SmolLM2's tokenizer) or any Hugging Face tokenizer name / folder."""
     if name_or_path == "whitespace":
         return WhitespaceCounter()
+    if name_or_path == EMBEDDED_TOKENIZER:
+        from val_probing.embedded import embedded_tokenizer_dir
+
+        folder = embedded_tokenizer_dir()
+        return HFTokenCounter(HFTokenCounter.load(str(folder)).tokenizer, EMBEDDED_TOKENIZER)
     return HFTokenCounter.load(name_or_path)
