@@ -278,7 +278,7 @@ def test_train_synthesize_command(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["sources"]["texts"] == [str(corpus)] and manifest["counts"]["produced"]["general"] == 1
     assert manifest["contamination"]["dropped_ids"] == [str(corpus / "text3.txt")]
-    assert not any(str(corpus / "text3.txt") in source for source in _sources(out))
+    assert not any(leaked in prompt for prompt in _prompts(out))  # not even as a filler
     again = _cli(*args)
     assert again.returncode == 2 and "exists: pass --overwrite" in again.stderr
     too_long = _cli(
@@ -288,10 +288,10 @@ def test_train_synthesize_command(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
-def _sources(data: Path) -> list[str]:
+def _prompts(data: Path) -> list[str]:
     from datasets import load_from_disk
 
-    return [source for row in load_from_disk(str(data)) for source in row["sources"]]
+    return list(load_from_disk(str(data))["prompt"])
 
 
 def test_train_run_command_checks_the_config_first(tmp_path: Path) -> None:
