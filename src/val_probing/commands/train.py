@@ -153,16 +153,6 @@ def run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _counter(name: str):  # -> TokenCounter
-    from val_probing.tokens import load_counter
-
-    if name == "embedded":
-        from val_probing.embedded import embedded_tokenizer_dir
-
-        return load_counter(str(embedded_tokenizer_dir()))
-    return load_counter(name)
-
-
 def _generator(args: argparse.Namespace):  # -> QAGenerator
     from val_probing.paths import cache_root
     from val_probing.training.qa import ExtractiveLocalGenerator, OpenAIChatGenerator, RequestCache
@@ -204,6 +194,7 @@ def _probe_index(args: argparse.Namespace):  # -> ProbeIndex | None
 
 
 def _synthesize(args: argparse.Namespace) -> int:
+    from val_probing.tokens import load_counter
     from val_probing.training.assemble import LengthRange, MixtureRatios
     from val_probing.training.dataset import (
         SynthesisConfig,
@@ -227,7 +218,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     probes = _probe_index(args)
     synthesis = synthesize(
         texts,
-        _counter(args.tokenizer),
+        load_counter(args.tokenizer),
         _generator(args),
         config,
         random.Random(args.seed),
