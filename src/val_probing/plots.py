@@ -1,0 +1,289 @@
+"""Figures of loaded VAL results: the paper's position curves and a depth x context-length heatmap.
+
+Every function takes :class:`~val_probing.results.TaskResult` records (``load_results``), never
+paths, and returns a ``matplotlib.figure.Figure``; :func:`save_figure` does the I/O. Figures are
+built on the Agg canvas without pyplot, so nothing global changes (no backend switch at import,
+no figure kept alive by pyplot, safe in threads, CI and notebooks).
+
+Position curves (the paper's Figure 1 layout): one panel per task, x = relative position of the
+needle in the context (the centre of each bucket, in % of the context), y = score (x100), one
+line per model with error bars = ``BucketStat.std``, the population std across sets (contexts)
+of the per-set bucket means, as in the authors' plot.py. It is a spread between contexts, not a
+confidence interval. Results loaded without samples have no std: they are drawn without error
+bars and the legend says so. An optional dashed line marks each model's average.
+
+Colours: :func:`model_colors` gives the curve labels (model names) the ``tab10`` colours in sorted
+order (the 11th label starts over). The figure functions colour by ALL the results they are given,
+before any selection, so figures drawn from one ``load_results`` call agree (the curves at each
+context length, with or without some tasks), and the same set of models always gets the same
+colours, on any machine. To keep colours fixed across different sets of models, compute
+``model_colors(...)`` once and pass it as ``colors=`` (explicit entries win).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from val_probing.errors import ValProbingError
+from val_probing.records import FAMILIES
+from val_probing.results import TaskResult, run_stamp
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+TASK_TITLES: dict[str, str] = {
+    "document": "Document Sentence Retrieval (Bi-Direction)",
+    "code": "Code Function Retrieval (Backward)",
+    "database": "Database Entity Retrieval (Forward)",
+}
+PALETTE: tuple[str, ...] = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)  # matplotlib's tab10, spelled out so the mapping never depends on rcParams
+FORMATS: tuple[str, ...] = ("png", "svg")
+
+
+class PlotError(ValProbingError, ValueError):
+    """Results that cannot be drawn as asked."""
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def model_colors(labels: Iterable[str], palette: Sequence[str] = PALETTE) -> dict[str, str]:
+    """A colour per label: the palette in sorted label order (deterministic, no hash, no state)."""
+    return {label: palette[i % len(palette)] for i, label in enumerate(sorted(set(labels)))}
+
+
+def bucket_centres(n_buckets: int) -> np.ndarray:
+    """x of each bucket: its centre as a percentage of the context (0 = start, 100 = end)."""
+    return (np.arange(n_buckets) + 0.5) / n_buckets * 100
+
+
+def curve_arrays(result: TaskResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, mean, std) over ALL buckets of the result; missing buckets and unknown std are NaN."""
+    n = result.summary.n_buckets
+    mean = np.full(n, np.nan)
+    std = np.full(n, np.nan)
+    for b in result.summary.buckets:
+        mean[b.index] = b.mean
+        std[b.index] = b.std
+    return bucket_centres(n), mean, std
+
+
+def select_curves(results: Sequence[TaskResult], context_length: int | None = None) -> list[TaskResult]:
+    """One context length per (model, task): ``context_length`` when given, else the longest.
+
+    Several runs of the same model at that length (``load_results(latest_only=False)``) are all
+    kept; :func:`curve_labels` tells them apart.
+    """
+    by_key: dict[tuple[str, str], list[TaskResult]] = defaultdict(list)
+    for r in results:
+        by_key[(r.model, r.task)].append(r)
+    chosen: list[TaskResult] = []
+    for (model, task), group in by_key.items():
+        lengths = {r.context_length for r in group}
+        if context_length is not None:
+            pick: int | None = context_length
+            if context_length not in lengths:
+                log.warning("%s %s: no result at context length %d", model, task, context_length)
+                continue
+        else:
+            known = [x for x in lengths if x is not None]
+            pick = max(known) if known else None
+            if len(lengths) > 1:
+                log.info("%s %s: %d context lengths, drawing %s", model, task, len(lengths), pick)
+        chosen.extend(r for r in group if r.context_length == pick)
+    return chosen
+
+
+def curve_labels(results: Sequence[TaskResult]) -> dict[int, str]:
+    """Legend label per result (keyed by ``id``): the model name, plus the run's timestamp for a
+    model that has several runs of one task at one context length (``latest_only=False``)."""
+    runs: dict[tuple[str, str, int | None], set[Path]] = defaultdict(set)
+    for r in results:
+        runs[(r.model, r.task, r.context_length)].add(r.source)
+    several = {model for (model, _t, _l), sources in runs.items() if len(sources) > 1}
+    return {
+        id(r): f"{r.model} [{run_stamp(r.source) or r.source.name}]" if r.model in several else r.model
+        for r in results
+    }
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)  # the Agg canvas, chosen here and only for this figure
+    return fig
+
+
+def _draw_curve(ax: Axes, result: TaskResult, label: str, color: str, show_average: bool) -> None:
+    x, mean, std = curve_arrays(result)
+    has_spread = result.has_spread
+    container = ax.errorbar(
+        x,
+        mean,
+        yerr=std if has_spread else None,
+        color=color,
+        marker="o",
+        markersize=3.5,
+        linewidth=1.6,
+        capsize=2.5,
+        elinewidth=0.9,
+        label=label if has_spread else f"{label} (no error bars: aggregates only)",
+    )
+    container.lines[0].set_gid(f"curve:{label}")
+    if show_average:
+        ax.axhline(result.summary.avg, color=color, linestyle="--", linewidth=1.0, gid=f"avg:{label}")
+
+
+def plot_position_curves(
+    results: Sequence[TaskResult],
+    *,
+    context_length: int | None = None,
+    show_average: bool = True,
+    colors: Mapping[str, str] | None = None,
+    tasks: Sequence[str] = FAMILIES,
+) -> Figure:
+    """The paper's Figure 1: one panel per task (1 x 3), one line per model, error bars across sets.
+
+    Each curve's data line has gid ``"curve:<label>"`` and its average line ``"avg:<label>"``.
+    A task without results gets an empty panel saying so.
+    """
+    if not results:
+        raise PlotError("no results to plot")
+    labels = curve_labels(results)
+    palette = dict(model_colors(labels.values()))
+    chosen = select_curves(results, context_length)
+    if not chosen:
+        raise PlotError(f"no result at context length {context_length}")
+    palette.update(colors or {})
+    fig = _new_figure(5.2 * len(tasks), 4.2)
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    for ax, task in zip(axes, tasks, strict=True):
+        ax.set_title(TASK_TITLES.get(task, task), fontsize=11)
+        ax.set_xlabel("Relative position in the context (%)")
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 105)
+        ax.grid(True, alpha=0.3)
+        drawn = [r for r in chosen if r.task == task]
+        if not drawn:
+            ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", va="center", color="0.4")
+            log.warning("no results for task %s: its panel is empty", task)
+            continue
+        for r in sorted(drawn, key=lambda r: labels[id(r)]):
+            _draw_curve(ax, r, labels[id(r)], palette[labels[id(r)]], show_average)
+        ax.legend(fontsize=8, loc="best")
+    axes[0].set_ylabel("Score (x100)")
+    return fig
+
+
+def heatmap_matrix(results: Sequence[TaskResult], model: str, task: str) -> tuple[list[int], np.ndarray]:
+    """(context lengths ascending, lengths x buckets matrix of bucket means; NaN where missing)."""
+    rows = sorted(
+        (r for r in results if r.model == model and r.task == task and r.context_length is not None),
+        key=lambda r: r.context_length or 0,
+    )
+    if not rows:
+        raise PlotError(f"{model} {task}: no result with a known context length")
+    lengths = [r.context_length for r in rows if r.context_length is not None]
+    if len(set(lengths)) != len(lengths):
+        raise PlotError(f"{model} {task}: several runs at one context length; load with latest_only=True")
+    n_buckets = {r.summary.n_buckets for r in rows}
+    if len(n_buckets) != 1:
+        raise PlotError(f"{model} {task}: bucket counts differ between lengths ({sorted(n_buckets)})")
+    return lengths, np.vstack([curve_arrays(r)[1] for r in rows])
+
+
+def heatmap_models(results: Sequence[TaskResult], task: str) -> list[str]:
+    """Models with results at two or more context lengths for ``task``."""
+    lengths: dict[str, set[int]] = defaultdict(set)
+    for r in results:
+        if r.task == task and r.context_length is not None:
+            lengths[r.model].add(r.context_length)
+    return sorted(m for m, seen in lengths.items() if len(seen) > 1)
+
+
+def _length_label(tokens: int) -> str:
+    return f"{tokens // 1024}K" if tokens % 1024 == 0 else str(tokens)
+
+
+def plot_depth_heatmap(results: Sequence[TaskResult], task: str, *, annotate: bool = True) -> Figure:
+    """Depth (bucket) x context length, one panel per model that has several lengths for ``task``.
+
+    Cell = bucket mean (x100, colour scale fixed to 0..100). ``ax.images[0].get_array()`` is the
+    :func:`heatmap_matrix` of the panel's model (rows = lengths ascending, top to bottom).
+    """
+    model_names = heatmap_models(results, task)
+    if not model_names:
+        raise PlotError(f"{task}: no model has results at two or more context lengths")
+    fig = _new_figure(max(5.0, 4.6 * len(model_names)), 3.6)
+    axes = fig.subplots(1, len(model_names), squeeze=False)[0]
+    image = None
+    for ax, model in zip(axes, model_names, strict=True):
+        lengths, matrix = heatmap_matrix(results, model, task)
+        n_buckets = matrix.shape[1]
+        image = ax.imshow(
+            matrix,
+            aspect="auto",
+            cmap="RdYlGn",
+            vmin=0,
+            vmax=100,
+            interpolation="nearest",
+            extent=(0, 100, len(lengths) - 0.5, -0.5),
+        )
+        image.set_gid(f"heatmap:{model}")
+        ax.set_yticks(range(len(lengths)), [_length_label(x) for x in lengths])
+        ax.set_xlabel("Relative position in the context (%)")
+        ax.set_ylabel("Context length (tokens)")
+        ax.set_title(f"{model}: {TASK_TITLES.get(task, task)}", fontsize=10)
+        if annotate and matrix.size <= 400:
+            centres = bucket_centres(n_buckets)
+            for i, j in np.ndindex(matrix.shape):
+                if not math.isnan(matrix[i, j]):
+                    ax.text(centres[j], i, f"{matrix[i, j]:.0f}", ha="center", va="center", fontsize=7)
+    assert image is not None
+    fig.colorbar(image, ax=list(axes), label="Score (x100)", shrink=0.9)
+    return fig
+
+
+def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS, *, dpi: int = 150) -> list[Path]:
+    """Write ``stem.<fmt>`` for each format (png, svg, pdf), each via a temporary file and a rename."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for fmt in formats:
+        if fmt not in {"png", "svg", "pdf"}:
+            raise PlotError(f"format: {fmt!r} is not png, svg or pdf")
+        final = stem.with_name(f"{stem.name}.{fmt}")
+        tmp = final.with_name(final.name + ".tmp")
+        try:
+            fig.savefig(tmp, format=fmt, dpi=dpi)
+            tmp.replace(final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        written.append(final)
+    return written
