@@ -1,0 +1,78 @@
+"""``val-probing baseline``: record a run as the CI gate's baseline (YAML + per-sample scores)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "record one model's VAL run (lm-eval output) as the baseline for `val-probing check`"
+
+EPILOG = """\
+RUN_DIR is what lm_eval wrote with --output_path (or the <model> folder below it, or one
+results_*.json); the latest results file is used. Run lm_eval with --log_samples: the per-sample
+scores are kept beside the YAML (BASELINE.samples.jsonl) so `check` can run paired tests.
+
+examples:
+  lm_eval --model vllm --model_args pretrained=DIR,max_model_len=4096 \\
+      --tasks valprobing --include_path "$(val-probing tasks-path)" \\
+      --output_path runs/main --log_samples --apply_chat_template
+  val-probing baseline runs/main --out ci/val-baseline.yaml
+  # stricter buckets, looser average
+  val-probing baseline runs/main --out ci/val-baseline.yaml --bucket-tolerance 8 --avg-tolerance 3
+
+The YAML is meant to be read and edited (tolerances, per-task overrides): see docs/ci-gate.md.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from val_probing.gate import Statistics, Tolerances
+
+    tol, stats = Tolerances(), Statistics()
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="lm-eval output folder or results file")
+    parser.add_argument("--out", type=Path, required=True, help="baseline YAML to write")
+    parser.add_argument("--model", help="the model to record when RUN_DIR holds several")
+    parser.add_argument(
+        "--avg-tolerance", type=float, default=tol.avg, help=f"points x100 (default {tol.avg})"
+    )
+    parser.add_argument(
+        "--gap-tolerance", type=float, default=tol.gap, help=f"points x100 (default {tol.gap})"
+    )
+    parser.add_argument(
+        "--bucket-tolerance", type=float, default=tol.bucket, help=f"points x100 (default {tol.bucket})"
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=stats.alpha, help=f"one-sided level after Holm (default {stats.alpha})"
+    )
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=stats.resamples,
+        help=f"resamples for randomisation/bootstrap p-values (default {stats.resamples})",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from val_probing.errors import ValProbingError
+    from val_probing.gate import Statistics, Tolerances, make_baseline, write_baseline
+    from val_probing.results import load_results
+
+    try:
+        tolerances = Tolerances(args.avg_tolerance, args.gap_tolerance, args.bucket_tolerance)
+        statistics = Statistics(alpha=args.alpha, resamples=args.resamples)
+    except ValueError as err:
+        raise ValProbingError(str(err)) from err
+    results = load_results([args.run_dir], n_boot=200)
+    if args.model is not None:
+        results = [r for r in results if r.model == args.model]
+        if not results:
+            raise ValProbingError(f"{args.run_dir}: no results for model {args.model!r}")
+    sources = sorted({str(r.source) for r in results})
+    baseline = make_baseline(
+        results, tolerances=tolerances, statistics=statistics, created_from=", ".join(sources)
+    )
+    written = write_baseline(baseline, args.out)
+    kind = "with per-sample scores" if baseline.has_samples else "WITHOUT per-sample scores (tolerances only)"
+    print(
+        f"baseline for {baseline.model} ({', '.join(baseline.tasks)}) {kind}: {', '.join(map(str, written))}"
+    )
+    return 0

@@ -1,0 +1,74 @@
+"""``val-probing check``: gate a run against a baseline. Exit 0 pass, 1 regression, 2 unusable input."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+HELP = "compare a VAL run with a baseline (paired tests per bucket); exit 1 on a regression"
+
+EPILOG = """\
+exit status: 0 no regression, 1 regression, 2 unusable input (settings, probe hash or tasks that
+differ from the baseline, unreadable files). A check never passes silently: without per-sample
+scores it falls back to tolerances and says so.
+
+examples:
+  val-probing check runs/pr --baseline ci/val-baseline.yaml
+  # in CI: a job summary (also written to $GITHUB_STEP_SUMMARY when set) and JUnit XML
+  val-probing check runs/pr --baseline ci/val-baseline.yaml --markdown gate.md --junit gate.xml
+  # the checkpoint path differs on the CI machine: compare the rest
+  val-probing check runs/pr --baseline ci/val-baseline.yaml --ignore model
+
+See docs/ci-gate.md for the statistics and the baseline schema.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="lm-eval output folder or results file")
+    parser.add_argument("--baseline", type=Path, required=True, help="baseline YAML (val-probing baseline)")
+    parser.add_argument("--model", help="the model to check when RUN_DIR holds several")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary here")
+    parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
+    parser.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="SETTING",
+        help="a setting allowed to differ (model, limit, ...); repeatable",
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from val_probing.errors import ValProbingError
+    from val_probing.gate import check, format_markdown, format_table, junit_xml, read_baseline
+    from val_probing.results import load_results
+
+    baseline = read_baseline(args.baseline)
+    results = load_results([args.run_dir], n_boot=200)
+    if args.model is not None:
+        results = [r for r in results if r.model == args.model]
+        if not results:
+            raise ValProbingError(f"{args.run_dir}: no results for model {args.model!r}")
+    result = check(baseline, results, ignore=frozenset(args.ignore))
+    print(format_table(result))
+    markdown = format_markdown(result)
+    if args.markdown is not None:
+        _write(args.markdown, markdown)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:  # appended, as GitHub expects
+            handle.write(markdown)
+    if args.junit is not None:
+        _write(args.junit, junit_xml(result))
+    return 0 if result.passed else 1
