@@ -457,7 +457,7 @@ def load_results(paths: Sequence[Path], *, latest_only: bool = True, n_boot: int
     :class:`ResultsError` when nothing can be loaded; folders without results and foreign files
     are warnings.
     """
-    loaded: list[tuple[str, TaskResult]] = []
+    loaded: list[TaskResult] = []
     for given in paths:
         files = find_results_files(Path(given))
         if not files:
@@ -466,7 +466,7 @@ def load_results(paths: Sequence[Path], *, latest_only: bool = True, n_boot: int
         found_here = 0
         for file in files:
             for result in load_results_file(file, n_boot=n_boot):
-                loaded.append((run_stamp(file) or "", result))
+                loaded.append(result)
                 found_here += 1
         if not found_here:
             log.warning("%s: no VAL probing results (tasks val_document, val_code, val_database)", given)
@@ -476,22 +476,22 @@ def load_results(paths: Sequence[Path], *, latest_only: bool = True, n_boot: int
             "folders with results_*.json for tasks val_document/val_code/val_database, or "
             "'val-probing score --json' files)"
         )
-    if latest_only:
-        loaded = _keep_latest(loaded)
+    results = keep_latest(loaded) if latest_only else loaded
     order = {f: i for i, f in enumerate(FAMILIES)}
-    results = [r for _stamp, r in loaded]
     results.sort(key=lambda r: (r.model, order[r.task], r.context_length is None, r.context_length or 0))
     _warn_incomplete(results)
     return results
 
 
-def _keep_latest(loaded: list[tuple[str, TaskResult]]) -> list[tuple[str, TaskResult]]:
-    newest: dict[tuple[str, str, int | None], tuple[str, Path]] = {}
-    for stamp, r in loaded:
+def keep_latest(results: Sequence[TaskResult]) -> list[TaskResult]:
+    """The newest run (file-name timestamp, then path) per (model, task, context length), in order."""
+    newest: dict[tuple[str, str, int | None], tuple[str, str]] = {}
+    for r in results:
         key = (r.model, r.task, r.context_length)
-        if key not in newest or (stamp, str(r.source)) > (newest[key][0], str(newest[key][1])):
-            newest[key] = (stamp, r.source)
-    return [(s, r) for s, r in loaded if newest[(r.model, r.task, r.context_length)][1] == r.source]
+        rank = (run_stamp(r.source) or "", str(r.source))
+        if key not in newest or rank > newest[key]:
+            newest[key] = rank
+    return [r for r in results if newest[(r.model, r.task, r.context_length)][1] == str(r.source)]
 
 
 def _warn_incomplete(results: Sequence[TaskResult]) -> None:

@@ -1,0 +1,77 @@
+"""``val-probing plot``: the paper's position curves (and heatmaps) from saved runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HELP = "draw position curves (and a depth x context-length heatmap) from lm-eval runs"
+
+EPILOG = """\
+RUN_DIR is an lm-eval --output_path folder (searched for results_*.json; run lm_eval with
+--log_samples so the error bars can be computed), one results_*.json, or a
+'val-probing score --json' file. Several may be given: one line per model.
+
+writes, under --out:
+  position_curves.png/.svg        1x3 panels (document, code, database), one line per model,
+                                  error bars = std across sets, dashed line = the model's Avg
+  heatmap_<task>.png/.svg         depth x context length, when a model was run at several lengths
+
+examples:
+  val-probing plot results/ --out figures/
+  val-probing plot results/SmolLM2/ results/FILM-7B/ --out figures/ --format png pdf
+  val-probing plot results/ --out figures/ --all-runs          # every run, not only the latest
+  val-probing plot results/ --out figures/ --context-length 8192
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "runs", nargs="+", type=Path, metavar="RUN_DIR", help="lm-eval output folders or files"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder for the figures")
+    parser.add_argument(
+        "--all-runs", action="store_true", help="draw every run of a model, not only the latest"
+    )
+    parser.add_argument(
+        "--context-length", type=int, help="curves at this context length (default: each task's longest)"
+    )
+    parser.add_argument(
+        "--format", nargs="+", default=["png", "svg"], choices=["png", "svg", "pdf"], help="file formats"
+    )
+    parser.add_argument("--no-average", action="store_true", help="no dashed line at each model's Avg")
+
+
+def run(args: argparse.Namespace) -> int:
+    from val_probing.plots import (
+        curve_labels,
+        heatmap_models,
+        model_colors,
+        plot_depth_heatmap,
+        plot_position_curves,
+        save_figure,
+    )
+    from val_probing.records import FAMILIES
+    from val_probing.results import keep_latest, load_results
+
+    results = load_results(args.runs, latest_only=not args.all_runs)
+    colors = model_colors(curve_labels(results).values())
+    written = save_figure(
+        plot_position_curves(
+            results, context_length=args.context_length, show_average=not args.no_average, colors=colors
+        ),
+        args.out / "position_curves",
+        args.format,
+    )
+    latest = keep_latest(results) if args.all_runs else results
+    for task in FAMILIES:
+        if heatmap_models(latest, task):
+            written += save_figure(
+                plot_depth_heatmap(latest, task), args.out / f"heatmap_{task}", args.format
+            )
+    for path in written:
+        print(path)
+    return 0

@@ -1,0 +1,123 @@
+"""Table 1 (Markdown and CSV) and the plot/report commands on the shipped synthetic runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from val_probing.cli import main
+from val_probing.report import CSV_COLUMNS, table_rows, to_csv, to_markdown
+from val_probing.results import TaskResult, load_results
+
+DATA = Path(__file__).resolve().parent / "data"
+SYNTHETIC = DATA / "runs" / "synthetic"
+LENGTHS = DATA / "runs" / "lengths"
+SCORE_JSON = DATA / "score" / "mistral-like_document.json"
+
+
+@pytest.fixture(scope="module")
+def results() -> list[TaskResult]:
+    return load_results([SYNTHETIC, LENGTHS, SCORE_JSON], n_boot=20)
+
+
+def _result(results: list[TaskResult], model: str, task: str, length: int | None = 4096) -> TaskResult:
+    (r,) = [r for r in results if r.model == model and r.task == task and r.context_length == length]
+    return r
+
+
+def test_rows_hold_the_summary_numbers_and_all_is_the_mean_over_tasks(results: list[TaskResult]) -> None:
+    rows = {row.label: row for row in table_rows(results)}
+    assert sorted(rows) == ["flat-model", "mistral-like", "u-model"]
+    u = rows["u-model"]
+    for task in ("document", "code", "database"):
+        summary = _result(results, "u-model", task).summary
+        assert (u.cells[task].avg, u.cells[task].gap) == (summary.avg, summary.gap)
+    assert u.all_avg == pytest.approx(sum(_result(results, "u-model", t).summary.avg for t in u.cells) / 3)
+    assert u.all_gap == pytest.approx(sum(_result(results, "u-model", t).summary.gap for t in u.cells) / 3)
+    assert u.context_lengths == (4096,)
+    partial = rows["mistral-like"]
+    assert not partial.complete and partial.all_avg is None and list(partial.cells) == ["document"]
+
+
+def test_markdown_is_table_one(results: list[TaskResult]) -> None:
+    text = to_markdown(table_rows(results), digits=1)
+    lines = text.splitlines()
+    assert lines[0] == (
+        "| Model | Context | Document Avg | Document Gap↓ | Code Avg | Code Gap↓ | Database Avg "
+        "| Database Gap↓ | All Avg | All Gap↓ |"
+    )
+    u_row = next(line for line in lines if line.startswith("| u-model"))
+    doc = _result(results, "u-model", "document").summary
+    cells = [c.strip() for c in u_row.strip("|").split("|")]
+    assert cells[1] == "4K"
+    assert cells[2:4] == [f"{doc.avg:.1f}", f"{doc.gap:.1f}"]
+    mistral = next(line for line in lines if line.startswith("| mistral-like"))
+    assert [c.strip() for c in mistral.strip("|").split("|")][4:] == ["–"] * 6
+
+
+def test_csv_has_every_number(results: list[TaskResult]) -> None:
+    rows = list(csv.DictReader(io.StringIO(to_csv(table_rows(results)))))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    flat = next(r for r in rows if r["model"] == "flat-model")
+    summary = _result(results, "flat-model", "code").summary
+    assert float(flat["code_avg"]) == pytest.approx(summary.avg, abs=1e-6)
+    assert float(flat["code_avg_ci_low"]) == pytest.approx(summary.avg_ci[0], abs=1e-6)
+    assert flat["code_n_samples"] == "32" and flat["code_context_length"] == "4096"
+    mistral = next(r for r in rows if r["model"] == "mistral-like")
+    assert mistral["code_avg"] == "" and mistral["all_avg"] == ""
+
+
+def test_context_length_option_picks_the_row_numbers(results: list[TaskResult]) -> None:
+    (row,) = table_rows(results, context_length=1024)
+    assert (
+        row.label == "u-model"
+        and row.cells["document"].gap == _result(results, "u-model", "document", 1024).summary.gap
+    )
+
+
+def test_report_command_prints_and_writes_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "t" / "table.csv"
+    md = tmp_path / "table.md"
+    assert main(["report", str(SYNTHETIC), "--csv", str(out), "--markdown", str(md), "--digits", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == md.read_text()
+    assert "| flat-model | 4K | 83.32 |" in printed
+    assert [r["model"] for r in csv.DictReader(out.open())] == ["flat-model", "u-model"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["table.csv"]  # no temporary left
+
+
+def test_commands_fail_cleanly_on_empty_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no VAL probing results" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "figs")]) == 2
+    assert not (tmp_path / "figs").exists()
+
+
+def test_plot_command_writes_curves_and_heatmap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "figs"
+    assert main(["plot", str(SYNTHETIC), str(LENGTHS), "--out", str(out), "--format", "png"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["heatmap_document.png", "position_curves.png"]
+    assert capsys.readouterr().out.split() == [
+        str(out / "position_curves.png"),
+        str(out / "heatmap_document.png"),
+    ]
+
+
+def test_plot_command_draws_what_it_can(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(SYNTHETIC / "org__u-model", run / "org__u-model")
+    results_file = next(run.rglob("results_*.json"))
+    data = json.loads(results_file.read_text())
+    del data["results"]["val_database"]
+    results_file.write_text(json.dumps(data))
+    samples = next(run.rglob("samples_val_code_*.jsonl"))
+    samples.write_text(samples.read_text()[:-25])  # half-written last line
+    out = tmp_path / "figs"
+    assert main(["plot", str(run), "--out", str(out), "--all-runs"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["position_curves.png", "position_curves.svg"]
+    assert "truncated" in caplog.text and "no results for task database" in caplog.text
