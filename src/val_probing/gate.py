@@ -497,13 +497,18 @@ def _pair(name: str, old: Sequence[SampleScore], new: Sequence[SampleScore], n_b
 def _weights(p: _Paired, bucket: int | None) -> np.ndarray:
     """Per-sample weights so that ``sum(w * scores)`` is a bucket mean (or the avg when None)."""
     sample_bucket = p.cell_bucket[p.cell]
-    w = 1.0 / (p.cell_size[p.cell] * np.array([p.bucket_sets[int(b)] for b in sample_bucket]))
+    sets = np.zeros(int(p.cell_bucket.max()) + 1)
+    for b, n in p.bucket_sets.items():
+        sets[b] = n
+    w = 1.0 / (p.cell_size[p.cell] * sets[sample_bucket])
     if bucket is None:
         return w / len(p.bucket_sets)
     return np.where(sample_bucket == bucket, w, 0.0)
 
 
-def sign_flip_p(terms: np.ndarray, rng: np.random.Generator, resamples: int) -> tuple[float, str]:
+def sign_flip_p(
+    terms: np.ndarray, rng: np.random.Generator, resamples: int, *, binary: bool = True
+) -> tuple[float, str]:
     """One-sided p-value of ``sum(terms)`` being this low if each term's sign were a coin flip.
 
     When every non-zero term has the same size the exact binomial tail is returned (for 0/1 scores
@@ -516,7 +521,7 @@ def sign_flip_p(terms: np.ndarray, rng: np.random.Generator, resamples: int) -> 
     if np.allclose(size, size[0], rtol=1e-9, atol=0):
         m, k = nz.size, int((nz < 0).sum())  # p = P(Binom(m, 1/2) >= k)
         tail = sum(math.comb(m, j) for j in range(k, m + 1))
-        return min(1.0, tail / 2**m), "McNemar exact"
+        return min(1.0, tail / 2**m), "McNemar exact" if binary else "sign test (exact)"
     observed = nz.sum()
     hits = 0
     done = 0
@@ -529,10 +534,14 @@ def sign_flip_p(terms: np.ndarray, rng: np.random.Generator, resamples: int) -> 
     return (1 + hits) / (1 + resamples), "sign-flip"
 
 
-def _gaps(scores: np.ndarray, p: _Paired) -> np.ndarray:
-    """Gap (x1) of rows of scores (k, n) with the cell/bucket weighting of summarize."""
-    buckets = sorted(p.bucket_sets)
-    means = np.stack([scores @ _weights(p, b) for b in buckets], axis=-1)
+def _bucket_matrix(p: _Paired) -> np.ndarray:
+    """(n, n_present_buckets) weights: ``scores @ M`` gives every bucket mean at once."""
+    return np.stack([_weights(p, b) for b in sorted(p.bucket_sets)], axis=1)
+
+
+def _gaps(scores: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Gap (x1) of scores (n,) or rows of scores (k, n)."""
+    means = scores @ matrix
     return means.max(axis=-1) - means.min(axis=-1)
 
 
@@ -543,14 +552,14 @@ def gap_bootstrap_p(p: _Paired, rng: np.random.Generator, resamples: int) -> flo
     slot_start = starts[p.cell[order]]
     slot_size = p.cell_size[p.cell[order]]
     old, new = p.old[order], p.new[order]
-    sorted_p = replace(p, cell=p.cell[order])
+    matrix = _bucket_matrix(p)[order]
     hits = 0
     done = 0
     chunk = max(1, 4_000_000 // max(1, old.size))
     while done < resamples:
         rows = min(chunk, resamples - done)
         picks = slot_start + rng.integers(0, slot_size, size=(rows, old.size))
-        diff = _gaps(new[picks], sorted_p) - _gaps(old[picks], sorted_p)
+        diff = _gaps(new[picks], matrix) - _gaps(old[picks], matrix)
         hits += int((diff <= 0).sum())
         done += rows
     return (1 + hits) / (1 + resamples)
@@ -575,15 +584,17 @@ def _paired_checks(
     n_buckets = int(t.settings.get("n_buckets") or r.summary.n_buckets)
     p = _pair(name, t.samples, r.samples, n_buckets)
     diff = p.new - p.old
+    binary = bool(np.isin(p.old, (0.0, 1.0)).all() and np.isin(p.new, (0.0, 1.0)).all())
     checks = []
     for metric, bucket in [("avg", None), *((f"bucket_{b:02d}", b) for b in sorted(p.bucket_sets))]:
         w = _weights(p, bucket)
-        pv, method = sign_flip_p(w * diff, rng, stats.resamples)
+        pv, method = sign_flip_p(w * diff, rng, stats.resamples, binary=binary)
         old, new = float(w @ p.old) * 100, float(w @ p.new) * 100
         checks.append(
             MetricCheck(name, metric, old, new, old - new, t.tolerances.for_metric(metric), method, pv)
         )
-    old_gap, new_gap = float(_gaps(p.old, p)) * 100, float(_gaps(p.new, p)) * 100
+    matrix = _bucket_matrix(p)
+    old_gap, new_gap = float(_gaps(p.old, matrix)) * 100, float(_gaps(p.new, matrix)) * 100
     gp = gap_bootstrap_p(p, rng, stats.resamples)
     checks.append(
         MetricCheck(
@@ -669,13 +680,17 @@ def _p(x: float | None) -> str:
     return "-" if x is None else (f"{x:.2g}" if x < 0.01 else f"{x:.3f}")
 
 
+def _delta(c: MetricCheck) -> str:
+    return f"{round(c.current - c.baseline, 1) + 0.0:+.1f}"  # + 0.0: no "-0.0"
+
+
 def _rows(result: GateResult, only_interesting: bool) -> list[list[str]]:
     rows = []
     for c in result.checks:
         if only_interesting and c.metric.startswith("bucket_") and c.status == "pass" and c.change <= 0:
             continue
         rows.append([
-            c.task, c.metric, f"{c.baseline:.1f}", f"{c.current:.1f}", f"{c.current - c.baseline + 0.0:+.1f}",
+            c.task, c.metric, f"{c.baseline:.1f}", f"{c.current:.1f}", _delta(c),
             f"{c.tolerance:.1f}", _p(c.p_adjusted if result.paired else None), c.method,
             "FAIL" if c.status == "fail" else "ok",
         ])  # fmt: skip

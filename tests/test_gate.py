@@ -1,0 +1,400 @@
+"""The CI gate: baseline files, paired tests that catch a real middle drop but not noise, exit codes.
+
+Runs are written in lm-eval's layout (results_<stamp>.json + samples_<task>_<stamp>.jsonl under
+<output_path>/<model>) with 4 sets x 400 positions in 16 buckets (100 questions per bucket, 25
+per set-bucket cell): binary scores for code and database (McNemar's exact test), graded scores for
+document (the sign-flip test). The baseline model has a U-shaped curve.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+from xml.etree import ElementTree
+
+import pytest
+
+from val_probing import gate
+from val_probing.buckets import ScoredSample, summarize
+from val_probing.cli import main
+from val_probing.results import SampleScore, TaskResult, load_results
+
+N_SETS, N_ITEMS, N_BUCKETS = 4, 400, 16
+TASKS = ("document", "code", "database")
+META = {
+    "source": "built",
+    "context_length": 2048,
+    "pool": "embedded",
+    "seed": 0,
+    "n_buckets": N_BUCKETS,
+    "probe_version": 1,
+    "probe_hash": "abc123",
+}
+Scores = dict[str, list[float]]  # task -> scores in (set, position) order
+
+
+def success_rate(position_id: int) -> float:
+    """The U-curve: 0.9 at both ends, 0.6 in the middle."""
+    depth = (position_id + 0.5) / N_ITEMS
+    return 0.6 + 0.3 * (2 * depth - 1) ** 2
+
+
+def draw(task: str, rng: random.Random) -> list[float]:
+    out = []
+    for _set_id in range(N_SETS):
+        for pos in range(N_ITEMS):
+            if task == "document":  # graded recall, like the document metric
+                out.append(min(1.0, round(rng.random() * 2 * success_rate(pos) * 4) / 4))
+            else:
+                out.append(1.0 if rng.random() < success_rate(pos) else 0.0)
+    return out
+
+
+def keys() -> list[tuple[int, int]]:
+    return [(s, p) for s in range(N_SETS) for p in range(N_ITEMS)]
+
+
+def draw_run(seed: int) -> Scores:
+    rng = random.Random(seed)
+    return {task: draw(task, rng) for task in TASKS}
+
+
+def bucket(pos: int) -> int:
+    return pos * N_BUCKETS // N_ITEMS
+
+
+def write_run(
+    out: Path,
+    scores: Scores,
+    *,
+    model: str = "org/model",
+    meta: dict | None = None,
+    samples: bool = True,
+    stamp: str = "2026-02-03T04-05-06.000001",
+) -> Path:
+    """lm_eval --output_path OUT --log_samples, for the given per-sample scores."""
+    folder = out / model.replace("/", "__")
+    folder.mkdir(parents=True)
+    results, configs = {}, {}
+    for task, values in scores.items():
+        name = f"val_{task}"
+        summary = summarize(
+            [ScoredSample(s, p, N_ITEMS, v) for (s, p), v in zip(keys(), values, strict=True)],
+            n_buckets=N_BUCKETS,
+            n_boot=10,
+        )
+        block = {"alias": name, "avg,none": summary.avg, "gap,none": summary.gap}
+        block.update({f"bucket_{b.index:02d},none": b.mean for b in summary.buckets})
+        results[name] = block
+        configs[name] = {"task": name, "metadata": {**META, **(meta or {})}}
+        if samples:
+            with (folder / f"samples_{name}_{stamp}.jsonl").open("w") as handle:
+                for i, ((s, p), v) in enumerate(zip(keys(), values, strict=True)):
+                    doc = {"set_id": s, "position_id": p, "n_items": N_ITEMS, "bucket": bucket(p),
+                           "key": f"{task}-{s}-{p}", "answer": "x"}  # fmt: skip
+                    handle.write(json.dumps({"doc_id": i, "doc": doc, "ref_score": v}) + "\n")
+    data = {
+        "results": results,
+        "configs": configs,
+        "config": {"model": "vllm", "model_args": f"pretrained={model}", "limit": None},
+        "model_name": model,
+    }
+    (folder / f"results_{stamp}.json").write_text(json.dumps(data))
+    return out
+
+
+def in_memory(scores: Scores, model: str = "org/model") -> list[TaskResult]:
+    """The same run as TaskResults, without files (for the many-seed noise test)."""
+    results = []
+    for task, values in scores.items():
+        samples = tuple(
+            SampleScore(s, p, N_ITEMS, f"{task}-{s}-{p}", v) for (s, p), v in zip(keys(), values, strict=True)
+        )
+        summary = summarize([x.scored() for x in samples], n_buckets=N_BUCKETS, n_boot=10)
+        results.append(
+            TaskResult(model, task, Path("mem"), 2048, MappingProxyType(dict(META)), summary, samples)
+        )
+    return results
+
+
+def degrade_middle(scores: Scores, task: str, buckets: tuple[int, ...], flips: int, seed: int) -> Scores:
+    """Turn ``flips`` successes into failures in each of ``buckets`` (spread over the sets)."""
+    rng = random.Random(seed)
+    values = list(scores[task])
+    for b in buckets:
+        hits = [i for i, (_s, p) in enumerate(keys()) if bucket(p) == b and values[i] == 1.0]
+        for i in rng.sample(hits, flips):
+            values[i] = 0.0
+    return {**scores, task: values}
+
+
+@pytest.fixture(scope="module")
+def base_scores() -> Scores:
+    return draw_run(seed=1)
+
+
+@pytest.fixture(scope="module")
+def baseline_file(tmp_path_factory: pytest.TempPathFactory, base_scores: Scores) -> Path:
+    run = write_run(tmp_path_factory.mktemp("base") / "run", base_scores)
+    out = tmp_path_factory.mktemp("baseline") / "baseline.yaml"
+    assert main(["baseline", str(run), "--out", str(out)]) == 0
+    return out
+
+
+def check_cli(run: Path, baseline: Path, *extra: str) -> int:
+    return main(["check", str(run), "--baseline", str(baseline), *extra])
+
+
+# ------------------------------------------------------------------------------------------- baseline
+
+
+def test_baseline_file_records_numbers_settings_and_samples(baseline_file: Path, base_scores: Scores) -> None:
+    b = gate.read_baseline(baseline_file)
+    assert b.model == "model" and list(b.tasks) == list(TASKS)
+    code = b.tasks["code"]
+    assert code.settings["probe_hash"] == "abc123" and code.settings["context_length"] == 2048
+    assert code.settings["n_buckets"] == N_BUCKETS and code.settings["limit"] is None
+    # the numbers are the recomputed curve of the samples
+    expected = summarize(
+        [ScoredSample(s, p, N_ITEMS, v) for (s, p), v in zip(keys(), base_scores["code"], strict=True)],
+        n_buckets=N_BUCKETS,
+        n_boot=10,
+    )
+    assert code.avg == pytest.approx(expected.avg, abs=1e-4)
+    assert code.buckets[7] == pytest.approx(expected.buckets[7].mean, abs=1e-4)
+    assert code.samples is not None and len(code.samples) == N_SETS * N_ITEMS
+    assert sorted(s.score for s in code.samples) == sorted(base_scores["code"])
+    assert gate.samples_path_for(baseline_file).is_file()
+
+
+def test_baseline_tolerance_override_is_read(baseline_file: Path, tmp_path: Path) -> None:
+    text = baseline_file.read_text()
+    edited = text.replace("  code:\n", "  code:\n    tolerances: {bucket: 25.0}\n", 1)
+    path = tmp_path / "baseline.yaml"
+    path.write_text(edited)
+    gate.samples_path_for(path).write_bytes(gate.samples_path_for(baseline_file).read_bytes())
+    b = gate.read_baseline(path)
+    assert b.tasks["code"].tolerances.bucket == 25.0 and b.tasks["code"].tolerances.avg == 2.0
+    assert b.tasks["document"].tolerances.bucket == 10.0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("format: 1", "format: 7", "'format'"),
+        ("  bucket: 10.0", "  bucket: -1", "tolerance bucket"),
+        ("  alpha: 0.05", "  alpha: 2", "alpha"),
+        ("samples: baseline.samples.jsonl", "samples: gone.jsonl", "gone.jsonl"),
+    ],
+)
+def test_bad_baseline_is_exit_2_naming_the_field(
+    baseline_file: Path, tmp_path: Path, old: str, new: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "baseline.yaml"
+    path.write_text(baseline_file.read_text().replace(old, new, 1))
+    gate.samples_path_for(path).write_bytes(gate.samples_path_for(baseline_file).read_bytes())
+    assert check_cli(tmp_path, path) == 2
+    assert message in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------------------- check
+
+
+def test_identical_rerun_passes(baseline_file: Path, base_scores: Scores, tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", base_scores, stamp="2026-03-01T00-00-00.000001")
+    assert check_cli(run, baseline_file) == 0
+    result = gate.check(gate.read_baseline(baseline_file), load_results([run], n_boot=10))
+    assert result.paired and result.passed
+    assert len(result.checks) == len(TASKS) * (N_BUCKETS + 2)
+    assert all(c.change == pytest.approx(0, abs=1e-9) and c.p_value == 1.0 for c in result.checks)
+
+
+def test_middle_drop_fails_although_the_average_moved_less_than_its_tolerance(
+    baseline_file: Path, base_scores: Scores, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 15 of 100 questions in each of buckets 7 and 8 go from right to wrong: the average drops by
+    # 30/1600 = 1.9 points (< the 2.0 avg tolerance), those buckets by 15 points.
+    degraded = degrade_middle(base_scores, "code", (7, 8), flips=15, seed=3)
+    run = write_run(tmp_path / "run", degraded)
+    md, xml = tmp_path / "gate.md", tmp_path / "gate.xml"
+    assert check_cli(run, baseline_file, "--markdown", str(md), "--junit", str(xml)) == 1
+    result = gate.check(gate.read_baseline(baseline_file), load_results([run], n_boot=10))
+    by = {(c.task, c.metric): c for c in result.checks}
+    avg = by[("code", "avg")]
+    assert avg.change == pytest.approx(30 / 1600 * 100) and avg.change < avg.tolerance
+    assert avg.status == "pass"
+    assert {(c.task, c.metric) for c in result.failures} == {("code", "bucket_07"), ("code", "bucket_08")}
+    assert by[("code", "bucket_07")].method == "McNemar exact"
+    assert by[("code", "bucket_07")].p_value == pytest.approx(0.5**15)
+    assert by[("code", "bucket_07")].p_adjusted < 0.05
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "code/bucket_07" in out
+    assert "bucket_08" in md.read_text() and "REGRESSION" in md.read_text()
+    root = ElementTree.fromstring(xml.read_text())
+    cases = root.findall(".//testcase")
+    assert len(cases) == len(TASKS) * (N_BUCKETS + 2)
+    failed = {(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None}
+    assert failed == {("val_probing.code", "bucket_07"), ("val_probing.code", "bucket_08")}
+    assert root.get("failures") == "2"
+
+
+def test_graded_scores_use_the_sign_flip_test_and_catch_a_drop(
+    baseline_file: Path, base_scores: Scores
+) -> None:
+    values = list(base_scores["document"])
+    middle = [i for i, (_s, p) in enumerate(keys()) if bucket(p) == 8]
+    for i in middle:
+        values[i] = round(values[i] * 0.6, 2)  # every answer in bucket 8 recalls 40% fewer words
+    result = gate.check(gate.read_baseline(baseline_file), in_memory({**base_scores, "document": values}))
+    by = {(c.task, c.metric): c for c in result.checks}
+    assert by[("document", "bucket_08")].method == "sign-flip"
+    assert by[("document", "bucket_08")].status == "fail"
+    # bucket 8 was already the lowest, so the gap grew too (paired bootstrap)
+    assert {(c.task, c.metric) for c in result.failures} == {("document", "bucket_08"), ("document", "gap")}
+    assert by[("document", "gap")].method == "paired bootstrap"
+
+
+def test_same_number_of_flips_spread_over_buckets_both_ways_passes(
+    baseline_file: Path, base_scores: Scores
+) -> None:
+    # The 30 changed answers of the regression test, spread at random over all buckets, half of
+    # them wrong -> right: that is noise, not a regression.
+    rng = random.Random(5)
+    values = list(base_scores["code"])
+    ones = [i for i, v in enumerate(values) if v == 1.0]
+    zeros = [i for i, v in enumerate(values) if v == 0.0]
+    for i in rng.sample(ones, 15):
+        values[i] = 0.0
+    for i in rng.sample(zeros, 15):
+        values[i] = 1.0
+    result = gate.check(gate.read_baseline(baseline_file), in_memory({**base_scores, "code": values}))
+    assert result.passed, gate.format_table(result)
+
+
+def test_independent_reruns_pass_although_buckets_move_more_than_the_tolerance(baseline_file: Path) -> None:
+    # A fresh draw of every answer from the SAME model (same U-curve): far more changed answers
+    # than the regression above. Buckets of 100 questions move by several points, and in every
+    # one of these reruns some bucket drops by more than its 10-point tolerance, so a
+    # tolerance-only gate would fail them all; the paired, Holm-corrected test passes them.
+    baseline = gate.read_baseline(baseline_file)
+    tolerance_only = gate.Baseline(
+        baseline.model,
+        {n: replace(t, samples=None) for n, t in baseline.tasks.items()},
+        baseline.statistics,
+        baseline.tolerances,
+    )
+    for seed in range(10, 16):
+        run = in_memory(draw_run(seed))
+        result = gate.check(baseline, run)
+        assert result.passed, f"seed {seed}:\n{gate.format_table(result)}"
+        worst = max(c.change for c in result.checks if c.metric.startswith("bucket_"))
+        assert worst > baseline.tolerances.bucket, f"seed {seed}: noise too small to mean anything"
+        assert not gate.check(tolerance_only, run).passed
+
+
+# ----------------------------------------------------------------------------------- unusable input
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"probe_hash": "def456"}, "probe_hash"),
+        ({"context_length": 4096}, "context_length"),
+        ({"probe_version": 2}, "probe_version"),
+    ],
+)
+def test_mismatched_settings_exit_2(
+    baseline_file: Path,
+    base_scores: Scores,
+    tmp_path: Path,
+    meta: dict,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = write_run(tmp_path / "run", base_scores, meta=meta)
+    assert check_cli(run, baseline_file) == 2
+    err = capsys.readouterr().err
+    assert message in err and "cannot be compared" in err
+
+
+def test_ignored_setting_is_compared_no_more(
+    baseline_file: Path, base_scores: Scores, tmp_path: Path
+) -> None:
+    run = write_run(tmp_path / "run", base_scores, model="elsewhere/model-copy")
+    assert check_cli(run, baseline_file) == 2
+    assert check_cli(run, baseline_file, "--ignore", "model") == 0
+
+
+def test_missing_task_exit_2(
+    baseline_file: Path, base_scores: Scores, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    partial = {t: v for t, v in base_scores.items() if t != "database"}
+    run = write_run(tmp_path / "run", partial)
+    assert check_cli(run, baseline_file) == 2
+    assert "tasks missing from the run: database" in capsys.readouterr().err
+
+
+def test_samples_of_other_questions_exit_2(baseline_file: Path, base_scores: Scores) -> None:
+    run = in_memory(base_scores)
+    moved = [
+        replace(r, samples=tuple(replace(s, key=s.key + "!") for s in r.samples))
+        if r.task == "code" else r
+        for r in run
+    ]  # fmt: skip
+    with pytest.raises(gate.GateInputError, match="code: the samples do not match"):
+        gate.check(gate.read_baseline(baseline_file), moved)
+
+
+# ------------------------------------------------------------------------------------ no samples
+
+
+def test_without_samples_falls_back_to_tolerances_and_says_so(
+    baseline_file: Path, base_scores: Scores, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    same = write_run(tmp_path / "same", base_scores, samples=False)
+    md = tmp_path / "same.md"
+    assert check_cli(same, baseline_file, "--markdown", str(md)) == 0
+    out = capsys.readouterr().out
+    assert "NO PER-SAMPLE SCORES in the run" in out and "tolerance comparison only" in out
+    assert "NO PER-SAMPLE SCORES" in md.read_text()
+    # a 15-point drop of two buckets is over the 10-point tolerance: caught without statistics too
+    degraded = write_run(
+        tmp_path / "worse", degrade_middle(base_scores, "code", (7, 8), flips=15, seed=3), samples=False
+    )
+    assert check_cli(degraded, baseline_file) == 1
+    result = gate.check(gate.read_baseline(baseline_file), load_results([degraded], n_boot=10))
+    assert not result.paired and {c.method for c in result.checks} == {"tolerance"}
+    failed = {c.metric for c in result.failures}
+    assert {"bucket_07", "bucket_08"} <= failed <= {"bucket_07", "bucket_08", "gap"}
+
+
+def test_baseline_without_samples_is_written_and_says_so(
+    base_scores: Scores, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = write_run(tmp_path / "run", base_scores, samples=False)
+    out = tmp_path / "b.yaml"
+    assert main(["baseline", str(run), "--out", str(out)]) == 0
+    assert "WITHOUT per-sample scores" in capsys.readouterr().out
+    assert not gate.samples_path_for(out).exists()
+    b = gate.read_baseline(out)
+    assert not b.has_samples and b.tasks["code"].buckets[0] > 0
+
+
+def test_github_step_summary_is_appended(
+    baseline_file: Path, base_scores: Scores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    run = write_run(tmp_path / "run", base_scores)
+    assert check_cli(run, baseline_file) == 0
+    text = summary.read_text()
+    assert text.startswith("earlier step\n") and "VAL probing gate" in text and "PASS" in text
+
+
+def test_holm_adjustment() -> None:
+    assert gate.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert gate.holm([0.5]) == [0.5]
