@@ -1,0 +1,76 @@
+"""The notebook runs top to bottom (nbclient) on the shipped runs, and is committed without outputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "position_curves.ipynb"
+KERNEL = "val-probing-test-venv"
+
+
+def test_committed_without_outputs() -> None:
+    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+
+
+@pytest.fixture
+def venv_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A kernelspec that runs THIS interpreter (the venv's), found first through JUPYTER_PATH."""
+    spec = tmp_path / "jupyter" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": KERNEL, "language": "python"})
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return KERNEL
+
+
+def _text(cell: dict) -> str:
+    parts = []
+    for out in cell["outputs"]:
+        parts.append(out.get("text", ""))
+        parts.append(out.get("data", {}).get("text/markdown", ""))
+        parts.append(out.get("data", {}).get("text/plain", ""))
+    return "".join(parts)
+
+
+def test_notebook_runs_on_the_shipped_runs(venv_kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.delenv("VAL_PROBING_RUNS", raising=False)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, kernel_name=venv_kernel, timeout=180, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    )
+    client.execute()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not [o for o in c.outputs if o.output_type == "error"] for c in code)
+    curves = next(c for c in code if "plot_position_curves(results" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in curves.outputs)
+    table = next(c for c in code if "display(Markdown(to_markdown" in c.source)
+    assert "| u-model | 4K |" in _text(table) and "| flat-model | 4K |" in _text(table)
+    gaps = next(c for c in code if "within noise" in c.source)
+    assert "u-model" in _text(gaps) and "a real dip" in _text(gaps)
+    heat = next(c for c in code if "heatmap_models(results, task)" in c.source)
+    assert sum("image/png" in o.get("data", {}) for o in heat.outputs) == 1  # document only
+
+
+def test_notebook_reads_the_runs_the_user_sets(
+    venv_kernel: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    score = Path(__file__).resolve().parent / "data" / "score" / "mistral-like_document.json"
+    monkeypatch.setenv("VAL_PROBING_RUNS", str(score))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(
+        nb, kernel_name=venv_kernel, timeout=180, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    table = next(c for c in nb.cells if c.cell_type == "code" and "display(Markdown(to_markdown" in c.source)
+    assert "| mistral-like |" in _text(table) and "u-model" not in _text(table)
