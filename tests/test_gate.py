@@ -398,3 +398,26 @@ def test_github_step_summary_is_appended(
 def test_holm_adjustment() -> None:
     assert gate.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert gate.holm([0.5]) == [0.5]
+
+
+def test_questions_needed_and_low_power_note(baseline_file: Path, base_scores: Scores) -> None:
+    # 54 tests at alpha 0.05: 2**-10 * 54 = 0.053 (not enough), 2**-11 * 54 = 0.026
+    assert gate.questions_needed(54, 0.05) == 11
+    result = gate.check(gate.read_baseline(baseline_file), in_memory(base_scores))
+    assert not any("LOW POWER" in n for n in result.notes)  # 100 questions per bucket
+    few = gate.make_baseline(in_memory(base_scores))
+    few = replace(
+        few,
+        tasks={
+            n: replace(
+                t, samples=tuple(s for s in t.samples or () if s.set_id == 0 and s.position_id % 5 == 0)
+            )
+            for n, t in few.tasks.items()
+        },
+    )
+    small_run = [
+        replace(r, samples=tuple(s for s in r.samples if s.set_id == 0 and s.position_id % 5 == 0))
+        for r in in_memory(base_scores)
+    ]
+    notes = gate.check(few, small_run).notes
+    assert sum("LOW POWER" in n and "at most 5 questions per bucket" in n for n in notes) == len(TASKS)

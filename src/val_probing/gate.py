@@ -621,6 +621,34 @@ def _tolerance_checks(name: str, t: BaselineTask, r: TaskResult) -> list[MetricC
     ]  # fmt: skip
 
 
+def questions_needed(n_tests: int, alpha: float) -> int:
+    """Fewest paired questions a bucket needs so that, if ALL of them got worse, it could fail.
+
+    The smallest exact one-sided p-value of n questions is 2**-n; Holm multiplies the smallest
+    p-value by the number of tests.
+    """
+    return math.ceil(math.log2(n_tests / alpha) + 1e-12)
+
+
+def _power_notes(baseline: Baseline, n_tests: int) -> list[str]:
+    need = questions_needed(n_tests, baseline.statistics.alpha)
+    notes = []
+    for name in sorted(baseline.tasks, key=_task_order):
+        t = baseline.tasks[name]
+        n_buckets = int(t.settings.get("n_buckets") or len(t.buckets))
+        counts: dict[int, int] = defaultdict(int)
+        for s in t.samples or ():
+            counts[bucket_of(s.position_id, s.n_items, n_buckets)] += 1
+        largest = max(counts.values(), default=0)
+        if largest < need:
+            notes.append(
+                f"LOW POWER: {name} has at most {largest} questions per bucket; a bucket needs {need} "
+                f"to be able to fail on its own at this alpha and number of tests, so only its avg and "
+                "gap can fail (use more sets or positions for bucket-level sensitivity)"
+            )
+    return notes
+
+
 def check(
     baseline: Baseline, results: Sequence[TaskResult], *, ignore: frozenset[str] = frozenset()
 ) -> GateResult:
@@ -660,6 +688,7 @@ def check(
             f"paired tests on matched samples, one-sided, Holm-corrected over {len(checks)} tests at "
             f"alpha {alpha}; a metric fails when significant AND worse by at least its tolerance"
         )
+        notes += _power_notes(baseline, len(checks))
     else:
         whose = "the baseline" if any(baseline.tasks[n].samples is None for n in without) else "the run"
         notes.append(
