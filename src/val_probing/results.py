@@ -45,7 +45,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from val_probing.buckets import BucketStat, ScoredSample, Summary, summarize
+from val_probing.buckets import MODES, BucketStat, Mode, ScoredSample, Summary, summarize
 from val_probing.errors import ValProbingError
 from val_probing.records import FAMILIES
 
@@ -164,25 +164,26 @@ def _int_field(obj: Mapping[str, Any], name: str, where: str) -> int:
 def read_samples(path: Path) -> list[tuple[int | None, SampleScore]]:
     """(context_length, sample) for every line of an lm-eval ``samples_<task>_*.jsonl`` file.
 
+    The file is streamed (lm-eval lines carry the whole prompt: official runs are hundreds of MB).
     A truncated last line (a run killed mid-write) is dropped with a warning; any other bad line
     is a :class:`ResultsError` naming the file, line and field.
     """
-    lines = path.read_text(encoding="utf-8").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
     out: list[tuple[int | None, SampleScore]] = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            if lineno == len(lines):
-                log.warning("%s: last line is truncated (a run stopped while writing?); ignored", where)
-                break
-            raise ResultsError(f"{where}: malformed JSON ({err.msg})") from err
-        out.append(_sample_from_line(obj, where))
+    broken: tuple[int, json.JSONDecodeError] | None = None
+    with Path(path).open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if broken is not None:  # the bad line was not the last one
+                raise ResultsError(f"{path}:{broken[0]}: malformed JSON ({broken[1].msg})") from broken[1]
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                broken = (lineno, err)
+                continue
+            out.append(_sample_from_line(obj, f"{path}:{lineno}"))
+    if broken is not None:
+        log.warning("%s:%d: last line is truncated (a run stopped while writing?); ignored", path, broken[0])
     return out
 
 
@@ -252,6 +253,12 @@ def summary_from_aggregates(task_results: Mapping[str, Any], *, n_buckets: int |
     )
 
 
+def _mode(value: object, where: str) -> Mode:
+    if value not in MODES:
+        raise ResultsError(f"{where}: field 'mode' = {value!r} is not one of {MODES}")
+    return value  # type: ignore[return-value]
+
+
 def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
     """Inverse of ``Summary.to_dict()`` (a ``score --json`` file)."""
     try:
@@ -276,7 +283,7 @@ def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
             gap=float(data["gap"]),
             n_sets=int(data.get("n_sets", 0)),
             n_samples=int(data.get("n_samples", 0)),
-            mode=data.get("mode", "default"),
+            mode=_mode(data.get("mode", "default"), where),
             n_buckets=n_buckets,
             missing_buckets=tuple(int(b) for b in data.get("missing_buckets", ())),
         )
