@@ -257,6 +257,7 @@ def test_use_cache_resumes_without_recomputing(served: ServedRuns, tmp_path: Pat
         tmp_path / "again",
         tasks_path,
     ).check()
+    assert "Requests remaining: 0" in again.output, again.output[-3000:]
     assert task_metrics(again.results()) == task_metrics(first)
 
 
