@@ -69,6 +69,7 @@ def test_without_samples_the_spread_is_unknown_not_zero(run_copy: Path) -> None:
         assert not r.has_samples and not r.has_spread
         assert all(math.isnan(b.std) and math.isnan(b.ci[0]) for b in r.summary.buckets)
         assert math.isnan(r.summary.avg_ci[0]) and r.summary.n_sets == 0
+        assert r.summary.n_samples == 32  # lm-eval's n-samples "effective"
         block = json.loads(r.source.read_text())["results"][f"val_{r.task}"]
         assert r.summary.avg == block["avg,none"] and r.summary.gap == block["gap,none"]
         assert [b.mean for b in r.summary.buckets] == [block[f"bucket_{i:02d},none"] for i in range(8)]

@@ -18,7 +18,8 @@ What comes back is one :class:`TaskResult` per (model, task, context length):
 * Without samples (``--log_samples`` not given), the summary is rebuilt from the aggregate numbers
   in the results file (``bucket_NN``, ``avg``, ``gap``). Nothing about the spread across sets is
   known then, and it is represented honestly: every ``BucketStat.std`` and ``ci`` and ``avg_ci`` is
-  NaN, ``BucketStat.n`` / ``n_sets`` and ``Summary.n_sets`` are 0 ("not known");
+  NaN, ``BucketStat.n`` / ``n_sets`` and ``Summary.n_sets`` are 0 ("not known"),
+  ``Summary.n_samples`` is lm-eval's ``n-samples[task]["effective"]`` (0 when absent);
   ``TaskResult.has_samples`` is False. Plots draw no error bars for such results.
 * A ``score --json`` file carries its std and CIs, so they are kept as they are.
 
@@ -219,7 +220,9 @@ def _sample_from_line(obj: object, where: str) -> tuple[int | None, SampleScore]
 # ---------------------------------------------------------------- summaries without samples
 
 
-def summary_from_aggregates(task_results: Mapping[str, Any], *, n_buckets: int | None, where: str) -> Summary:
+def summary_from_aggregates(
+    task_results: Mapping[str, Any], *, n_buckets: int | None, where: str, n_samples: int = 0
+) -> Summary:
     """A Summary from lm-eval's ``bucket_NN`` / ``avg`` / ``gap`` numbers (x100); spread unknown (NaN)."""
     by_filter: dict[str, dict[int, float | None]] = defaultdict(dict)
     for name, value in task_results.items():
@@ -246,7 +249,7 @@ def summary_from_aggregates(task_results: Mapping[str, Any], *, n_buckets: int |
         avg_ci=(NAN, NAN),
         gap=gap if gap is not None else max(means) - min(means),
         n_sets=0,
-        n_samples=0,
+        n_samples=n_samples,
         mode="default",
         n_buckets=total,
         missing_buckets=tuple(b for b in range(total) if b not in present),
@@ -334,6 +337,13 @@ def _task_metadata(data: Mapping[str, Any], task_name: str) -> dict[str, Any]:
     return meta
 
 
+def _effective(meta: Mapping[str, Any]) -> int:
+    """lm-eval's ``n-samples[task]["effective"]`` (questions asked), 0 when absent."""
+    counts = meta.get("n_samples")
+    value = counts.get("effective") if isinstance(counts, Mapping) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _length(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -400,7 +410,9 @@ def _from_lm_eval(path: Path, data: Mapping[str, Any], *, n_boot: int) -> list[T
                     source=path,
                     context_length=_length(meta.get("context_length")),
                     metadata=MappingProxyType(meta),
-                    summary=summary_from_aggregates(task_results, n_buckets=n_buckets, where=where),
+                    summary=summary_from_aggregates(
+                        task_results, n_buckets=n_buckets, where=where, n_samples=_effective(meta)
+                    ),
                     samples=(),
                 )
             )
