@@ -188,3 +188,12 @@ def test_a_model_with_only_some_tasks_is_loaded_with_a_warning(
         results = load_results([run_copy], n_boot=20)
     assert [r.task for r in results if r.model == "flat-model"] == ["document", "code"]
     assert "flat-model: no results for database" in caplog.text
+
+
+def test_only_one_filter_is_read_when_the_task_has_several(run_copy: Path) -> None:
+    samples = next((run_copy / "org__u-model").glob("samples_val_code_*.jsonl"))
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    other = [{**line, "filter": "strict", "ref_score": 0.0} for line in lines]
+    samples.write_text("".join(json.dumps(line) + "\n" for line in lines + other))
+    read = read_samples(samples)
+    assert len(read) == 32 and [s.score for _l, s in read] == [line["ref_score"] for line in lines]

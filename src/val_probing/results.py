@@ -166,10 +166,12 @@ def read_samples(path: Path) -> list[tuple[int | None, SampleScore]]:
     """(context_length, sample) for every line of an lm-eval ``samples_<task>_*.jsonl`` file.
 
     The file is streamed (lm-eval lines carry the whole prompt: official runs are hundreds of MB).
+    lm-eval writes one line per question and filter: with several filters, ``"none"`` (else the
+    first by name) is read.
     A truncated last line (a run killed mid-write) is dropped with a warning; any other bad line
     is a :class:`ResultsError` naming the file, line and field.
     """
-    out: list[tuple[int | None, SampleScore]] = []
+    out: list[tuple[str, int | None, SampleScore]] = []
     broken: tuple[int, json.JSONDecodeError] | None = None
     with Path(path).open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
@@ -182,10 +184,16 @@ def read_samples(path: Path) -> list[tuple[int | None, SampleScore]]:
             except json.JSONDecodeError as err:
                 broken = (lineno, err)
                 continue
-            out.append(_sample_from_line(obj, f"{path}:{lineno}"))
+            length, sample = _sample_from_line(obj, f"{path}:{lineno}")
+            out.append((str(obj.get("filter", _PREFERRED_FILTER)), length, sample))
     if broken is not None:
         log.warning("%s:%d: last line is truncated (a run stopped while writing?); ignored", path, broken[0])
-    return out
+    filters = sorted({f for f, _l, _s in out})
+    if len(filters) > 1:  # lm-eval writes one line per (question, filter)
+        keep = _PREFERRED_FILTER if _PREFERRED_FILTER in filters else filters[0]
+        log.info("%s: filters %s; reading filter %r", path, ", ".join(filters), keep)
+        out = [row for row in out if row[0] == keep]
+    return [(length, sample) for _f, length, sample in out]
 
 
 def _sample_from_line(obj: object, where: str) -> tuple[int | None, SampleScore]:
