@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,18 +229,21 @@ def _wait_healthy(proc: subprocess.Popen[bytes], server: Server, timeout: float)
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
-    """SIGTERM the server's process group (it spawns an engine process), then SIGKILL if it lingers."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        log.warning("vllm serve (pid %d) ignored SIGTERM for %.0f s; killing it", proc.pid, grace)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=grace)
-    except ProcessLookupError:
-        proc.wait(timeout=grace)
+    """SIGTERM the server's process group (it spawns an engine process), then SIGKILL what lingers.
+
+    The group is the server's own (``start_new_session``), so nothing else is signalled.
+    """
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            log.warning("vllm serve (pid %d) ignored SIGTERM for %.0f s; killing it", proc.pid, grace)
+        except ProcessLookupError:
+            pass
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # engine processes left behind by a server that died
+    proc.wait(timeout=grace)
 
 
 @contextmanager
