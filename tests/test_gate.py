@@ -421,3 +421,14 @@ def test_questions_needed_and_low_power_note(baseline_file: Path, base_scores: S
     ]
     notes = gate.check(few, small_run).notes
     assert sum("LOW POWER" in n and "at most 5 questions per bucket" in n for n in notes) == len(TASKS)
+
+
+def test_several_models_need_model_option(
+    baseline_file: Path, base_scores: Scores, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = write_run(tmp_path / "run", base_scores)
+    write_run(run, degrade_middle(base_scores, "code", (7, 8), flips=15, seed=3), model="org/other")
+    assert check_cli(run, baseline_file) == 2
+    assert "holds 2 models" in capsys.readouterr().err
+    assert check_cli(run, baseline_file, "--model", "model") == 0
+    assert check_cli(run, baseline_file, "--model", "other", "--ignore", "model") == 1

@@ -655,6 +655,7 @@ def check(
     """Compare a run with a baseline (see the module docstring). Raises GateInputError when unusable."""
     if not results:
         raise GateInputError("the run has no VAL results")
+    model = _one_model(results, "the run")
     current = _by_task(results, "the run")
     unknown = ignore - set(SETTINGS) - {"model"}
     if unknown:
@@ -697,7 +698,7 @@ def check(
         )
         for name in sorted(baseline.tasks, key=_task_order):
             checks += _tolerance_checks(name, baseline.tasks[name], current[name])
-    return GateResult(_one_model(results, "the run"), tuple(checks), paired, baseline.statistics.alpha,
+    return GateResult(model, tuple(checks), paired, baseline.statistics.alpha,
                       tuple(notes))  # fmt: skip
 
 
