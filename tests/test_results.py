@@ -138,12 +138,36 @@ def test_a_missing_field_names_file_line_and_field(run_copy: Path) -> None:
     obj = json.loads(lines[3])
     obj["ref_score"] = 1.5
     lines[3] = json.dumps(obj)
+    results_file = _results_file(run_copy / "org__u-model")
     samples.write_text("\n".join(lines[:4]) + "\n")
     with pytest.raises(ResultsError, match=r":3: missing field 'position_id'"):
-        load_results([run_copy])
+        load_results([results_file])  # a file named explicitly must be readable
     samples.write_text("\n".join(lines[3:4]) + "\n")
     with pytest.raises(ResultsError, match=r":1: .*score"):
-        load_results([run_copy])
+        load_results([results_file])
+
+
+def test_inside_a_folder_unreadable_parts_are_skipped_with_a_warning(
+    run_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    samples = next((run_copy / "org__u-model").glob("samples_val_code_*.jsonl"))
+    lines = samples.read_text().splitlines()
+    lines[1] = lines[1][:50]
+    samples.write_text("\n".join(lines) + "\n")
+    broken = run_copy / "org__flat-model" / "results_2027-01-01T00-00-00.json"
+    broken.write_text('{"results": {"val_code": ')
+    with caplog.at_level(logging.WARNING):
+        results = load_results([run_copy], n_boot=20)
+    assert [(r.model, r.task) for r in results] == [
+        ("flat-model", "document"),
+        ("flat-model", "code"),
+        ("flat-model", "database"),
+        ("u-model", "document"),
+        ("u-model", "database"),
+    ]
+    assert f"{samples.name}:2: malformed JSON" in caplog.text
+    assert f"{broken.name}: not valid JSON" in caplog.text
+    assert "u-model: no results for code" in caplog.text
 
 
 def test_empty_folder_alone_is_an_error_beside_results_a_warning(

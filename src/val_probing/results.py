@@ -27,10 +27,12 @@ What comes back is one :class:`TaskResult` per (model, task, context length):
 has it (lm-eval's timestamp in the file name; ties: the path sorting last), so re-running one task
 or one context length does not hide the others.
 
-Bad input: an unreadable or foreign file is a :class:`ResultsError` naming the file (and line and
-field); a folder without results, a results file without VAL tasks and a truncated LAST line of a
-samples file (a run killed while writing) are warnings, and whatever is valid is still returned.
-Only when nothing at all can be loaded does :func:`load_results` raise.
+Bad input: a file named explicitly that is unreadable, foreign or has unreadable samples is a
+:class:`ResultsError` naming the file (and line and field). Inside a folder, such files (or
+tasks) are skipped with that message as a warning. A folder without results, a results file
+without VAL tasks and a truncated LAST line of a samples file (a run killed while writing) are
+warnings, and whatever is valid is still returned. When nothing at all can be loaded,
+:func:`load_results` raises.
 """
 
 from __future__ import annotations
@@ -356,12 +358,16 @@ def _length(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def load_results_file(path: Path, *, n_boot: int = 1000) -> list[TaskResult]:
-    """Every VAL task in one lm-eval results file or one ``score --json`` file."""
+def load_results_file(path: Path, *, n_boot: int = 1000, strict: bool = True) -> list[TaskResult]:
+    """Every VAL task in one lm-eval results file or one ``score --json`` file.
+
+    ``strict=False`` turns a task whose samples cannot be read into a warning (the other tasks of
+    the file are still returned); with ``strict=True`` it is a :class:`ResultsError`.
+    """
     path = Path(path)
     data = _read_json(path)
     if "results" in data and isinstance(data["results"], dict):
-        return _from_lm_eval(path, data, n_boot=n_boot)
+        return _from_lm_eval(path, data, n_boot=n_boot, strict=strict)
     if "task" in data and "buckets" in data:
         return [_from_score_json(path, data)]
     raise ResultsError(
@@ -396,7 +402,7 @@ def _from_score_json(path: Path, data: Mapping[str, Any]) -> TaskResult:
     )
 
 
-def _from_lm_eval(path: Path, data: Mapping[str, Any], *, n_boot: int) -> list[TaskResult]:
+def _from_lm_eval(path: Path, data: Mapping[str, Any], *, n_boot: int, strict: bool) -> list[TaskResult]:
     model = _model_of_results(data, path)
     out: list[TaskResult] = []
     foreign: list[str] = []
@@ -427,7 +433,12 @@ def _from_lm_eval(path: Path, data: Mapping[str, Any], *, n_boot: int) -> list[T
             continue
         if n_buckets is None:
             raise ResultsError(f"{where}: number of buckets unknown (no metadata.n_buckets, no bucket_NN)")
-        out.extend(_from_samples(model, family, path, samples_path, meta, n_buckets, n_boot))
+        try:
+            out.extend(_from_samples(model, family, path, samples_path, meta, n_buckets, n_boot))
+        except ResultsError as err:
+            if strict:
+                raise
+            log.warning("%s skipped: %s", task_name, err)
     if foreign and not out:
         log.warning("%s: no VAL probing task in this file (found %s); skipped", path, ", ".join(foreign))
     elif foreign:
@@ -472,7 +483,7 @@ def find_results_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.rglob("results*.json") if p.is_file())
+        return sorted(p for p in path.rglob("results_*.json") if p.is_file())
     raise ResultsError(f"{path}: no such file or folder")
 
 
@@ -481,8 +492,9 @@ def load_results(paths: Sequence[Path], *, latest_only: bool = True, n_boot: int
 
     ``latest_only`` keeps the newest results file per (model, task, context length). Results are
     ordered by model, task (document, code, database) and context length. Raises
-    :class:`ResultsError` when nothing can be loaded; folders without results and foreign files
-    are warnings.
+    :class:`ResultsError` when nothing can be loaded. A file named in ``paths`` must be readable
+    (else :class:`ResultsError`); in a folder, unreadable results files and tasks whose samples
+    cannot be read are skipped with a warning naming file, line and field.
     """
     loaded: list[TaskResult] = []
     for given in paths:
@@ -491,10 +503,17 @@ def load_results(paths: Sequence[Path], *, latest_only: bool = True, n_boot: int
             log.warning("%s: no lm-eval results_*.json found", given)
             continue
         found_here = 0
+        scanned = Path(given).is_dir()
         for file in files:
-            for result in load_results_file(file, n_boot=n_boot):
-                loaded.append(result)
-                found_here += 1
+            try:
+                file_results = load_results_file(file, n_boot=n_boot, strict=not scanned)
+            except ResultsError as err:
+                if not scanned:
+                    raise
+                log.warning("skipped: %s", err)
+                continue
+            loaded.extend(file_results)
+            found_here += len(file_results)
         if not found_here:
             log.warning("%s: no VAL probing results (tasks val_document, val_code, val_database)", given)
     if not loaded:
