@@ -40,7 +40,8 @@ def test_loads_every_model_and_task_recomputed_from_samples() -> None:
         assert r.has_samples and r.has_spread
         assert r.context_length == 4096
         assert r.metadata["n_buckets"] == 8
-        assert r.metadata["model_args"].startswith("pretrained=org/")
+        assert r.metadata["model_args"]["pretrained"] == f"org/{r.model}"
+        assert r.metadata["lm_eval_version"] == "0.4.13"
         assert len(r.samples) == 32
         # recomputed with summarize(): same numbers as a direct call on the same samples
         direct = summarize(

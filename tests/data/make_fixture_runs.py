@@ -30,7 +30,7 @@ N_BUCKETS = 8
 STAMP = "2026-01-02T03-04-05.678901"
 OLDER_STAMP = "2026-01-01T00-00-00.000001"
 TASKS = ("document", "code", "database")
-LM_EVAL_VERSION = "0.4.9"
+LM_EVAL_VERSION = "0.4.13"
 
 
 def score(model: str, task: str, set_id: int, position_id: int, length: int = 4096) -> float:
@@ -141,7 +141,7 @@ def write_run(
         "n-samples": n_samples,
         "config": {
             "model": "vllm",
-            "model_args": f"pretrained={model},max_model_len=8192",
+            "model_args": {"pretrained": model, "max_model_len": 8192},  # a dict, as lm-eval 0.4.13 writes
             "batch_size": "auto",
             "limit": None,
         },
