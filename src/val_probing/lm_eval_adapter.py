@@ -1,0 +1,622 @@
+"""Every lm-evaluation-harness hook of the VAL tasks lives here (the YAML files only point at it).
+
+The tasks ``val_document``, ``val_code`` and ``val_database`` are one class, :class:`ValTask`, a
+:class:`lm_eval.api.task.ConfigurableTask` named by ``class: !function lm_eval_adapter.ValTask`` in the
+shared YAML. It
+
+* reads its probe settings from the task metadata (``--metadata`` JSON; lm-eval 0.4.x also merges the
+  ``--model_args`` into it, which is how the tokenizer and the model's length limit are found),
+* builds or loads the probes at task construction (``download``), keeps each distinct context once
+  and orders the docs so that ``--limit N`` spreads over every depth (:func:`spread_order`),
+* renders the prompt (neutral by default, or the FILM template with ``template: film``),
+* refuses to generate when a prompt, as the backend will receive it (chat template included), plus
+  ``max_gen_toks`` does not fit the model's length (:meth:`ValTask.build_all_requests`), because
+  lm-eval itself would cut the prompt from the left with only a warning,
+* scores every answer with :func:`val_probing.metrics.reference_score` and summarizes the run with
+  :func:`val_probing.buckets.summarize`, so its numbers are those of ``val-probing score``.
+
+Metrics (all x100 in the results file): ``ref_score`` (mean per-sample reference score), ``avg``
+(average of bucket means), ``gap`` (max - min bucket mean) and ``bucket_00`` .. ``bucket_NN``, one
+per position bucket. ``process_results`` returns the per-sample score under ``ref_score`` and, under
+every other key, the tuple ``(set_id, position_id, n_items, score)`` that the aggregations summarize.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from lm_eval.api.task import ConfigurableTask
+
+from val_probing.buckets import ScoredSample, bucket_of, summarize
+from val_probing.errors import ValProbingError
+from val_probing.metrics import reference_score
+from val_probing.official import film_prompt
+from val_probing.records import FAMILIES, Family, ProbeExample
+
+log = logging.getLogger(__name__)
+
+Source = Literal["built", "official"]
+Template = Literal["plain", "film"]
+SOURCES: tuple[Source, ...] = get_args(Source)
+TEMPLATES: tuple[Template, ...] = get_args(Template)
+
+# Buckets of 50 positions on the official data (800 positions; database 750).
+DEFAULT_BUCKETS: dict[Family, int] = {"document": 16, "code": 16, "database": 15}
+DEFAULT_CONTEXT_LENGTH = 4096
+# lm-eval's own default max_length for API backends (local-completions, local-chat-completions).
+API_DEFAULT_MAX_LENGTH = 2048
+# HFLM's fallback when neither the model config nor the tokenizer names a length.
+HF_DEFAULT_MAX_LENGTH = 2048
+_SEQLEN_CONFIG_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx")
+
+# The keys a VAL task reads from its metadata.
+VAL_OPTIONS: dict[str, str] = {
+    "source": "built | official (default built)",
+    "context_length": f"context budget in tokens, int or list (built; default {DEFAULT_CONTEXT_LENGTH})",
+    "tokenizer": "tokenizer that sizes built contexts (default: the model's `pretrained`)",
+    "pool": "embedded | film | PATH to an authors'-schema JSONL (built; default embedded)",
+    "sets": "number of distinct contexts (built; default 4)",
+    "positions": "needle positions per context (built; default one per item)",
+    "seed": "shuffle seed of the pool (built; default 0)",
+    "n_buckets": "position buckets (default 16; database 15)",
+    "data": "local folder or .jsonl of VaLProbing-32K (official; default the hub)",
+    "skip_ambiguous": "official: leave out rows whose key occurs twice in the context (default true)",
+    "template": "plain | film (default plain: context, blank line, instruction)",
+    "check_length": "refuse prompts that do not fit the model (default true)",
+}
+# Keys lm-eval itself puts into task metadata, and model_args the adapter reads.
+_LM_EVAL_KEYS = frozenset({"version", "config_source", "num_fewshot", "_metadata"})
+_MODEL_ARG_KEYS = ("pretrained", "model", "max_length", "max_model_len", "base_url")
+_TOKENIZER_KEYS = ("tokenizer", "pretrained", "model")
+
+
+class TaskSetupError(ValProbingError):
+    """The task's metadata cannot be turned into probes."""
+
+
+class PromptTooLong(ValProbingError):
+    """A prompt plus the generation budget does not fit the model's context window."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Options
+
+
+def _as_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise TaskSetupError(f"metadata {name}: expected true or false, got {value!r}")
+
+
+def _as_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise TaskSetupError(f"metadata {name}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _lengths(value: object) -> tuple[int, ...]:
+    values = value if isinstance(value, list | tuple) else [value]
+    if not values:
+        raise TaskSetupError("metadata context_length: the list is empty")
+    out = tuple(_as_int("context_length", v, 1) for v in values)
+    if len(set(out)) != len(out):
+        raise TaskSetupError(f"metadata context_length: repeated value in {list(out)}")
+    return out
+
+
+def check_unknown(meta: Mapping[str, Any]) -> None:
+    """Reject keys that look like a misspelt VAL option.
+
+    lm-eval merges ``--model_args`` into every task's metadata, so a key that is not a VAL option
+    may be a model argument of any backend (dtype, base_url, gpu_memory_utilization, ...): only keys
+    close to a VAL option name are errors.
+    """
+    for key in meta:
+        if key in VAL_OPTIONS or key in _LM_EVAL_KEYS or key in _MODEL_ARG_KEYS:
+            continue
+        close = difflib.get_close_matches(key, list(VAL_OPTIONS), n=1, cutoff=0.75)
+        if close:
+            valid = "\n".join(f"  {name}: {help_}" for name, help_ in VAL_OPTIONS.items())
+            raise TaskSetupError(
+                f"unknown VAL metadata option {key!r} (did you mean {close[0]!r}?). Valid options:\n{valid}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ValOptions:
+    """The probe settings of one task, validated."""
+
+    family: Family
+    source: Source = "built"
+    context_lengths: tuple[int, ...] = (DEFAULT_CONTEXT_LENGTH,)
+    tokenizer: str | None = None
+    pool: str = "embedded"
+    sets: int = 4
+    positions: int | None = None
+    seed: int = 0
+    n_buckets: int = 16
+    data: Path | None = None
+    skip_ambiguous: bool = True
+    template: Template = "plain"
+    check_length: bool = True
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise TaskSetupError(f"family: {self.family!r} is not one of {FAMILIES}")
+        if self.source not in SOURCES:
+            raise TaskSetupError(f"metadata source: {self.source!r} is not one of {', '.join(SOURCES)}")
+        if self.template not in TEMPLATES:
+            raise TaskSetupError(f"metadata template: {self.template!r} is not one of {', '.join(TEMPLATES)}")
+        if self.source == "built" and self.tokenizer is None:
+            raise TaskSetupError(
+                "VAL tasks with source=built size their contexts with the model's tokenizer: pass "
+                '--model_args pretrained=... or --metadata \'{"tokenizer": "NAME_OR_DIR"}\''
+            )
+
+    @classmethod
+    def from_metadata(cls, family: Family, meta: Mapping[str, Any]) -> ValOptions:
+        check_unknown(meta)
+        source = str(meta.get("source", "built"))
+        kwargs: dict[str, Any] = {"family": family, "source": source}
+        tokenizer = next((str(meta[k]) for k in _TOKENIZER_KEYS if meta.get(k)), None)
+        kwargs["tokenizer"] = tokenizer
+        if "context_length" in meta:
+            kwargs["context_lengths"] = _lengths(meta["context_length"])
+        for name in ("sets", "seed"):
+            if name in meta:
+                kwargs[name] = _as_int(name, meta[name], 1 if name == "sets" else 0)
+        if meta.get("positions") is not None:
+            kwargs["positions"] = _as_int("positions", meta["positions"], 1)
+        default_buckets = DEFAULT_BUCKETS[family]
+        if "n_buckets" not in meta and kwargs.get("positions") is not None:
+            default_buckets = min(default_buckets, kwargs["positions"])
+        kwargs["n_buckets"] = _as_int("n_buckets", meta.get("n_buckets", default_buckets), 1)
+        if "pool" in meta:
+            kwargs["pool"] = str(meta["pool"])
+        if meta.get("data") is not None:
+            kwargs["data"] = Path(str(meta["data"])).expanduser()
+        for name in ("skip_ambiguous", "check_length"):
+            if name in meta:
+                kwargs[name] = _as_bool(name, meta[name])
+        if "template" in meta:
+            kwargs["template"] = str(meta["template"])
+        if source == "official":
+            built_only = sorted(
+                k for k in ("context_length", "pool", "sets", "positions", "seed") if k in meta
+            )
+            if built_only:
+                raise TaskSetupError(
+                    f"metadata {', '.join(built_only)}: only for source=built (official data has fixed "
+                    "~32K-token contexts, 4 sets)"
+                )
+        elif "data" in meta or "skip_ambiguous" in meta:
+            raise TaskSetupError("metadata data / skip_ambiguous: only for source=official")
+        return cls(**kwargs)
+
+    def record(self) -> dict[str, Any]:
+        """The settings as they go into the results file (``configs[task]["metadata"]``)."""
+        out = asdict(self)
+        out.pop("family")
+        out["context_length"] = list(out.pop("context_lengths")) if self.source == "built" else None
+        out["data"] = str(self.data) if self.data else None
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Docs
+
+
+def radical_inverse(k: int) -> float:
+    """Base-2 van der Corput value of ``k`` (0, 1/2, 1/4, 3/4, 1/8, ...)."""
+    value, scale = 0.0, 0.5
+    while k:
+        if k & 1:
+            value += scale
+        k >>= 1
+        scale /= 2
+    return value
+
+
+def spread_order(n: int) -> list[int]:
+    """A permutation of ``range(n)`` whose every prefix is spread over the whole range.
+
+    Index ``floor(v_k * n)`` for the van der Corput sequence ``v_k``, first occurrences only; with
+    ``2**m >= n`` points every index is hit, so the result is a permutation.
+    """
+    if n <= 0:
+        return []
+    m = max(1, math.ceil(math.log2(n)))
+    seen: set[int] = set()
+    order = []
+    for k in range(2**m):
+        i = int(radical_inverse(k) * n)
+        if i not in seen:
+            seen.add(i)
+            order.append(i)
+    return order
+
+
+def order_examples(examples: Sequence[ProbeExample]) -> list[ProbeExample]:
+    """The examples sorted by depth (then context), then taken in :func:`spread_order`.
+
+    So the first N docs (``--limit N``) cover shallow, middle and deep needles of several contexts.
+    """
+    by_depth = sorted(
+        examples, key=lambda ex: (ex.position_id / ex.n_items, ex.context_tokens, ex.set_id, ex.row)
+    )
+    return [by_depth[i] for i in spread_order(len(by_depth))]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSet:
+    """The docs of one task and the distinct contexts they point to (each stored once)."""
+
+    docs: list[dict[str, Any]]
+    contexts: dict[str, str] = field(repr=False)
+    probe_hash: str
+
+
+def _doc(ex: ProbeExample, context_id: str, n_buckets: int, context_length: int | None) -> dict[str, Any]:
+    return {
+        "family": ex.family,
+        "set_id": ex.set_id,
+        "position_id": ex.position_id,
+        "n_items": ex.n_items,
+        "bucket": bucket_of(ex.position_id, ex.n_items, n_buckets),
+        "depth": ex.depth,
+        "context_tokens": ex.context_tokens,
+        "needle_token_offset": ex.needle_token_offset,
+        "context_length": context_length,
+        "tokenizer": ex.tokenizer,
+        "context_id": context_id,
+        "instruction": ex.instruction,
+        "key": ex.key,
+        "answer": ex.answer,
+        "description": ex.description,
+        "source": ex.source,
+        "row": ex.row,
+    }
+
+
+def _built(opts: ValOptions) -> tuple[list[tuple[ProbeExample, int | None]], str]:
+    from val_probing.build import ProbeSpec, _digest, cached_probes
+
+    assert opts.tokenizer is not None  # checked in ValOptions
+    tagged: list[tuple[ProbeExample, int | None]] = []
+    hashes = []
+    for length in opts.context_lengths:
+        try:
+            spec = ProbeSpec(
+                family=opts.family,
+                length=length,
+                tokenizer=opts.tokenizer,
+                pool=opts.pool,
+                seed=opts.seed,
+                sets=opts.sets,
+                positions=opts.positions,
+            )
+        except ValueError as err:
+            raise TaskSetupError(f"metadata: {err}") from err
+        examples, digest = cached_probes(spec, progress=True)
+        tagged.extend((ex, length) for ex in examples)
+        hashes.append(digest)
+    return tagged, hashes[0] if len(hashes) == 1 else _digest(hashes)
+
+
+def _official(opts: ValOptions) -> tuple[list[tuple[ProbeExample, int | None]], str]:
+    import hashlib
+
+    from val_probing.official import load_official, skip_rows
+    from val_probing.tokens import load_counter
+
+    counter = load_counter(opts.tokenizer) if opts.tokenizer else None
+    examples = load_official(opts.family, data=opts.data, counter=counter)
+    if opts.skip_ambiguous:
+        skipped = skip_rows(examples)
+        if skipped:
+            log.info("%s: %d ambiguous rows left out (skip_rows)", opts.family, len(skipped))
+        examples = [ex for ex in examples if ex.row not in skipped]
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(json.dumps([ex.row, ex.context, ex.instruction, ex.answer]).encode())
+    return [(ex, None) for ex in examples], digest.hexdigest()[:16]
+
+
+def load_probe_set(opts: ValOptions) -> ProbeSet:
+    """Build (or read from the cache) the probes ``opts`` ask for, as lm-eval docs in spread order."""
+    tagged, probe_hash = _official(opts) if opts.source == "official" else _built(opts)
+    if not tagged:
+        raise TaskSetupError(f"val_{opts.family}: no probes (source={opts.source})")
+    lengths = {id(ex): length for ex, length in tagged}
+    contexts: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    docs = []
+    for ex in order_examples([ex for ex, _length in tagged]):
+        context_id = ids.get(ex.context)
+        if context_id is None:
+            context_id = ids[ex.context] = f"{lengths[id(ex)] or 'official'}/{ex.set_id}/{len(ids)}"
+            contexts[context_id] = ex.context
+        if opts.n_buckets > ex.n_items or (opts.positions is not None and opts.n_buckets > opts.positions):
+            raise TaskSetupError(
+                f"val_{opts.family}: n_buckets={opts.n_buckets} is more than the needle positions "
+                f"(positions={opts.positions}, {ex.n_items} items in set {ex.set_id}); lower n_buckets"
+            )
+        docs.append(_doc(ex, context_id, opts.n_buckets, lengths[id(ex)]))
+    return ProbeSet(docs=docs, contexts=contexts, probe_hash=probe_hash)
+
+
+def render_prompt(template: Template, context: str, instruction: str) -> str:
+    """The prompt text: neutral (``plain``) or the FILM-7B training template (``film``)."""
+    if template == "film":
+        return film_prompt(context, instruction)
+    return f"{context}\n\n{instruction}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring
+
+
+Item = tuple[int, int, int, float]  # (set_id, position_id, n_items, score)
+
+
+def process_results(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str, Any]:
+    """Per-sample metrics: the reference score, and the item every summary metric aggregates."""
+    score = reference_score(doc["family"], results[0] if results else None, doc["answer"], doc["description"])
+    item: Item = (int(doc["set_id"]), int(doc["position_id"]), int(doc["n_items"]), score)
+    return {"ref_score": score, "avg": item, "gap": item} | {
+        bucket_metric(b): item for b in range(int(doc["n_buckets"]))
+    }
+
+
+def bucket_metric(index: int) -> str:
+    return f"bucket_{index:02d}"
+
+
+def _summary(items: Iterable[Sequence[Any]], n_buckets: int):  # -> Summary
+    samples = [ScoredSample(int(s), int(p), int(n), float(v)) for s, p, n, v in items]
+    return summarize(samples, n_buckets=n_buckets, n_boot=1)
+
+
+def aggregate_ref_score(items: Sequence[float]) -> float:
+    return 100 * sum(items) / len(items)
+
+
+def aggregate_avg(items: Sequence[Sequence[Any]], *, n_buckets: int) -> float:
+    return _summary(items, n_buckets).avg
+
+
+def aggregate_gap(items: Sequence[Sequence[Any]], *, n_buckets: int) -> float:
+    return _summary(items, n_buckets).gap
+
+
+def aggregate_bucket(items: Sequence[Sequence[Any]], *, n_buckets: int, index: int) -> float | None:
+    """Mean of bucket ``index`` (x100), None when no sample falls in it (e.g. with ``--limit``)."""
+    for stat in _summary(items, n_buckets).buckets:
+        if stat.index == index:
+            return stat.mean
+    return None
+
+
+def metric_list(n_buckets: int) -> list[dict[str, Any]]:
+    """lm-eval's ``metric_list`` for ``n_buckets`` buckets (the aggregations close over it)."""
+
+    def entry(name: str, agg: Callable[..., Any], higher: bool = True) -> dict[str, Any]:
+        return {"metric": name, "aggregation": agg, "higher_is_better": higher}
+
+    out = [
+        entry("ref_score", aggregate_ref_score),
+        entry("avg", functools.partial(aggregate_avg, n_buckets=n_buckets)),
+        entry("gap", functools.partial(aggregate_gap, n_buckets=n_buckets), higher=False),
+    ]
+    out += [
+        entry(bucket_metric(b), functools.partial(aggregate_bucket, n_buckets=n_buckets, index=b))
+        for b in range(n_buckets)
+    ]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Length guard
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLimit:
+    tokens: int
+    source: str  # where the number came from, for the error message
+
+
+def model_limit(meta: Mapping[str, Any]) -> ModelLimit | None:
+    """The backend's maximum sequence length, as lm-eval will use it, from the merged metadata.
+
+    ``max_length`` (hf, vllm, local-completions) or ``max_model_len`` (vllm) when given; else lm-eval's
+    2048 for API backends (``base_url``); else the model config's length (HFLM and vLLM read the same
+    fields); None when nothing names a model (e.g. ``--model dummy``).
+    """
+    for key in ("max_length", "max_model_len"):
+        if meta.get(key) not in (None, ""):
+            return ModelLimit(_as_int(key, meta[key], 1), f"model_args {key}")
+    if meta.get("base_url"):
+        return ModelLimit(API_DEFAULT_MAX_LENGTH, "lm-eval's default max_length for API models")
+    pretrained = meta.get("pretrained")
+    if not pretrained:
+        return None
+    return _config_limit(str(pretrained))
+
+
+@functools.cache
+def _config_limit(pretrained: str) -> ModelLimit:
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(pretrained)
+    except (OSError, ValueError) as err:
+        raise TaskSetupError(
+            f"cannot read the config of {pretrained!r} to check prompt lengths: {err}"
+        ) from err
+    text_config = getattr(config, "text_config", None) or config
+    for attr in _SEQLEN_CONFIG_ATTRS:
+        value = getattr(text_config, attr, None)
+        if isinstance(value, int):
+            return ModelLimit(value, f"{pretrained} config {attr}")
+    tok = AutoTokenizer.from_pretrained(pretrained)
+    if tok.model_max_length < 10**9:
+        return ModelLimit(int(tok.model_max_length), f"{pretrained} tokenizer model_max_length")
+    return ModelLimit(HF_DEFAULT_MAX_LENGTH, "HFLM's default max_length")
+
+
+@functools.cache
+def _hf_tokenizer(name: str) -> Any:
+    from val_probing.tokens import load_counter
+
+    counter = load_counter(name)
+    tokenizer = getattr(counter, "tokenizer", None)
+    if tokenizer is None:
+        raise TaskSetupError(f"tokenizer {name!r} cannot count model tokens (use an HF tokenizer)")
+    return tokenizer
+
+
+def _backend_text(tokenizer: Any, prompt: str) -> str:
+    """The text the backend tokenizes: lm-eval hands chat APIs a JSON list of messages."""
+    if prompt.startswith("[{"):
+        try:
+            messages = json.loads(prompt)
+        except json.JSONDecodeError:
+            return prompt
+        if getattr(tokenizer, "chat_template", None):
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "\n".join(str(m.get("content", "")) for m in messages)
+    return prompt
+
+
+def longest_prompt(tokenizer: Any, prompts: Sequence[str], batch: int = 32) -> tuple[int, int]:
+    """(index, token count) of the longest prompt, counted as the backend counts (special tokens on)."""
+    from tqdm import tqdm
+
+    best_i, best_n = 0, -1
+    for start in tqdm(range(0, len(prompts), batch), desc="checking prompt lengths", leave=False):
+        texts = [_backend_text(tokenizer, p) for p in prompts[start : start + batch]]
+        for j, ids in enumerate(tokenizer(texts, add_special_tokens=True)["input_ids"]):
+            if len(ids) > best_n:
+                best_i, best_n = start + j, len(ids)
+    return best_i, best_n
+
+
+def check_prompts_fit(
+    task: str, prompts: Sequence[str], tokenizer: Any, limit: ModelLimit, max_gen_toks: int
+) -> int:
+    """Raise :class:`PromptTooLong` unless every prompt plus ``max_gen_toks`` fits; the longest length."""
+    if not prompts:
+        return 0
+    _i, longest = longest_prompt(tokenizer, prompts)
+    if longest + max_gen_toks > limit.tokens:
+        raise PromptTooLong(
+            f"{task}: the longest prompt has {longest} tokens; with max_gen_toks={max_gen_toks} it needs "
+            f"{longest + max_gen_toks} but the model's limit is {limit.tokens} ({limit.source}). lm-eval "
+            "would cut the prompt from the left (and the needles with it). Lower context_length, or raise "
+            "max_length / max_model_len if the model supports it."
+        )
+    return longest
+
+
+# --------------------------------------------------------------------------------------------------
+# The task
+
+
+class ValTask(ConfigurableTask):
+    """One VAL probing task; the family comes from the YAML (``metadata: {family: ...}`` via task name)."""
+
+    def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        cfg = dict(config or {})
+        cfg.pop("class", None)
+        meta = dict(cfg.get("metadata") or {})
+        family = str(cfg.get("task", "")).removeprefix("val_")
+        if family not in FAMILIES:
+            raise TaskSetupError(f"task {cfg.get('task')!r}: expected val_document, val_code or val_database")
+        self.family: Family = family  # type: ignore[assignment]
+        self.options = ValOptions.from_metadata(self.family, meta)
+        self.limit = model_limit(meta) if self.options.check_length else None
+        self.probes: ProbeSet | None = None
+        cfg["metric_list"] = metric_list(self.options.n_buckets)
+        cfg["process_results"] = process_results
+        cfg["doc_to_text"] = self.prompt
+        super().__init__(config=cfg, **kwargs)
+
+    # -- docs
+    def download(self, dataset_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        import datasets
+
+        if self.limit is not None and self.options.source == "built":
+            too_long = [n for n in self.options.context_lengths if n >= self.limit.tokens]
+            if too_long:
+                raise PromptTooLong(
+                    f"{self.config.task}: context_length {too_long} is not below the model's limit "
+                    f"{self.limit.tokens} ({self.limit.source})"
+                )
+        self.probes = load_probe_set(self.options)
+        docs = [doc | {"n_buckets": self.options.n_buckets} for doc in self.probes.docs]
+        self.dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+        self.config.metadata = {
+            **(self.config.metadata or {}),
+            **self.options.record(),
+            "family": self.family,
+            "probe_hash": self.probes.probe_hash,
+            "probe_version": _probe_version(),
+            "n_docs": len(docs),
+        }
+
+    def prompt(self, doc: Mapping[str, Any]) -> str:
+        assert self.probes is not None
+        return render_prompt(
+            self.options.template, self.probes.contexts[doc["context_id"]], doc["instruction"]
+        )
+
+    # -- the guard
+    def build_all_requests(self, *, apply_chat_template: bool = False, **kwargs: Any) -> None:
+        if apply_chat_template and self.options.template == "film":
+            raise TaskSetupError(
+                f"{self.config.task}: template=film already is Mistral's [INST] format; drop "
+                "--apply_chat_template (or use the default template with it)"
+            )
+        super().build_all_requests(apply_chat_template=apply_chat_template, **kwargs)
+        if self.limit is None:
+            log.warning(
+                "%s: no model length limit known (no pretrained/max_length in model_args): prompts are "
+                "not checked against the model's context window",
+                self.config.task,
+            )
+            return
+        tokenizer_name = self.options.tokenizer
+        if tokenizer_name is None:
+            log.warning("%s: no tokenizer known, prompt lengths are not checked", self.config.task)
+            return
+        prompts = [inst.arguments[0] for inst in self._instances]
+        max_gen = int((self.config.generation_kwargs or {}).get("max_gen_toks", 256))
+        longest = check_prompts_fit(
+            self.config.task, prompts, _hf_tokenizer(tokenizer_name), self.limit, max_gen
+        )
+        log.info(
+            "%s: longest prompt %d tokens + %d new <= %d (%s)",
+            self.config.task,
+            longest,
+            max_gen,
+            self.limit.tokens,
+            self.limit.source,
+        )
+
+
+def _probe_version() -> str:
+    from val_probing.build import PROBE_VERSION
+
+    return PROBE_VERSION
