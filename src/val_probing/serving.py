@@ -119,14 +119,16 @@ def vllm_model_args(
     prefix_caching: bool = True,
     tensor_parallel_size: int = 1,
     data_parallel_size: int = 1,
-    seed: int = 0,
 ) -> str:
-    """The ``--model_args`` string for ``lm_eval --model vllm``."""
+    """The ``--model_args`` string for ``lm_eval --model vllm``.
+
+    No ``seed``: lm-eval merges model_args into the tasks' metadata, where ``seed`` is the VAL pool
+    shuffle seed (decoding is greedy, lm-eval's vllm backend seeds vLLM itself).
+    """
     args = {
         "pretrained": str(pretrained),
         "max_model_len": str(max_model_len),
         "enable_prefix_caching": str(prefix_caching),
-        "seed": str(seed),
     }
     if cpu:
         args |= {"dtype": "float32", "enforce_eager": "True"}

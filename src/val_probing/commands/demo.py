@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from val_probing.errors import ValProbingError
@@ -41,7 +40,7 @@ The same run by hand (what the demo executes; see docs/serving.md for the settin
       --batch_size auto --log_samples --output_path results/demo
 """
 
-TASKS = tuple(f"val_{family}" for family in FAMILIES)
+GROUP = "valprobing"
 # Room for the instruction, the chat template and 128 new tokens on top of the context.
 PROMPT_HEADROOM = 1024
 
@@ -102,7 +101,7 @@ def lm_eval_command(
         "--model_args",
         model_args,
         "--tasks",
-        ",".join(TASKS),
+        GROUP,
         "--include_path",
         str(tasks_path),
         "--metadata",
@@ -142,10 +141,15 @@ def summary_markdown(results: Sequence[object], *, title: str, wall_s: float | N
             *(_fmt(by_index[i]) if i in by_index else "-" for i in range(n_buckets)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    if len(rows) > 1:
+        mean_avg = sum(r.summary.avg for r in rows) / len(rows)
+        mean_gap = sum(r.summary.gap for r in rows) / len(rows)
+        lines.append(f"| all | {_fmt(mean_avg)} | | {_fmt(mean_gap)} |" + " |" * n_buckets)
     lines += [
         "",
         "Reference metric x100; buckets run from the start of the context (b00) to its end. "
-        "avg = mean of bucket means, gap = max - min bucket mean (arXiv 2404.16811).",
+        "avg = mean of bucket means, gap = max - min bucket mean, all = mean over the tasks "
+        "(arXiv 2404.16811).",
     ]
     first = rows[0]
     lines.append(
@@ -175,7 +179,9 @@ def _check_stack() -> None:
 
 
 def tasks_path() -> Path:
-    path = Path(str(resources.files("val_probing") / "tasks_yaml"))
+    from val_probing.lm_eval_tasks import TASKS_DIR
+
+    path = Path(TASKS_DIR)
     if not any(path.glob("*.yaml")):
         raise ValProbingError(f"the lm-eval task files are missing from {path}: reinstall val-probing")
     return path
