@@ -28,7 +28,8 @@ examples:
       --log_samples --output_path runs/
 
   # vLLM, two context lengths, the official template for Mistral-family models
-  val-probing eval --model vllm --model_args pretrained=mistralai/Mistral-7B-Instruct-v0.2,max_model_len=9000 \\
+  val-probing eval --model vllm \\
+      --model_args pretrained=mistralai/Mistral-7B-Instruct-v0.2,max_model_len=9000 \\
       --tasks 'val_*' --metadata '{"context_length": [4096, 8192], "template": "film"}' \\
       --log_samples --output_path runs/
 
