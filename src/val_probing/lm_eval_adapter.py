@@ -35,7 +35,7 @@ from typing import Any, Literal, get_args
 
 from lm_eval.api.task import ConfigurableTask
 
-from val_probing.buckets import ScoredSample, bucket_of, summarize
+from val_probing.buckets import ScoredSample, Summary, bucket_of, summarize
 from val_probing.errors import ValProbingError
 from val_probing.metrics import reference_score
 from val_probing.official import film_prompt
@@ -384,9 +384,15 @@ def bucket_metric(index: int) -> str:
     return f"bucket_{index:02d}"
 
 
-def _summary(items: Iterable[Sequence[Any]], n_buckets: int):  # -> Summary
-    samples = [ScoredSample(int(s), int(p), int(n), float(v)) for s, p, n, v in items]
-    return summarize(samples, n_buckets=n_buckets, n_boot=1)
+def _summary(items: Iterable[Sequence[Any]], n_buckets: int) -> Summary:
+    """The task's summary; lm-eval calls every aggregation with the same items, so it is computed once."""
+    return _summary_of(tuple((int(s), int(p), int(n), float(v)) for s, p, n, v in items), n_buckets)
+
+
+@functools.lru_cache(maxsize=8)
+def _summary_of(items: tuple[Item, ...], n_buckets: int) -> Summary:
+    samples = [ScoredSample(s, p, n, v) for s, p, n, v in items]
+    return summarize(samples, n_buckets=n_buckets, n_boot=1)  # lm-eval reports no CI; score does
 
 
 def aggregate_ref_score(items: Sequence[float]) -> float:
