@@ -125,6 +125,7 @@ def run_vllm(model_dir: Path, work: Workload, args: argparse.Namespace, prefix_c
 
 def run_hf(model_dir: Path, work: Workload, args: argparse.Namespace) -> dict:
     import torch
+    from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
@@ -135,7 +136,7 @@ def run_hf(model_dir: Path, work: Workload, args: argparse.Namespace) -> dict:
     texts = []
     t0 = time.perf_counter()
     with torch.inference_mode():
-        for prompt in work.prompts:
+        for prompt in tqdm(work.prompts, desc="transformers generate"):
             ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
             out = model.generate(
                 **ids,

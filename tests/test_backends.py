@@ -184,9 +184,11 @@ class ServedRuns:
 
 
 def completions_args(model_dir: Path, base_url: str, max_length: int) -> str:
+    """Token ids rendered locally with the chat template (tokenized_requests=False would send the
+    chat messages as JSON text to a completions endpoint)."""
     return (
         f"model={model_dir},base_url={base_url}/v1/completions,tokenizer={model_dir},"
-        f"tokenized_requests=False,max_length={max_length},num_concurrent=4,max_retries=2,timeout=120"
+        f"max_length={max_length},num_concurrent=4,max_retries=2,timeout=120"
     )
 
 
