@@ -76,6 +76,18 @@ def test_without_samples_the_spread_is_unknown_not_zero(run_copy: Path) -> None:
         assert [b.mean for b in r.summary.buckets] == [block[f"bucket_{i:02d},none"] for i in range(8)]
 
 
+def test_context_length_from_metadata_lists(run_copy: Path) -> None:
+    for samples in run_copy.rglob("samples_*.jsonl"):
+        samples.unlink()
+    path = _results_file(run_copy / "org__u-model")
+    data = json.loads(path.read_text())
+    data["configs"]["val_code"]["metadata"]["context_length"] = [8192]  # as the tasks record it
+    data["configs"]["val_database"]["metadata"]["context_length"] = [1024, 2048]  # mixed: unknown
+    path.write_text(json.dumps(data))
+    lengths = {r.task: r.context_length for r in load_results([path])}
+    assert lengths == {"document": 4096, "code": 8192, "database": None}
+
+
 def test_a_null_bucket_is_reported_missing(run_copy: Path) -> None:
     for samples in run_copy.rglob("samples_*.jsonl"):
         samples.unlink()

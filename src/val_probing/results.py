@@ -355,6 +355,13 @@ def _effective(meta: Mapping[str, Any]) -> int:
 
 
 def _length(value: object) -> int | None:
+    """A context length from a doc or metadata: an int, or a list holding exactly one int.
+
+    The tasks record the requested lengths as a list; several lengths in one run cannot be told
+    apart from the aggregates alone (None), only from the samples' ``doc["context_length"]``.
+    """
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
