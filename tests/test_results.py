@@ -234,3 +234,32 @@ def test_only_one_filter_is_read_when_the_task_has_several(run_copy: Path) -> No
     samples.write_text("".join(json.dumps(line) + "\n" for line in lines + other))
     read = read_samples(samples)
     assert len(read) == 32 and [s.score for _l, s in read] == [line["ref_score"] for line in lines]
+
+
+@pytest.mark.slow
+def test_a_real_lm_eval_run_of_the_tasks_loads(tmp_path: Path, repo_root: Path) -> None:
+    """The contract with the tasks, end to end: lm_eval (dummy model) writes, load_results reads."""
+    import os
+    import subprocess
+    import sys
+
+    from val_probing.report import table_rows
+
+    out = tmp_path / "out"
+    meta = {"tokenizer": "whitespace", "context_length": 512, "sets": 2, "positions": 8, "n_buckets": 4}
+    cmd = [sys.executable, "-m", "lm_eval", "--model", "dummy", "--tasks", "val_code"]
+    cmd += ["--include_path", str(repo_root / "src" / "val_probing" / "tasks_yaml")]
+    cmd += ["--metadata", json.dumps(meta), "--output_path", str(out), "--log_samples"]
+    env = {**os.environ, "VAL_PROBING_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = load_results([out], n_boot=20)
+    assert (result.task, result.context_length, result.summary.n_buckets) == ("code", 512, 4)
+    assert len(result.samples) == 16 and result.summary.n_sets == 2
+    assert result.metadata["probe_hash"] and result.metadata["source"] == "built"
+    block = json.loads(result.source.read_text())["results"]["val_code"]
+    assert result.summary.avg == pytest.approx(block["avg,none"])
+    assert [b.mean for b in result.summary.buckets] == pytest.approx(
+        [block[f"bucket_{i:02d},none"] for i in range(4)]
+    )
+    assert table_rows([result])[0].cells["code"].gap == pytest.approx(block["gap,none"])
