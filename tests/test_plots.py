@@ -153,3 +153,20 @@ def test_save_figure_writes_png_and_svg(results: list[TaskResult], tmp_path: Pat
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["curves.png", "curves.svg"]
     with pytest.raises(PlotError, match="format"):
         save_figure(plot_position_curves(results), tmp_path / "x", formats=("gif",))
+
+
+def test_a_missing_bucket_breaks_the_line(results: list[TaskResult]) -> None:
+    from dataclasses import replace
+
+    from val_probing.buckets import summarize
+
+    full = next(r for r in results if r.model == "flat-model" and r.task == "document")
+    kept = tuple(s for s in full.samples if s.position_id not in (4, 5))  # bucket 2 of 8
+    partial = replace(
+        full, samples=kept, summary=summarize([s.scored() for s in kept], n_buckets=8, n_boot=20)
+    )
+    ax = plot_position_curves([partial], tasks=("document",)).axes[0]
+    y = _line(ax, "curve:flat-model").get_ydata()
+    assert np.isnan(y[2])
+    expected = [b.mean for b in partial.summary.buckets]
+    np.testing.assert_allclose(np.delete(y, 2), expected)
