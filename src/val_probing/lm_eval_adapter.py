@@ -27,7 +27,6 @@ import difflib
 import functools
 import json
 import logging
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -218,45 +217,60 @@ class ValOptions:
 # Docs
 
 
-def radical_inverse(k: int) -> float:
-    """Base-2 van der Corput value of ``k`` (0, 1/2, 1/4, 3/4, 1/8, ...)."""
-    value, scale = 0.0, 0.5
+def radical_inverse(k: int, base: int = 2) -> float:
+    """Van der Corput value of ``k`` in ``base`` (base 2: 0, 1/2, 1/4, 3/4, 1/8, ...)."""
+    value, scale = 0.0, 1.0 / base
     while k:
-        if k & 1:
-            value += scale
-        k >>= 1
-        scale /= 2
+        k, digit = divmod(k, base)
+        value += digit * scale
+        scale /= base
     return value
 
 
-def spread_order(n: int) -> list[int]:
-    """A permutation of ``range(n)`` whose every prefix is spread over the whole range.
+def spread_order(depths: Sequence[float], groups: Sequence[int]) -> list[int]:
+    """A permutation of the docs whose every prefix is spread over depths and over contexts.
 
-    Index ``floor(v_k * n)`` for the van der Corput sequence ``v_k``, first occurrences only; with
-    ``2**m >= n`` points every index is hit, so the result is a permutation.
+    Pick ``k`` aims at depth ``radical_inverse(k, 2)`` in the context chosen by ``radical_inverse(k, 3)``
+    (the Halton sequence: two low-discrepancy coordinates that do not correlate) and takes that
+    context's unused doc nearest to the target depth. The first 2**m picks hit 2**m distinct
+    depth intervals when positions are even, so ``--limit N`` sees shallow, middle and deep needles.
     """
-    if n <= 0:
-        return []
-    m = max(1, math.ceil(math.log2(n)))
-    seen: set[int] = set()
-    order = []
-    for k in range(2**m):
-        i = int(radical_inverse(k) * n)
-        if i not in seen:
-            seen.add(i)
-            order.append(i)
+    import bisect
+
+    pending: dict[int, list[tuple[float, int]]] = {}
+    for i, (depth, group) in enumerate(zip(depths, groups, strict=True)):
+        pending.setdefault(group, []).append((depth, i))
+    for docs in pending.values():
+        docs.sort()
+    order: list[int] = []
+    k = 0
+    while pending:
+        names = sorted(pending)
+        group = names[int(radical_inverse(k, 3) * len(names))]
+        docs = pending[group]
+        target = radical_inverse(k, 2)
+        j = bisect.bisect_left(docs, (target, -1))
+        if j == len(docs) or (j > 0 and target - docs[j - 1][0] <= docs[j][0] - target):
+            j -= 1
+        order.append(docs.pop(j)[1])
+        if not docs:
+            del pending[group]
+        k += 1
     return order
 
 
-def order_examples(examples: Sequence[ProbeExample]) -> list[ProbeExample]:
-    """The examples sorted by depth (then context), then taken in :func:`spread_order`.
-
-    So the first N docs (``--limit N``) cover shallow, middle and deep needles of several contexts.
-    """
-    by_depth = sorted(
-        examples, key=lambda ex: (ex.position_id / ex.n_items, ex.context_tokens, ex.set_id, ex.row)
+def order_examples(examples: Sequence[ProbeExample], lengths: Sequence[int | None]) -> list[ProbeExample]:
+    """The examples in :func:`spread_order` (contexts = (context length, set)); deterministic."""
+    keyed = sorted(
+        zip(examples, lengths, strict=True),
+        key=lambda el: (el[1] or 0, el[0].set_id, el[0].position_id, el[0].row),
     )
-    return [by_depth[i] for i in spread_order(len(by_depth))]
+    contexts = {key: n for n, key in enumerate(dict.fromkeys((length, ex.set_id) for ex, length in keyed))}
+    order = spread_order(
+        [ex.position_id / ex.n_items for ex, _ in keyed],
+        [contexts[(length, ex.set_id)] for ex, length in keyed],
+    )
+    return [keyed[i][0] for i in order]
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,10 +354,11 @@ def load_probe_set(opts: ValOptions) -> ProbeSet:
     if not tagged:
         raise TaskSetupError(f"val_{opts.family}: no probes (source={opts.source})")
     lengths = {id(ex): length for ex, length in tagged}
+    ordered = order_examples([ex for ex, _ in tagged], [length for _, length in tagged])
     contexts: dict[str, str] = {}
     ids: dict[str, str] = {}
     docs = []
-    for ex in order_examples([ex for ex, _length in tagged]):
+    for ex in ordered:
         context_id = ids.get(ex.context)
         if context_id is None:
             context_id = ids[ex.context] = f"{lengths[id(ex)] or 'official'}/{ex.set_id}/{len(ids)}"
