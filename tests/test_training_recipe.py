@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import random
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from val_probing.training.config import OverLengthError, check_lengths, load_con
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "training" / "configs"
 TINY_CONFIG = CONFIGS / "in2_tiny_cpu.yaml"
+# Everything is local: without these, lm_eval spends minutes in hub time-outs on an offline machine.
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def _load_recipe() -> ModuleType:
@@ -238,6 +241,30 @@ def test_checkpoint_reloads_and_generates(trained: Path, film_data: Path) -> Non
     assert loss < 9.0
 
 
+def test_checkpoint_runs_through_the_val_tasks(trained: Path, tmp_path: Path) -> None:
+    """The trained checkpoint, as any user would evaluate it: lm_eval --model hf on a tiny VAL slice."""
+    from val_probing.lm_eval_tasks import TASKS_DIR
+
+    metadata = {"source": "built", "context_length": 256, "sets": 1, "positions": 4, "pool": "embedded",
+                "template": "film"}  # fmt: skip
+    cmd = [sys.executable, "-m", "lm_eval", "--model", "hf",
+           "--model_args", f"pretrained={trained / 'final'},dtype=float32", "--device", "cpu",
+           "--include_path", TASKS_DIR, "--tasks", "val_document", "--metadata", json.dumps(metadata),
+           "--gen_kwargs", "max_gen_toks=8", "--log_samples",
+           "--output_path", str(tmp_path / "out")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "2", **OFFLINE})  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())
+    got = results["results"]["val_document"]
+    assert all(0.0 <= got[k] <= 100.0 for k in ("ref_score,none", "avg,none", "gap,none"))
+    assert results["configs"]["val_document"]["metadata"]["template"] == "film"
+    with next((tmp_path / "out").rglob("samples_val_document_*.jsonl")).open() as handle:
+        docs = [json.loads(line)["doc"] for line in handle]
+    assert len(docs) == 4 and len({d["position_id"] for d in docs}) == 4  # four depths of one context
+    assert all(0 <= d["needle_token_offset"] <= d["context_tokens"] <= 256 for d in docs)
+
+
 # ---------------------------------------------------------------------------------------------- command
 
 
@@ -248,6 +275,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         cwd=ROOT,
         check=False,
+        env={**os.environ, **OFFLINE},
     )
 
 
