@@ -36,7 +36,7 @@ The same run by hand (what the demo executes; see docs/serving.md for the settin
       --model_args pretrained=DIR,max_model_len=3072,dtype=float32,enforce_eager=True \\
       --tasks valprobing --include_path $(val-probing tasks-path) --apply_chat_template \\
       --metadata '{"source": "built", "context_length": 2048, "sets": 2, "positions": 16, \\
-                   "tokenizer": "embedded", "pool": "embedded"}' \\
+                   "tokenizer": "embedded", "pool": "embedded", "n_buckets": 8}' \\
       --batch_size auto --log_samples --output_path results/demo
 """
 
@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--positions", type=_positive, default=16, help="needle positions per set (default: %(default)s)"
     )
     parser.add_argument(
+        "--buckets",
+        type=_positive,
+        default=8,
+        help="position buckets; keep positions a multiple so none is empty (default: %(default)s)",
+    )
+    parser.add_argument(
         "--model", type=Path, default=None, help="a local HF model folder (default: the embedded SmolLM2)"
     )
     parser.add_argument("--limit", type=_positive, default=None, help=argparse.SUPPRESS)
@@ -72,8 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- pure parts
 
 
-def probe_metadata(*, context_length: int, sets: int, positions: int, tokenizer: str) -> dict[str, object]:
+def probe_metadata(
+    *, context_length: int, sets: int, positions: int, buckets: int, tokenizer: str
+) -> dict[str, object]:
     """The tasks' ``--metadata``: build probes offline from the embedded pool."""
+    if buckets > positions:
+        raise ValProbingError(
+            f"--buckets {buckets} is more than --positions {positions}: some would be empty"
+        )
     return {
         "source": "built",
         "context_length": context_length,
@@ -81,6 +93,7 @@ def probe_metadata(*, context_length: int, sets: int, positions: int, tokenizer:
         "positions": positions,
         "tokenizer": tokenizer,
         "pool": "embedded",
+        "n_buckets": buckets,
     }
 
 
@@ -236,7 +249,11 @@ def run(args: argparse.Namespace) -> int:
         model_dir, max_model_len=args.context_length + PROMPT_HEADROOM, cpu=cpu, prefix_caching=True
     )
     metadata = probe_metadata(
-        context_length=args.context_length, sets=args.sets, positions=args.positions, tokenizer=tokenizer
+        context_length=args.context_length,
+        sets=args.sets,
+        positions=args.positions,
+        buckets=args.buckets,
+        tokenizer=tokenizer,
     )
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
