@@ -320,12 +320,27 @@ def test_mismatched_settings_exit_2(
     assert message in err and "cannot be compared" in err
 
 
+def test_another_model_is_compared_and_named(
+    baseline_file: Path, base_scores: Scores, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a new checkpoint against the baseline of the previous one: not unusable input
+    run = write_run(tmp_path / "run", base_scores, model="elsewhere/model-copy")
+    md = tmp_path / "gate.md"
+    assert check_cli(run, baseline_file, "--markdown", str(md)) == 0
+    assert "model differs" in capsys.readouterr().out and "model differs" in md.read_text()
+    worse = write_run(
+        tmp_path / "worse", degrade_middle(base_scores, "code", (7, 8), flips=15, seed=3), model="x/ckpt-2"
+    )
+    assert check_cli(worse, baseline_file) == 1
+    assert check_cli(worse, baseline_file, "--ignore", "model") == 1
+
+
 def test_ignored_setting_is_compared_no_more(
     baseline_file: Path, base_scores: Scores, tmp_path: Path
 ) -> None:
-    run = write_run(tmp_path / "run", base_scores, model="elsewhere/model-copy")
+    run = write_run(tmp_path / "run", base_scores, meta={"probe_hash": "def456"})
     assert check_cli(run, baseline_file) == 2
-    assert check_cli(run, baseline_file, "--ignore", "model") == 0
+    assert check_cli(run, baseline_file, "--ignore", "probe_hash") == 0
 
 
 def test_missing_task_exit_2(
@@ -432,3 +447,16 @@ def test_several_models_need_model_option(
     assert "holds 2 models" in capsys.readouterr().err
     assert check_cli(run, baseline_file, "--model", "model") == 0
     assert check_cli(run, baseline_file, "--model", "other", "--ignore", "model") == 1
+
+
+def test_markdown_to_the_step_summary_is_written_once(
+    baseline_file: Path, base_scores: Scores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the documented CI call: --markdown "$GITHUB_STEP_SUMMARY" with the variable set
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    run = write_run(tmp_path / "run", base_scores)
+    assert check_cli(run, baseline_file, "--markdown", str(summary)) == 0
+    text = summary.read_text()
+    assert text.startswith("earlier step\n") and text.count("VAL probing gate") == 1

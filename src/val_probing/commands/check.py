@@ -17,8 +17,8 @@ examples:
   val-probing check runs/pr --baseline ci/val-baseline.yaml
   # in CI: a job summary (also written to $GITHUB_STEP_SUMMARY when set) and JUnit XML
   val-probing check runs/pr --baseline ci/val-baseline.yaml --markdown gate.md --junit gate.xml
-  # the checkpoint path differs on the CI machine: compare the rest
-  val-probing check runs/pr --baseline ci/val-baseline.yaml --ignore model
+  # a new checkpoint against the previous one's baseline (the model may differ; it is named)
+  val-probing check runs/ckpt-2 --baseline ci/val-baseline.yaml --junit gate.xml
 
 See docs/ci-gate.md for the statistics and the baseline schema.
 """
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="SETTING",
-        help="a setting allowed to differ (model, limit, ...); repeatable",
+        help="a setting allowed to differ (limit, probe_hash, ...); repeatable; model: no model note",
     )
 
 
@@ -47,6 +47,10 @@ def _write(path: Path, text: str) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
     result = check(baseline, results, ignore=frozenset(args.ignore))
     print(format_table(result))
     markdown = format_markdown(result)
-    if args.markdown is not None:
-        _write(args.markdown, markdown)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
+    if args.markdown is not None and not (summary and _same_file(args.markdown, Path(summary))):
+        _write(args.markdown, markdown)
+    if summary:  # --markdown "$GITHUB_STEP_SUMMARY" lands here too: appended once, earlier steps kept
         with open(summary, "a", encoding="utf-8") as handle:  # appended, as GitHub expects
             handle.write(markdown)
     if args.junit is not None:
