@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from xml.etree import ElementTree
 
+import numpy as np
 import pytest
 
 from val_probing import gate
@@ -460,3 +461,13 @@ def test_markdown_to_the_step_summary_is_written_once(
     assert check_cli(run, baseline_file, "--markdown", str(summary)) == 0
     text = summary.read_text()
     assert text.startswith("earlier step\n") and text.count("VAL probing gate") == 1
+
+
+def test_monte_carlo_floor_cannot_block_a_clear_drop() -> None:
+    stats = gate.Statistics(alpha=0.05, resamples=100)
+    n_tests = 54
+    resamples = gate.resamples_for(stats, n_tests)
+    assert n_tests / (resamples + 1) < stats.alpha / 5  # the smallest possible Holm p is well below alpha
+    terms = -np.linspace(0.01, 0.02, 40)  # every graded question got worse, by different amounts
+    p, method = gate.sign_flip_p(terms, np.random.default_rng(0), resamples, binary=False)
+    assert method == "sign-flip" and p == pytest.approx(1 / (resamples + 1))

@@ -573,8 +573,17 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def resamples_for(stats: Statistics, n_tests: int) -> int:
+    """Resamples for Monte Carlo p-values: at least ``10 * n_tests / alpha``.
+
+    A Monte Carlo p-value is never below ``1 / (resamples + 1)``; after Holm the smallest one is
+    multiplied by the number of tests, so too few resamples could make a clear drop unfailable.
+    """
+    return max(stats.resamples, math.ceil(10 * n_tests / stats.alpha))
+
+
 def _paired_checks(
-    name: str, t: BaselineTask, r: TaskResult, stats: Statistics, rng: np.random.Generator
+    name: str, t: BaselineTask, r: TaskResult, resamples: int, rng: np.random.Generator
 ) -> list[MetricCheck]:
     assert t.samples is not None
     n_buckets = int(t.settings.get("n_buckets") or r.summary.n_buckets)
@@ -584,14 +593,14 @@ def _paired_checks(
     checks = []
     for metric, bucket in [("avg", None), *((f"bucket_{b:02d}", b) for b in sorted(p.bucket_sets))]:
         w = _weights(p, bucket)
-        pv, method = sign_flip_p(w * diff, rng, stats.resamples, binary=binary)
+        pv, method = sign_flip_p(w * diff, rng, resamples, binary=binary)
         old, new = float(w @ p.old) * 100, float(w @ p.new) * 100
         checks.append(
             MetricCheck(name, metric, old, new, old - new, t.tolerances.for_metric(metric), method, pv)
         )
     matrix = _bucket_matrix(p)
     old_gap, new_gap = float(_gaps(p.old, matrix)) * 100, float(_gaps(p.new, matrix)) * 100
-    gp = gap_bootstrap_p(p, rng, stats.resamples)
+    gp = gap_bootstrap_p(p, rng, resamples)
     checks.append(
         MetricCheck(
             name, "gap", old_gap, new_gap, new_gap - old_gap, t.tolerances.gap, "paired bootstrap", gp
@@ -676,8 +685,10 @@ def check(
     rng = np.random.default_rng(baseline.statistics.seed)
     checks: list[MetricCheck] = []
     if paired:
+        n_tests = sum(len(t.buckets) + 2 for t in baseline.tasks.values())
+        resamples = resamples_for(baseline.statistics, n_tests)
         for name in sorted(baseline.tasks, key=_task_order):
-            checks += _paired_checks(name, baseline.tasks[name], current[name], baseline.statistics, rng)
+            checks += _paired_checks(name, baseline.tasks[name], current[name], resamples, rng)
         adjusted = holm([c.p_value for c in checks if c.p_value is not None])
         alpha = baseline.statistics.alpha
         checks = [
