@@ -13,9 +13,14 @@ results_*.json); the latest results file is used. Run lm_eval with --log_samples
 scores are kept beside the YAML (BASELINE.samples.jsonl) so `check` can run paired tests.
 
 examples:
-  lm_eval --model vllm --model_args pretrained=DIR,max_model_len=4096 \\
-      --tasks valprobing --include_path "$(val-probing tasks-path)" \\
-      --output_path runs/main --log_samples --apply_chat_template
+  # the embedded model on a slice big enough for bucket-level tests (16 questions per bucket)
+  val-probing demo --out runs/main --sets 4 --positions 64
+  val-probing baseline runs/main --out ci/val-baseline.yaml
+  # any model through lm_eval (keep --log_samples)
+  lm_eval --model vllm --model_args pretrained=DIR,max_model_len=5120 \\
+      --tasks valprobing --include_path "$(val-probing tasks-path)" --apply_chat_template \\
+      --metadata '{"source": "built", "context_length": 4096, "sets": 4, "positions": 64}' \\
+      --output_path runs/main --log_samples
   val-probing baseline runs/main --out ci/val-baseline.yaml
   # stricter buckets, looser average
   val-probing baseline runs/main --out ci/val-baseline.yaml --bucket-tolerance 8 --avg-tolerance 3
