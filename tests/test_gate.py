@@ -471,3 +471,16 @@ def test_monte_carlo_floor_cannot_block_a_clear_drop() -> None:
     terms = -np.linspace(0.01, 0.02, 40)  # every graded question got worse, by different amounts
     p, method = gate.sign_flip_p(terms, np.random.default_rng(0), resamples, binary=False)
     assert method == "sign-flip" and p == pytest.approx(1 / (resamples + 1))
+
+
+def test_shipped_lm_eval_run_round_trips(
+    repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """baseline + check on the repository's own run in lm-eval's layout (2 sets x 16 positions, 8 buckets)."""
+    run = repo_root / "tests" / "data" / "runs" / "synthetic" / "org__u-model"
+    out = tmp_path / "baseline.yaml"
+    assert main(["baseline", str(run), "--out", str(out)]) == 0
+    assert check_cli(run, out, "--junit", str(tmp_path / "j.xml")) == 0
+    text = capsys.readouterr().out
+    assert "PASS" in text and "LOW POWER: document has at most 4 questions per bucket" in text
+    assert len(ElementTree.parse(tmp_path / "j.xml").getroot().findall(".//testcase")) > 0
