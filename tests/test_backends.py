@@ -368,3 +368,18 @@ def test_demo_summary_table(repo_root: Path) -> None:
     mean_avg = sum(r.summary.avg for r in results) / len(results)
     assert f"| all | {mean_avg:.1f} |" in table
     assert "Wall time: 2.1 min." in table
+
+
+def test_demo_lm_eval_command(tmp_path: Path) -> None:
+    from val_probing.commands.demo import lm_eval_command, probe_metadata
+    from val_probing.errors import ValProbingError
+
+    meta = probe_metadata(context_length=2048, sets=2, positions=16, buckets=8, tokenizer="embedded")
+    cmd = lm_eval_command(model_args="pretrained=/m", tasks_path=tmp_path, metadata=meta, out=tmp_path / "o")
+    assert cmd[1:3] == ["-m", "lm_eval"]
+    assert {"--apply_chat_template", "--log_samples"} <= set(cmd)
+    assert cmd[cmd.index("--model") + 1] == "vllm" and cmd[cmd.index("--tasks") + 1] == "valprobing"
+    sent = json.loads(cmd[cmd.index("--metadata") + 1])
+    assert sent == {**METADATA, "context_length": 2048, "sets": 2, "positions": 16, "n_buckets": 8}
+    with pytest.raises(ValProbingError, match="empty"):
+        probe_metadata(context_length=2048, sets=1, positions=4, buckets=8, tokenizer="embedded")

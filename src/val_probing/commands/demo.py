@@ -11,9 +11,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from val_probing.errors import ValProbingError
 from val_probing.records import FAMILIES
+
+if TYPE_CHECKING:
+    from val_probing.results import TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +137,8 @@ def _fmt(value: float) -> str:
     return "n/a" if value != value else f"{value:.1f}"  # NaN != NaN
 
 
-def summary_markdown(results: Sequence[object], *, title: str, wall_s: float | None = None) -> str:
+def summary_markdown(rows: Sequence[TaskResult], *, title: str, wall_s: float | None = None) -> str:
     """A Markdown table: one row per task with avg (95% CI), gap and every bucket mean (all x100)."""
-    from val_probing.results import TaskResult
-
-    rows = [r for r in results if isinstance(r, TaskResult)]
     if not rows:
         raise ValProbingError("no task results to summarize")
     n_buckets = max(len(r.summary.buckets) for r in rows)
