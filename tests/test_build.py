@@ -6,12 +6,14 @@ import json
 import random
 import re
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from val_probing import build as build_module
+from val_probing.buckets import bucket_of
 from val_probing.build import (
     BudgetTooSmall,
     PoolTooSmall,
@@ -177,15 +179,18 @@ def test_database_ids_are_unique() -> None:
 
 def test_needle_positions() -> None:
     assert needle_positions(5, None) == [0, 1, 2, 3, 4]
-    assert needle_positions(800, 16)[:3] == [0, 53, 107] and needle_positions(800, 16)[-1] == 799
+    assert needle_positions(800, 16)[:3] == [24, 74, 124] and needle_positions(800, 16)[-1] == 774
     assert needle_positions(7, 7) == list(range(7))
-    assert needle_positions(10, 1) == [0]
-    assert needle_positions(10, 2) == [0, 9]
-    for n in range(1, 60):
+    assert needle_positions(10, 1) == [4]
+    assert needle_positions(10, 2) == [2, 7]
+    for n in range(1, 80):
         for p in range(1, n + 1):
             got = needle_positions(n, p)
-            assert len(set(got)) == p and got == sorted(got) and got[0] == 0
-            assert p == 1 or got[-1] == n - 1
+            assert len(set(got)) == p and got == sorted(got) and got[0] >= 0 and got[-1] < n
+            # every bucket count that divides P gets exactly P / B questions
+            for b in (b for b in range(1, p + 1) if p % b == 0):
+                per_bucket = Counter(bucket_of(pos, n, b) for pos in got)
+                assert sorted(per_bucket) == list(range(b)) and set(per_bucket.values()) == {p // b}
     with pytest.raises(TooFewItems, match="positions=11"):
         needle_positions(10, 11)
 

@@ -33,7 +33,7 @@ from val_probing.tokens import EMBEDDED_TOKENIZER, HFTokenCounter, TokenCounter,
 log = logging.getLogger(__name__)
 
 # Bump whenever the same spec, tokenizer and pool would give different probes.
-PROBE_VERSION = "1"
+PROBE_VERSION = "2"  # 2: needles in the middle of equal slices (was: first to last item)
 _CHUNK = 512  # pool items counted per tokenizer call
 
 
@@ -90,17 +90,25 @@ def _digest(obj: object) -> str:
 
 
 def needle_positions(n_items: int, positions: int | None) -> list[int]:
-    """``positions`` indices spread evenly over ``n_items`` (first and last included); None = all."""
+    """``positions`` needle indices, one in the middle of each of ``positions`` equal slices; None = all.
+
+    Slice ``j`` holds the items ``ceil(j * n / P) .. ceil((j + 1) * n / P) - 1`` and the needle is its
+    (lower) middle item. Every slice lies inside one position bucket of ``buckets.bucket_of`` whenever
+    the bucket count divides ``P``, so each bucket gets exactly ``P / n_buckets`` questions and the
+    mean depth is one half (spreading from the first to the last item instead left buckets uneven,
+    some empty).
+    """
     if positions is None:
         return list(range(n_items))
     if positions > n_items:
         raise TooFewItems(
             f"positions={positions} asks for more needles than the {n_items} items in the context"
         )
-    if positions == 1:
-        return [0]
-    span, steps = n_items - 1, positions - 1
-    return [(2 * j * span + steps) // (2 * steps) for j in range(positions)]  # round half up, exact
+
+    def slice_start(j: int) -> int:
+        return -(-j * n_items // positions)  # ceil(j * n / P) in integers
+
+    return [(slice_start(j) + slice_start(j + 1) - 1) // 2 for j in range(positions)]
 
 
 # --------------------------------------------------------------------------------------------------
