@@ -65,7 +65,7 @@ VAL_OPTIONS: dict[str, str] = {
     "sets": "number of distinct contexts (built; default 4)",
     "positions": "needle positions per context (built; default one per item)",
     "seed": "shuffle seed of the pool (built; default 0)",
-    "n_buckets": "position buckets (default 16; database 15)",
+    "n_buckets": "position buckets (default 16, database 15; with positions: its largest divisor up to that)",
     "data": "local folder or .jsonl of VaLProbing-32K (official; default the hub)",
     "skip_ambiguous": "official: leave out rows whose key occurs twice in the context (default true)",
     "template": "plain | film (default plain: context, blank line, instruction)",
@@ -180,7 +180,10 @@ class ValOptions:
             kwargs["positions"] = _as_int("positions", meta["positions"], 1)
         default_buckets = DEFAULT_BUCKETS[family]
         if "n_buckets" not in meta and kwargs.get("positions") is not None:
-            default_buckets = min(default_buckets, kwargs["positions"])
+            # the largest bucket count <= the default that divides positions: equal questions per bucket
+            positions = kwargs["positions"]
+            fitting = range(1, min(default_buckets, positions) + 1)
+            default_buckets = max(b for b in fitting if positions % b == 0)
         kwargs["n_buckets"] = _as_int("n_buckets", meta.get("n_buckets", default_buckets), 1)
         if "pool" in meta:
             kwargs["pool"] = str(meta["pool"])
