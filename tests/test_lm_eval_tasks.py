@@ -2,8 +2,8 @@
 
 The end-to-end runs use a tiny slice (contexts of ~500 SmolLM2 tokens, 2 sets, 8 positions, 4
 buckets). One run uses a scripted "depth-limited oracle" model registered in lm-eval: it answers
-from the prompt exactly when the needle lies in the first half of the context, so the right position
-curve (buckets 0-1 perfect, 2-3 zero) proves that positions travel through lm-eval intact.
+from the prompt alone, and only when the needle is among the first half of the items, so the right
+position curve (buckets 0-1 perfect, 2-3 zero) proves that positions travel through lm-eval intact.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ import sys
 from lm_eval.__main__ import cli_evaluate
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
-from val_probing.official import extract_key
 from val_probing.probes import get_family
 
 FAMILY_OF = {"sentence contains": "document", "code snip": "code", "label and description": "database"}
@@ -58,15 +57,17 @@ FAMILY_OF = {"sentence contains": "document", "code snip": "code", "label and de
 
 @register_model("val_depth_oracle")
 class DepthOracle(LM):
-    """Answers from the prompt when the needle lies in the first half of the context, else nothing."""
+    """Answers from the prompt alone when the needle is in the first half of the items, else nothing."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
 
     def generate_until(self, requests):
         out = []
         for req in requests:
             context, instruction = req.args[0].rsplit("\\n\\n", 1)
             family = next(f for marker, f in FAMILY_OF.items() if marker in instruction)
-            key = extract_key(family, instruction)
-            shallow = context.find(key) < len(context) / 2
+            shallow = 2 * req.doc["position_id"] < req.doc["n_items"]
             out.append(get_family(family).oracle(context, instruction) if shallow else "")
         return out
 

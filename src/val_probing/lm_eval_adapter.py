@@ -285,10 +285,13 @@ class ProbeSet:
     probe_hash: str
 
 
-def _doc(ex: ProbeExample, context_id: str, n_buckets: int, context_length: int | None) -> dict[str, Any]:
+def _doc(
+    ex: ProbeExample, context_id: str, context_index: int, n_buckets: int, context_length: int | None
+) -> dict[str, Any]:
     return {
         "family": ex.family,
         "set_id": ex.set_id,
+        "context_index": context_index,
         "position_id": ex.position_id,
         "n_items": ex.n_items,
         "bucket": bucket_of(ex.position_id, ex.n_items, n_buckets),
@@ -357,6 +360,10 @@ def load_probe_set(opts: ValOptions) -> ProbeSet:
     if not tagged:
         raise TaskSetupError(f"val_{opts.family}: no probes (source={opts.source})")
     lengths = {id(ex): length for ex, length in tagged}
+    # One index per (context length, set): with several lengths, set ids repeat, and the summary
+    # treats each context as its own set (buckets are relative depths, averaged over all contexts).
+    pairs = sorted({(length or 0, ex.set_id) for ex, length in tagged})
+    context_index = {pair: i for i, pair in enumerate(pairs)}
     ordered = order_examples([ex for ex, _ in tagged], [length for _, length in tagged])
     contexts: dict[str, str] = {}
     ids: dict[str, str] = {}
@@ -371,7 +378,8 @@ def load_probe_set(opts: ValOptions) -> ProbeSet:
                 f"val_{opts.family}: n_buckets={opts.n_buckets} is more than the needle positions "
                 f"(positions={opts.positions}, {ex.n_items} items in set {ex.set_id}); lower n_buckets"
             )
-        docs.append(_doc(ex, context_id, opts.n_buckets, lengths[id(ex)]))
+        index = context_index[(lengths[id(ex)] or 0, ex.set_id)]
+        docs.append(_doc(ex, context_id, index, opts.n_buckets, lengths[id(ex)]))
     return ProbeSet(docs=docs, contexts=contexts, probe_hash=probe_hash)
 
 
@@ -386,13 +394,13 @@ def render_prompt(template: Template, context: str, instruction: str) -> str:
 # Scoring
 
 
-Item = tuple[int, int, int, float]  # (set_id, position_id, n_items, score)
+Item = tuple[int, int, int, float]  # (context_index, position_id, n_items, score)
 
 
 def process_results(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str, Any]:
     """Per-sample metrics: the reference score, and the item every summary metric aggregates."""
     score = reference_score(doc["family"], results[0] if results else None, doc["answer"], doc["description"])
-    item: Item = (int(doc["set_id"]), int(doc["position_id"]), int(doc["n_items"]), score)
+    item: Item = (int(doc["context_index"]), int(doc["position_id"]), int(doc["n_items"]), score)
     return {"ref_score": score, "avg": item, "gap": item} | {
         bucket_metric(b): item for b in range(int(doc["n_buckets"]))
     }
