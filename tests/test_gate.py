@@ -484,3 +484,20 @@ def test_shipped_lm_eval_run_round_trips(
     text = capsys.readouterr().out
     assert "PASS" in text and "LOW POWER: document has at most 4 questions per bucket" in text
     assert len(ElementTree.parse(tmp_path / "j.xml").getroot().findall(".//testcase")) > 0
+
+
+def test_a_task_without_samples_falls_back_alone(
+    baseline_file: Path, base_scores: Scores, tmp_path: Path
+) -> None:
+    run = write_run(tmp_path / "run", degrade_middle(base_scores, "database", (7, 8), flips=15, seed=3))
+    next(run.rglob("samples_val_code_*.jsonl")).unlink()  # e.g. lost: code falls back, the rest is paired
+    result = gate.check(gate.read_baseline(baseline_file), load_results([run], n_boot=10))
+    assert {c.method for c in result.checks if c.task == "code"} == {"tolerance"}
+    assert "tolerance" not in {c.method for c in result.checks if c.task != "code"}
+    assert {c.task for c in result.checks} == set(TASKS) and not result.paired
+    assert any("NO PER-SAMPLE SCORES in the run for code" in n for n in result.notes)
+    assert any("paired tests on matched samples of document, database" in n for n in result.notes)
+    assert {(c.task, c.metric) for c in result.failures} == {
+        ("database", "bucket_07"),
+        ("database", "bucket_08"),
+    }

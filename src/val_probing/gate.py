@@ -646,10 +646,10 @@ def questions_needed(n_tests: int, alpha: float) -> int:
     return math.ceil(math.log2(n_tests / alpha) + 1e-12)
 
 
-def _power_notes(baseline: Baseline, n_tests: int) -> list[str]:
+def _power_notes(baseline: Baseline, tasks: Sequence[str], n_tests: int) -> list[str]:
     need = questions_needed(n_tests, baseline.statistics.alpha)
     notes = []
-    for name in sorted(baseline.tasks, key=_task_order):
+    for name in tasks:
         t = baseline.tasks[name]
         n_buckets = int(t.settings.get("n_buckets") or len(t.buckets))
         counts: dict[int, int] = defaultdict(int)
@@ -663,6 +663,44 @@ def _power_notes(baseline: Baseline, n_tests: int) -> list[str]:
                 "gap can fail (use more sets or positions for bucket-level sensitivity)"
             )
     return notes
+
+
+def _compare(baseline: Baseline, current: Mapping[str, TaskResult]) -> tuple[list[MetricCheck], list[str]]:
+    """Paired tests for tasks with samples on both sides (Holm over all of them), tolerances otherwise."""
+    order = sorted(baseline.tasks, key=_task_order)
+    with_samples = [n for n in order if baseline.tasks[n].samples is not None and current[n].has_samples]
+    notes = []
+    checks: list[MetricCheck] = []
+    if with_samples:
+        n_tests = sum(len(baseline.tasks[n].buckets) + 2 for n in with_samples)
+        resamples = resamples_for(baseline.statistics, n_tests)
+        rng = np.random.default_rng(baseline.statistics.seed)
+        for name in with_samples:
+            checks += _paired_checks(name, baseline.tasks[name], current[name], resamples, rng)
+        adjusted = holm([c.p_value for c in checks if c.p_value is not None])
+        alpha = baseline.statistics.alpha
+        checks = [
+            replace(c, p_adjusted=q, status="fail" if q < alpha and c.change >= c.tolerance else "pass")
+            for c, q in zip(checks, adjusted, strict=True)
+        ]
+        notes.append(
+            f"paired tests on matched samples of {', '.join(with_samples)}: one-sided, Holm-corrected "
+            f"over {len(checks)} tests at alpha {alpha}; a metric fails when significant AND worse by at "
+            "least its tolerance"
+        )
+        notes += _power_notes(baseline, with_samples, len(checks))
+    for name in order:
+        if name in with_samples:
+            continue
+        whose = "the baseline" if baseline.tasks[name].samples is None else "the run"
+        notes.append(
+            f"NO PER-SAMPLE SCORES in {whose} for {name}: tolerance comparison only, no statistics "
+            "(run lm_eval with --log_samples and re-create the baseline for paired tests)"
+        )
+        checks += _tolerance_checks(name, baseline.tasks[name], current[name])
+    rank = {n: i for i, n in enumerate(order)}
+    checks.sort(key=lambda c: rank[c.task])  # stable: each task's rows keep their order
+    return checks, notes
 
 
 def check(
@@ -691,34 +729,9 @@ def check(
     extra = sorted(set(current) - set(baseline.tasks))
     if extra:
         notes.append(f"not in the baseline, not checked: {', '.join(extra)}")
-    without = [n for n, t in baseline.tasks.items() if t.samples is None or not current[n].has_samples]
-    paired = not without
-    rng = np.random.default_rng(baseline.statistics.seed)
-    checks: list[MetricCheck] = []
-    if paired:
-        n_tests = sum(len(t.buckets) + 2 for t in baseline.tasks.values())
-        resamples = resamples_for(baseline.statistics, n_tests)
-        for name in sorted(baseline.tasks, key=_task_order):
-            checks += _paired_checks(name, baseline.tasks[name], current[name], resamples, rng)
-        adjusted = holm([c.p_value for c in checks if c.p_value is not None])
-        alpha = baseline.statistics.alpha
-        checks = [
-            replace(c, p_adjusted=q, status="fail" if q < alpha and c.change >= c.tolerance else "pass")
-            for c, q in zip(checks, adjusted, strict=True)
-        ]
-        notes.append(
-            f"paired tests on matched samples, one-sided, Holm-corrected over {len(checks)} tests at "
-            f"alpha {alpha}; a metric fails when significant AND worse by at least its tolerance"
-        )
-        notes += _power_notes(baseline, len(checks))
-    else:
-        whose = "the baseline" if any(baseline.tasks[n].samples is None for n in without) else "the run"
-        notes.append(
-            f"NO PER-SAMPLE SCORES in {whose} for {', '.join(without)}: tolerance comparison only, "
-            "no statistics (run lm_eval with --log_samples and re-create the baseline for paired tests)"
-        )
-        for name in sorted(baseline.tasks, key=_task_order):
-            checks += _tolerance_checks(name, baseline.tasks[name], current[name])
+    checks, more_notes = _compare(baseline, current)
+    notes += more_notes
+    paired = all(c.method != "tolerance" for c in checks)
     return GateResult(model, tuple(checks), paired, baseline.statistics.alpha,
                       tuple(notes))  # fmt: skip
 
@@ -742,7 +755,7 @@ def _rows(result: GateResult, only_interesting: bool) -> list[list[str]]:
             continue
         rows.append([
             c.task, c.metric, f"{c.baseline:.1f}", f"{c.current:.1f}", _delta(c),
-            f"{c.tolerance:.1f}", _p(c.p_adjusted if result.paired else None), c.method,
+            f"{c.tolerance:.1f}", _p(c.p_adjusted), c.method,
             "FAIL" if c.status == "fail" else "ok",
         ])  # fmt: skip
     return rows
