@@ -501,3 +501,16 @@ def test_a_task_without_samples_falls_back_alone(
         ("database", "bucket_07"),
         ("database", "bucket_08"),
     }
+
+
+def test_samples_cut_short_are_unusable_not_a_pass(
+    baseline_file: Path, base_scores: Scores, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = write_run(tmp_path / "run", base_scores)
+    samples = next(run.rglob("samples_val_code_*.jsonl"))
+    text = samples.read_text()
+    samples.write_text(text[: len(text) - 40])  # a run killed while writing its last line
+    assert check_cli(run, baseline_file) == 2
+    assert (
+        "code: the samples do not match: 1 baseline questions are not in the run" in capsys.readouterr().err
+    )
