@@ -189,7 +189,7 @@ def test_results_loader_reads_the_run(oracle_run: Path) -> None:
         assert result.metadata["probe_hash"] == data["configs"][f"val_{family}"]["metadata"]["probe_hash"]
 
 
-def test_limit_spreads_over_depths(tmp_path: Path) -> None:
+def test_limit_spreads_over_depths_and_the_glob_selects_the_three_tasks(tmp_path: Path) -> None:
     proc = _run(
         [
             PY,
@@ -200,7 +200,7 @@ def test_limit_spreads_over_depths(tmp_path: Path) -> None:
             "--include_path",
             TASKS_DIR,
             "--tasks",
-            "val_document",
+            "val_*",
             "--metadata",
             json.dumps(SLICE),
             "--limit",
@@ -212,9 +212,12 @@ def test_limit_spreads_over_depths(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     path, data = _results(tmp_path)
-    samples = _samples(path, "val_document")
-    assert sorted(s["doc"]["bucket"] for s in samples) == [0, 1, 2, 3]
-    assert {f"bucket_{b:02d},none" for b in range(4)} <= set(data["results"]["val_document"])
+    assert set(data["results"]) == {f"val_{family}" for family in FAMILIES}  # not the group
+    for family in FAMILIES:
+        samples = _samples(path, f"val_{family}")
+        assert sorted(s["doc"]["bucket"] for s in samples) == [0, 1, 2, 3]
+        assert len({s["doc"]["set_id"] for s in samples}) == 2
+        assert {f"bucket_{b:02d},none" for b in range(4)} <= set(data["results"][f"val_{family}"])
 
 
 def test_unknown_metadata_option_is_a_clear_error() -> None:

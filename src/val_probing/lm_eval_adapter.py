@@ -235,8 +235,10 @@ def spread_order(depths: Sequence[float], groups: Sequence[int]) -> list[int]:
 
     Pick ``k`` aims at depth ``radical_inverse(k, 2)`` in the context chosen by ``radical_inverse(k, 3)``
     (the Halton sequence: two low-discrepancy coordinates that do not correlate) and takes that
-    context's unused doc nearest to the target depth. The first 2**m picks hit 2**m distinct
-    depth intervals when positions are even, so ``--limit N`` sees shallow, middle and deep needles.
+    context's first unused doc at or after the target depth (else its deepest one). The target is
+    the lower edge of an interval ``[i / 2**m, (i + 1) / 2**m)``, so the first 2**m picks fall in
+    2**m distinct intervals whenever each interval holds a position: ``--limit N`` sees shallow,
+    middle and deep needles.
     """
     import bisect
 
@@ -252,9 +254,7 @@ def spread_order(depths: Sequence[float], groups: Sequence[int]) -> list[int]:
         group = names[int(radical_inverse(k, 3) * len(names))]
         docs = pending[group]
         target = radical_inverse(k, 2)
-        j = bisect.bisect_left(docs, (target, -1))
-        if j == len(docs) or (j > 0 and target - docs[j - 1][0] <= docs[j][0] - target):
-            j -= 1
+        j = min(bisect.bisect_left(docs, (target, -1)), len(docs) - 1)
         order.append(docs.pop(j)[1])
         if not docs:
             del pending[group]
