@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -106,7 +107,7 @@ def assert_task_results(results: dict, tasks: tuple[str, ...] = TASKS) -> None:
     """Every task reports ref_score, avg, gap and its bucket_NN means, all numbers in [0, 100]."""
     for task in tasks:
         got = results["results"][task]
-        buckets = sorted(k for k in got if k.startswith("bucket_") and k.endswith(",none"))
+        buckets = sorted(k for k in got if re.fullmatch(r"bucket_\d{2},none", k))
         assert buckets, f"{task}: no bucket_NN,none keys in {sorted(got)}"
         assert buckets[0] == "bucket_00,none"
         for key in ("ref_score,none", "avg,none", "gap,none", *buckets):
