@@ -276,10 +276,12 @@ def test_guard_refuses_prompts_the_model_would_truncate(tiny_llama_dir: Path, tm
     assert not list(tmp_path.rglob("results_*.json"))
 
 
-def test_guard_refuses_a_context_length_over_the_limit(tiny_llama_dir: Path, tmp_path: Path) -> None:
-    proc = _hf_eval(tiny_llama_dir, tmp_path, ",max_length=256", "--limit", "2")
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "context_length [300] is not below the model's limit 256" in proc.stderr
+def test_guard_refuses_a_context_length_over_the_limit(tiny_llama_dir: Path) -> None:
+    meta = {k: v for k, v in SLICE.items() if k != "tokenizer"} | {"pretrained": str(tiny_llama_dir)}
+    with pytest.raises(PromptTooLong, match=r"context_length \[500\] is not below the model's limit 256"):
+        _task("document", meta | {"max_length": 256})
+    with pytest.raises(PromptTooLong, match=r"\[300, 500\] is not below .* 300 \(model_args max_model_len\)"):
+        _task("document", meta | {"context_length": [300, 500], "max_model_len": 300})
 
 
 @pytest.mark.slow
@@ -493,3 +495,49 @@ def test_prompt_templates() -> None:
     film = render_prompt("film", "CTX", "Q?")
     assert film.startswith("[INST] Below is a context and an instruction.")
     assert film.endswith("### Context:\nCTX\n\n### Instruction:\nQ? [/INST]")
+
+
+def _task(family: str, meta: dict[str, Any]) -> Any:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from val_probing.lm_eval_adapter import ValTask
+
+    cfg = load_yaml(Path(TASKS_DIR) / f"val_{family}.yaml")
+    cfg["metadata"] = cfg.get("metadata", {}) | meta
+    return ValTask(config=cfg)
+
+
+def test_task_in_process_prompts_metadata_and_film_guard() -> None:
+    task = _task("code", SLICE | {"template": "film", "max_length": 4096})
+    docs = list(task.test_docs())
+    assert len(docs) == 16
+    prompt = task.doc_to_text(docs[0])
+    assert prompt.startswith("[INST] Below is a context") and docs[0]["instruction"] in prompt
+    assert task.config.metadata["template"] == "film"
+    assert task.config.metadata["family"] == "code"
+    assert task.config.generation_kwargs["max_gen_toks"] == 128
+    assert task.config.generation_kwargs["do_sample"] is False
+    with pytest.raises(TaskSetupError, match="drop --apply_chat_template"):
+        task.build_all_requests(apply_chat_template=True, limit=2)
+    task.build_all_requests(limit=2)  # plain prompts of ~530 tokens + 128 fit in 4096
+    assert len(task.instances) == 2
+
+
+def test_guard_counts_the_chat_template(tiny_llama_dir: Path) -> None:
+    """A limit the plain prompts fit is too small once the model's chat template wraps them."""
+    from transformers import AutoTokenizer
+
+    from val_probing.lm_eval_adapter import longest_prompt
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
+    meta = {k: v for k, v in SLICE.items() if k != "tokenizer"} | {"pretrained": str(tiny_llama_dir)}
+    probe = _task("document", meta)
+    _i, plain = longest_prompt(tok, [probe.doc_to_text(d) for d in probe.test_docs()])
+
+    def chat_template(history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        return tok.apply_chat_template(history, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    task = _task("document", meta | {"max_length": plain + 128})
+    task.build_all_requests()  # plain prompts fit exactly
+    with pytest.raises(PromptTooLong, match=rf"the model's limit is {plain + 128} \(model_args max_length\)"):
+        task.build_all_requests(apply_chat_template=True, chat_template=chat_template)

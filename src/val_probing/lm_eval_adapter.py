@@ -622,6 +622,9 @@ class ValTask(ConfigurableTask):
                 "--apply_chat_template (or use the default template with it)"
             )
         super().build_all_requests(apply_chat_template=apply_chat_template, **kwargs)
+        if not self.options.check_length:
+            log.warning("%s: check_length=false, prompts may be cut by lm-eval", self.config.task)
+            return
         if self.limit is None:
             log.warning(
                 "%s: no model length limit known (no pretrained/max_length in model_args): prompts are "
