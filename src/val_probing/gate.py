@@ -48,7 +48,7 @@ import yaml
 
 from val_probing.buckets import bucket_of
 from val_probing.errors import ValProbingError
-from val_probing.records import FAMILIES, iter_jsonl, write_jsonl
+from val_probing.records import FAMILIES, iter_jsonl, write_jsonl, write_text_atomic
 from val_probing.results import SampleScore, TaskResult, display_name
 
 FORMAT = 1
@@ -264,13 +264,7 @@ def write_baseline(baseline: Baseline, path: Path) -> list[Path]:
         samples_file = spath.name
         written.append(spath)
     text = baseline_to_yaml(baseline, samples_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, text)
     written.insert(0, path)
     return written
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from val_probing.errors import ValProbingError
-from val_probing.records import FAMILIES
+from val_probing.records import FAMILIES, atomic_path
 from val_probing.results import TaskResult, run_stamp
 
 if TYPE_CHECKING:
@@ -279,11 +279,7 @@ def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS, *, dp
         if fmt not in {"png", "svg", "pdf"}:
             raise PlotError(f"format: {fmt!r} is not png, svg or pdf")
         final = stem.with_name(f"{stem.name}.{fmt}")
-        tmp = final.with_name(final.name + ".tmp")
-        try:
+        with atomic_path(final) as tmp:
             fig.savefig(tmp, format=fmt, dpi=dpi)
-            tmp.replace(final)
-        finally:
-            tmp.unlink(missing_ok=True)
         written.append(final)
     return written

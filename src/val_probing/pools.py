@@ -22,14 +22,11 @@ Every row is checked; errors name the file, the line and the field.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import logging
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,7 +34,7 @@ from typing import Any, TypeAlias
 
 from val_probing.errors import ValProbingError
 from val_probing.paths import cache_root
-from val_probing.records import FAMILIES, Family, RecordError
+from val_probing.records import FAMILIES, Family, RecordError, iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -159,17 +156,6 @@ ITEM_TYPES: dict[Family, type[DocumentItem] | type[CodeItem] | type[DatabaseItem
 # Reading a pool file
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            yield from enumerate(handle, start=1)
-    except OSError as err:
-        raise PoolError(f"{path}: cannot read the pool ({err.strerror or err})") from err
-    except UnicodeDecodeError as err:
-        raise RecordError(f"{path}: not UTF-8 text ({err.reason})") from err
-
-
 def read_pool(family: Family, path: Path) -> list[PoolItem]:
     """Every item of an authors'-schema JSONL file (``.gz`` too); errors name file:line and field."""
     if family not in FAMILIES:
@@ -177,20 +163,11 @@ def read_pool(family: Family, path: Path) -> list[PoolItem]:
     path = Path(path)
     item_type = ITEM_TYPES[family]
     items: list[PoolItem] = []
-    for lineno, line in _lines(path):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise RecordError(f"{where}: malformed JSON ({err.msg})") from err
-        if not isinstance(obj, dict):
-            raise RecordError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for lineno, obj in iter_jsonl(path):
         try:
             items.append(item_type.from_dict(obj))
         except ValueError as err:
-            raise RecordError(f"{where}: {err}") from err
+            raise RecordError(f"{path}:{lineno}: {err}") from err
     if not items:
         raise PoolError(f"{path}: the {family} pool is empty")
     return items

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from val_probing.records import write_text_atomic
+
 HELP = "compare a VAL run with a baseline (paired tests per bucket); exit 1 on a regression"
 
 EPILOG = """\
@@ -39,16 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
@@ -69,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     markdown = format_markdown(result)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if args.markdown is not None and not (summary and _same_file(args.markdown, Path(summary))):
-        _write(args.markdown, markdown)
+        write_text_atomic(args.markdown, markdown)
     if summary:  # --markdown "$GITHUB_STEP_SUMMARY" lands here too: appended once, earlier steps kept
         with open(summary, "a", encoding="utf-8") as handle:  # appended, as GitHub expects
             handle.write(markdown)
     if args.junit is not None:
-        _write(args.junit, junit_xml(result))
+        write_text_atomic(args.junit, junit_xml(result))
     return 0 if result.passed else 1

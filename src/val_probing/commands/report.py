@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
+
+from val_probing.records import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--digits", type=int, default=1, help="decimals in the Markdown table (default 1)")
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write atomically: a temporary file renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
     from val_probing.report import table_rows, to_csv, to_markdown
@@ -63,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     markdown = to_markdown(rows, digits=args.digits)
     print(markdown, end="")
     if args.markdown:
-        write_text(args.markdown, markdown)
+        write_text_atomic(args.markdown, markdown)
         log.info("wrote %s", args.markdown)
     if args.csv:
-        write_text(args.csv, to_csv(rows))
+        write_text_atomic(args.csv, to_csv(rows))
         log.info("wrote %s", args.csv)
     return 0
