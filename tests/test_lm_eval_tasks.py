@@ -541,3 +541,21 @@ def test_guard_counts_the_chat_template(tiny_llama_dir: Path) -> None:
     task.build_all_requests()  # plain prompts fit exactly
     with pytest.raises(PromptTooLong, match=rf"the model's limit is {plain + 128} \(model_args max_length\)"):
         task.build_all_requests(apply_chat_template=True, chat_template=chat_template)
+
+
+def test_several_context_lengths_are_separate_contexts() -> None:
+    from val_probing.lm_eval_adapter import load_probe_set
+
+    meta = SLICE | {"context_length": [300, 500], "positions": 4}
+    probes = load_probe_set(ValOptions.from_metadata("database", meta))
+    docs = probes.docs
+    assert len(docs) == 2 * 2 * 4 and len(probes.contexts) == 4
+    assert {d["context_length"] for d in docs} == {300, 500}
+    by_context = {(d["context_length"], d["set_id"]): d["context_index"] for d in docs}
+    assert len(set(by_context.values())) == 4  # set ids repeat across lengths, contexts do not
+    assert all(d["context_tokens"] <= d["context_length"] for d in docs)
+    assert {(d["context_length"], d["set_id"]) for d in docs[:8]} == set(by_context)  # --limit 8 sees all
+    single = load_probe_set(
+        ValOptions.from_metadata("database", SLICE | {"context_length": 300, "positions": 4})
+    )
+    assert probes.probe_hash != single.probe_hash

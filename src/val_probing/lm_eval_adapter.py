@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -311,7 +312,7 @@ def _doc(
 
 
 def _built(opts: ValOptions) -> tuple[list[tuple[ProbeExample, int | None]], str]:
-    from val_probing.build import ProbeSpec, _digest, cached_probes
+    from val_probing.build import ProbeSpec, cached_probes
 
     assert opts.tokenizer is not None  # checked in ValOptions
     tagged: list[tuple[ProbeExample, int | None]] = []
@@ -332,12 +333,12 @@ def _built(opts: ValOptions) -> tuple[list[tuple[ProbeExample, int | None]], str
         examples, digest = cached_probes(spec, progress=True)
         tagged.extend((ex, length) for ex in examples)
         hashes.append(digest)
-    return tagged, hashes[0] if len(hashes) == 1 else _digest(hashes)
+    if len(hashes) == 1:
+        return tagged, hashes[0]
+    return tagged, hashlib.sha256(json.dumps(hashes).encode()).hexdigest()[:16]
 
 
 def _official(opts: ValOptions) -> tuple[list[tuple[ProbeExample, int | None]], str]:
-    import hashlib
-
     from val_probing.official import load_official, skip_rows
     from val_probing.tokens import load_counter
 
