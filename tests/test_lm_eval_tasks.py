@@ -442,8 +442,8 @@ def test_official_source_reads_local_data(tmp_path: Path) -> None:
 def test_process_results_and_aggregations_match_summarize() -> None:
     rng = random.Random(3)
     docs = [
-        {"family": "document", "set_id": s, "position_id": p, "n_items": 20, "n_buckets": 5}
-        | {"answer": "the cat sat on the mat", "description": None}
+        {"family": "document", "set_id": s, "context_index": s, "position_id": p, "n_items": 20}
+        | {"n_buckets": 5, "answer": "the cat sat on the mat", "description": None}
         for s in range(3)
         for p in range(20)
     ]
