@@ -399,14 +399,17 @@ def test_options_defaults_and_errors() -> None:
         ValOptions.from_metadata("code", {"tokenizer": "t", "template": "chatml"})
 
 
-def test_official_source_without_data_fails_clearly_offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from val_probing.lm_eval_adapter import load_probe_set
-    from val_probing.official import OfficialDataError
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(OfficialDataError, match="pass --data"):
-        load_probe_set(ValOptions.from_metadata("document", {"source": "official"}))
+def test_official_source_without_data_fails_clearly_offline() -> None:
+    # A subprocess: huggingface_hub reads HF_HUB_OFFLINE when it is imported.
+    code = (
+        "from val_probing.lm_eval_adapter import ValOptions, load_probe_set\n"
+        "load_probe_set(ValOptions.from_metadata('document', {'source': 'official'}))\n"
+    )
+    env = _env() | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert proc.returncode != 0
+    assert "TaskSetupError: val_document: " in proc.stderr
+    assert """--metadata '{"source": "official", "data": "DIR"}'""" in proc.stderr  # says what to do
 
 
 def test_official_source_reads_local_data(tmp_path: Path) -> None:

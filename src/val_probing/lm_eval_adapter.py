@@ -339,11 +339,17 @@ def _built(opts: ValOptions) -> tuple[list[tuple[ProbeExample, int | None]], str
 
 
 def _official(opts: ValOptions) -> tuple[list[tuple[ProbeExample, int | None]], str]:
-    from val_probing.official import load_official, skip_rows
+    from val_probing.official import OfficialDataError, load_official, skip_rows
     from val_probing.tokens import load_counter
 
     counter = load_counter(opts.tokenizer) if opts.tokenizer else None
-    examples = load_official(opts.family, data=opts.data, counter=counter)
+    try:
+        examples = load_official(opts.family, data=opts.data, counter=counter)
+    except OfficialDataError as err:
+        raise TaskSetupError(
+            f"val_{opts.family}: {err} With lm-eval, pass the local copy as metadata: "
+            '--metadata \'{"source": "official", "data": "DIR"}\''
+        ) from err
     if opts.skip_ambiguous:
         skipped = skip_rows(examples)
         if skipped:
