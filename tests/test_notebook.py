@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -40,10 +41,37 @@ def _text(cell: dict) -> str:
     return "".join(parts)
 
 
-def test_notebook_runs_on_the_shipped_runs(venv_kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_defaults_to_the_shipped_embedded_run(
+    venv_kernel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    from val_probing.report import table_rows, to_markdown
+    from val_probing.results import load_results
+
     monkeypatch.delenv("VAL_PROBING_RUNS", raising=False)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, kernel_name=venv_kernel, timeout=180, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    )
+    client.execute()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not [o for o in c.outputs if o.output_type == "error"] for c in code)
+    curves = next(c for c in code if "plot_position_curves(results" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in curves.outputs)
+    table = next(c for c in code if "display(Markdown(to_markdown" in c.source)
+    embedded = NOTEBOOK.parent.parent / "tests" / "data" / "runs" / "embedded"
+    expected = to_markdown(table_rows(load_results([embedded])))
+    assert "SmolLM2-135M-Instruct" in expected and expected.strip() in _text(table)
+    heat = next(c for c in code if "heatmap_models(results, task)" in c.source)
+    assert "no model has results at two or more context lengths" in _text(heat)
+
+
+def test_notebook_runs_on_the_synthetic_runs(venv_kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    runs = NOTEBOOK.parent.parent / "tests" / "data" / "runs"
+    monkeypatch.setenv("VAL_PROBING_RUNS", f"{runs / 'synthetic'}{os.pathsep}{runs / 'lengths'}")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
         nb, kernel_name=venv_kernel, timeout=180, resources={"metadata": {"path": str(NOTEBOOK.parent)}}

