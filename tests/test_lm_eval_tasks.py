@@ -562,3 +562,22 @@ def test_several_context_lengths_are_separate_contexts() -> None:
         ValOptions.from_metadata("database", SLICE | {"context_length": 300, "positions": 4})
     )
     assert probes.probe_hash != single.probe_hash
+
+
+def test_check_prompts_fit_shares_a_context_and_stays_exact_at_the_limit(smollm2_tokenizer_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from val_probing.lm_eval_adapter import approx_lengths
+
+    tok = AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir))
+    context = "\n".join(f"Line {i} says something about item number {i * 7}." for i in range(200))
+    prompts = [f"{context}\n\nWhich line mentions {k * 7}{'?' * k}" for k in range(12)]
+    exact = [len(ids) for ids in tok(prompts)["input_ids"]]
+    approx = approx_lengths(tok, prompts, [0] * len(prompts))  # one shared context
+    assert all(abs(a - e) <= 2 for a, e in zip(approx, exact, strict=True))
+    top = max(exact)
+    assert check_prompts_fit("t", prompts, tok, ModelLimit(top + 10, "x"), 10, [0] * 12) == top
+    with pytest.raises(PromptTooLong, match=rf"longest prompt has {top} tokens"):
+        check_prompts_fit("t", prompts, tok, ModelLimit(top + 9, "x"), 10, [0] * 12)
+    far = check_prompts_fit("t", prompts, tok, ModelLimit(top + 500, "x"), 10, [0] * 12)
+    assert abs(far - top) <= 2  # far from the limit an estimate is enough

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -539,26 +540,77 @@ def _backend_text(tokenizer: Any, prompt: str) -> str:
     return prompt
 
 
-def longest_prompt(tokenizer: Any, prompts: Sequence[str], batch: int = 32) -> tuple[int, int]:
+def longest_prompt(tokenizer: Any, prompts: Sequence[str]) -> tuple[int, int]:
     """(index, token count) of the longest prompt, counted as the backend counts (special tokens on)."""
+    i, counts = _exact_counts(tokenizer, [_backend_text(tokenizer, p) for p in prompts])
+    return i, counts[i]
+
+
+# Prompts of one context share all but their last lines: their shared prefix is tokenized once and
+# only the rest of each prompt is, which is exact up to a few tokens at the cut (a line break).
+_SHARED_PREFIX_MIN_CHARS = 4000
+_APPROX_MARGIN = 32  # tokens; far above the error of cutting at a line break
+
+
+def approx_lengths(tokenizer: Any, prompts: Sequence[str], groups: Sequence[Any]) -> list[int]:
+    """Token counts of ``prompts`` (backend view), counting each group's shared prefix once.
+
+    Exact for groups whose shared prefix is short; otherwise within a few tokens (see
+    :func:`check_prompts_fit`, which re-counts exactly wherever the decision depends on it).
+    """
+    texts = [_backend_text(tokenizer, p) for p in prompts]
+    by_group: dict[Any, list[int]] = {}
+    for i, group in enumerate(groups):
+        by_group.setdefault(group, []).append(i)
+    out = [0] * len(texts)
+    for members in by_group.values():
+        texts_of = [texts[i] for i in members]
+        shared = os.path.commonprefix(texts_of) if len(members) > 1 else ""  # noqa: RUF071 (text, not paths)
+        cut = shared.rfind("\n") + 1
+        if cut < _SHARED_PREFIX_MIN_CHARS:
+            _i, counts = _exact_counts(tokenizer, [texts[i] for i in members])
+            for i, n in zip(members, counts, strict=True):
+                out[i] = n
+            continue
+        head = len(tokenizer(texts[members[0]][:cut], add_special_tokens=True)["input_ids"])
+        tails = tokenizer([texts[i][cut:] for i in members], add_special_tokens=False)["input_ids"]
+        for i, ids in zip(members, tails, strict=True):
+            out[i] = head + len(ids)
+    return out
+
+
+def _exact_counts(tokenizer: Any, texts: Sequence[str], batch: int = 32) -> tuple[int, list[int]]:
     from tqdm import tqdm
 
-    best_i, best_n = 0, -1
-    for start in tqdm(range(0, len(prompts), batch), desc="checking prompt lengths", leave=False):
-        texts = [_backend_text(tokenizer, p) for p in prompts[start : start + batch]]
-        for j, ids in enumerate(tokenizer(texts, add_special_tokens=True)["input_ids"]):
-            if len(ids) > best_n:
-                best_i, best_n = start + j, len(ids)
-    return best_i, best_n
+    counts: list[int] = []
+    for start in tqdm(range(0, len(texts), batch), desc="counting prompt tokens", leave=False):
+        counts += [len(ids) for ids in tokenizer(list(texts[start : start + batch]))["input_ids"]]
+    return max(range(len(counts)), key=counts.__getitem__), counts
 
 
 def check_prompts_fit(
-    task: str, prompts: Sequence[str], tokenizer: Any, limit: ModelLimit, max_gen_toks: int
+    task: str,
+    prompts: Sequence[str],
+    tokenizer: Any,
+    limit: ModelLimit,
+    max_gen_toks: int,
+    groups: Sequence[Any] | None = None,
 ) -> int:
-    """Raise :class:`PromptTooLong` unless every prompt plus ``max_gen_toks`` fits; the longest length."""
+    """Raise :class:`PromptTooLong` unless every prompt plus ``max_gen_toks`` fits; the longest length.
+
+    ``groups`` (e.g. the context of each prompt) lets prompts sharing a context be counted from one
+    tokenization of that context. Counts are exact wherever the outcome depends on them: when the
+    estimate is within a margin of the limit, the prompts near the longest are tokenized in full.
+    """
     if not prompts:
         return 0
-    _i, longest = longest_prompt(tokenizer, prompts)
+    approx = approx_lengths(tokenizer, prompts, groups if groups is not None else range(len(prompts)))
+    top = max(approx)
+    if top + _APPROX_MARGIN + max_gen_toks <= limit.tokens:
+        return top
+    near = [i for i, n in enumerate(approx) if n >= top - 2 * _APPROX_MARGIN]
+    _j, exact = _exact_counts(tokenizer, [_backend_text(tokenizer, prompts[i]) for i in near])
+    longest = max(exact)
     if longest + max_gen_toks > limit.tokens:
         raise PromptTooLong(
             f"{task}: the longest prompt has {longest} tokens; with max_gen_toks={max_gen_toks} it needs "
@@ -644,10 +696,10 @@ class ValTask(ConfigurableTask):
             log.warning("%s: no tokenizer known, prompt lengths are not checked", self.config.task)
             return
         prompts = [inst.arguments[0] for inst in self._instances]
+        contexts = [inst.doc["context_id"] for inst in self._instances]
         max_gen = int((self.config.generation_kwargs or {}).get("max_gen_toks", 256))
-        longest = check_prompts_fit(
-            self.config.task, prompts, _hf_tokenizer(tokenizer_name), self.limit, max_gen
-        )
+        tokenizer = _hf_tokenizer(tokenizer_name)
+        longest = check_prompts_fit(self.config.task, prompts, tokenizer, self.limit, max_gen, contexts)
         log.info(
             "%s: longest prompt %d tokens + %d new <= %d (%s)",
             self.config.task,
