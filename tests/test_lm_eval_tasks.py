@@ -84,7 +84,14 @@ cli_evaluate()
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # Hub-offline: lm-eval's dummy model looks up a hub tokenizer, 45 s of retries without a network.
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
 
 
 def _run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
@@ -405,8 +412,9 @@ def test_official_source_without_data_fails_clearly_offline() -> None:
         "from val_probing.lm_eval_adapter import ValOptions, load_probe_set\n"
         "load_probe_set(ValOptions.from_metadata('document', {'source': 'official'}))\n"
     )
-    env = _env() | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=300, env=env, check=False)
+    proc = subprocess.run(
+        [PY, "-c", code], capture_output=True, text=True, timeout=300, env=_env(), check=False
+    )
     assert proc.returncode != 0
     assert "TaskSetupError: val_document: " in proc.stderr
     assert """--metadata '{"source": "official", "data": "DIR"}'""" in proc.stderr  # says what to do
