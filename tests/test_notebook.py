@@ -41,15 +41,10 @@ def _text(cell: dict) -> str:
     return "".join(parts)
 
 
-def test_notebook_defaults_to_the_shipped_embedded_run(
-    venv_kernel: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _run_with_curves(venv_kernel: str) -> list:
+    """Execute the notebook from its folder; check no cell failed and the curves were drawn."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    from val_probing.report import table_rows, to_markdown
-    from val_probing.results import load_results
-
-    monkeypatch.delenv("VAL_PROBING_RUNS", raising=False)
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
         nb, kernel_name=venv_kernel, timeout=180, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
@@ -59,6 +54,17 @@ def test_notebook_defaults_to_the_shipped_embedded_run(
     assert all(not [o for o in c.outputs if o.output_type == "error"] for c in code)
     curves = next(c for c in code if "plot_position_curves(results" in c.source)
     assert any("image/png" in o.get("data", {}) for o in curves.outputs)
+    return code
+
+
+def test_notebook_defaults_to_the_shipped_embedded_run(
+    venv_kernel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from val_probing.report import table_rows, to_markdown
+    from val_probing.results import load_results
+
+    monkeypatch.delenv("VAL_PROBING_RUNS", raising=False)
+    code = _run_with_curves(venv_kernel)
     table = next(c for c in code if "display(Markdown(to_markdown" in c.source)
     embedded = NOTEBOOK.parent.parent / "tests" / "data" / "runs" / "embedded"
     expected = to_markdown(table_rows(load_results([embedded])))
@@ -68,19 +74,9 @@ def test_notebook_defaults_to_the_shipped_embedded_run(
 
 
 def test_notebook_runs_on_the_synthetic_runs(venv_kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     runs = NOTEBOOK.parent.parent / "tests" / "data" / "runs"
     monkeypatch.setenv("VAL_PROBING_RUNS", f"{runs / 'synthetic'}{os.pathsep}{runs / 'lengths'}")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, kernel_name=venv_kernel, timeout=180, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
-    )
-    client.execute()
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not [o for o in c.outputs if o.output_type == "error"] for c in code)
-    curves = next(c for c in code if "plot_position_curves(results" in c.source)
-    assert any("image/png" in o.get("data", {}) for o in curves.outputs)
+    code = _run_with_curves(venv_kernel)
     table = next(c for c in code if "display(Markdown(to_markdown" in c.source)
     assert "| u-model | 4K |" in _text(table) and "| flat-model | 4K |" in _text(table)
     gaps = next(c for c in code if "within noise" in c.source)
