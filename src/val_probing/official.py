@@ -87,7 +87,9 @@ class OfficialRow:
     where: str
 
 
-class _Locatable(Protocol):
+class KeyedRow(Protocol):
+    """What the skip rule reads from a row (ProbeExample and OfficialRow both have it)."""
+
     @property
     def family(self) -> Family: ...
     @property
@@ -157,7 +159,7 @@ def needle_start(family: Family, context: str, answer: str, key: str) -> int | N
     return starts[0] if len(starts) == 1 else None
 
 
-def is_ambiguous(example: _Locatable) -> bool:
+def is_ambiguous(example: KeyedRow) -> bool:
     """The key occurs more than once in the context (the authors' skip rule), or the needle item
     cannot be found exactly once. Accepts ProbeExample or OfficialRow."""
     return key_count(example.family, example.context, example.key) > 1 or (
@@ -165,7 +167,7 @@ def is_ambiguous(example: _Locatable) -> bool:
     )
 
 
-def skip_rows(examples: Iterable[_Locatable]) -> set[int]:
+def skip_rows(examples: Iterable[KeyedRow]) -> set[int]:
     """The ``row`` of every example to leave out of scoring (see :func:`is_ambiguous`)."""
     return {ex.row for ex in examples if is_ambiguous(ex)}
 

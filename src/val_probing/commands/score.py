@@ -19,7 +19,14 @@ from typing import Any, Protocol
 from val_probing.buckets import Mode, ScoredSample, Summary, bucket_of, is_last_in_bucket, summarize
 from val_probing.errors import ValProbingError
 from val_probing.metrics import DIAGNOSTICS, MetricError, diagnostic_scores, reference_score
-from val_probing.official import OFFICIAL_SPLITS, is_ambiguous, load_skip_list, official_file, read_official
+from val_probing.official import (
+    OFFICIAL_SPLITS,
+    KeyedRow,
+    is_ambiguous,
+    load_skip_list,
+    official_file,
+    read_official,
+)
 from val_probing.records import FAMILIES, Family, RecordError, iter_jsonl, read_probes
 
 log = logging.getLogger(__name__)
@@ -56,23 +63,15 @@ _OUTPUT_FIELDS = ("samples", "sample", "text", "output")
 _PAPER_BUCKET = 50  # positions per bucket in the paper (800 -> 16, 750 -> 15)
 
 
-class _Row(Protocol):
+class _Row(KeyedRow, Protocol):
     """What scoring reads from a data row (OfficialRow and ProbeExample both have it)."""
 
-    @property
-    def family(self) -> Family: ...
     @property
     def set_id(self) -> int: ...
     @property
     def position_id(self) -> int: ...
     @property
     def n_items(self) -> int: ...
-    @property
-    def context(self) -> str: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def answer(self) -> str: ...
     @property
     def description(self) -> str | None: ...
 
