@@ -310,6 +310,25 @@ def test_tokenizer_fingerprint_covers_folder_files(tmp_path: Path, smollm2_token
     assert tokenizer_fingerprint("whitespace") == "whitespace"
 
 
+def test_tokenizer_fingerprint_ignores_how_the_tokenizer_was_loaded(
+    tmp_path: Path, smollm2_tokenizer_dir: Path
+) -> None:
+    # transformers writes local_files_only=true into tokenizer_config.json when it saves under
+    # HF_HUB_OFFLINE=1: the same tokenizer converted on a CI machine must give the same probe hash
+    folder = tmp_path / "tok"
+    shutil.copytree(smollm2_tokenizer_dir, folder)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    before = tokenizer_fingerprint(str(folder))
+    config["local_files_only"] = not config.get("local_files_only", False)
+    config["name_or_path"] = "/somewhere/else"
+    config_path.write_text(json.dumps(config))
+    assert tokenizer_fingerprint(str(folder)) == before
+    config["clean_up_tokenization_spaces"] = not config.get("clean_up_tokenization_spaces", False)
+    config_path.write_text(json.dumps(config))
+    assert tokenizer_fingerprint(str(folder)) != before
+
+
 # --------------------------------------------------------------------------------------------------
 # CLI
 

@@ -351,6 +351,22 @@ def tokenizer_folder(name: str) -> Path | None:
     return path if path.is_dir() else None
 
 
+# Options about how a tokenizer was loaded, not how it tokenizes: transformers writes some of them
+# into tokenizer_config.json (e.g. local_files_only is true when saved under HF_HUB_OFFLINE=1), so
+# they must not change the fingerprint, or the same tokenizer would give other probe hashes.
+_LOAD_TIME_KEYS = frozenset(
+    {"local_files_only", "name_or_path", "_commit_hash", "cache_dir", "revision", "token",
+     "use_auth_token", "trust_remote_code", "force_download", "proxies", "subfolder"}
+)  # fmt: skip
+
+
+def _file_fingerprint(path: Path) -> str:
+    if path.name != "tokenizer_config.json":
+        return file_sha256(path)
+    config = json.loads(path.read_text(encoding="utf-8"))
+    return _digest({k: v for k, v in config.items() if k not in _LOAD_TIME_KEYS})
+
+
 def _folder_fingerprint(folder: Path) -> str:
     files = sorted(
         p
@@ -358,7 +374,7 @@ def _folder_fingerprint(folder: Path) -> str:
         if p.is_file()
         and (p.name.startswith(_TOKENIZER_FILE_PREFIXES) or p.name.endswith(_TOKENIZER_FILE_SUFFIXES))
     )
-    return _digest([[p.name, file_sha256(p)] for p in files])
+    return _digest([[p.name, _file_fingerprint(p)] for p in files])
 
 
 def _counter_fingerprint(counter: TokenCounter) -> str:
