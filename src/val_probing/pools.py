@@ -34,7 +34,7 @@ from typing import Any, TypeAlias
 
 from val_probing.errors import ValProbingError
 from val_probing.paths import cache_root
-from val_probing.records import FAMILIES, Family, RecordError, iter_jsonl
+from val_probing.records import FAMILIES, Family, RecordError, atomic_path, iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +208,8 @@ def film_path(family: Family, *, timeout: float = 60.0) -> Path:
     if target.is_file():
         return target
     url = film_url(family)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     log.info("downloading the authors' %s pool from %s", family, url)
-    try:
+    with atomic_path(target) as tmp:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, tmp.open("wb") as out:
                 for block in iter(lambda: response.read(1 << 20), b""):
@@ -226,9 +224,6 @@ def film_path(family: Family, *, timeout: float = 60.0) -> Path:
         read_pool(family, tmp)  # a bad download (an HTML error page, a cut file) never enters the cache
         if file_sha256(tmp) != FILM_SHA256[family]:
             log.warning("%s differs from the version this package was tested with (commit 20ed4da)", url)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

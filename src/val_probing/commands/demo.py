@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from val_probing.errors import ValProbingError
-from val_probing.records import FAMILIES
+from val_probing.records import FAMILIES, write_text_atomic
 
 if TYPE_CHECKING:
     from val_probing.results import TaskResult
@@ -221,12 +221,6 @@ def _new_results(out: Path, before: set[Path]) -> list[Path]:
     return sorted(p for p in out.rglob("results_*.json") if p not in before)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def run(args: argparse.Namespace) -> int:
     from val_probing.embedded import embedded_model_dir
     from val_probing.results import load_results
@@ -281,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         wall_s=wall,
     )
     summary_path = produced[-1].parent / "summary.md"
-    _write_atomic(summary_path, table)
+    write_text_atomic(summary_path, table)
     print()
     print(table)
     print(f"wrote {summary_path}; lm-eval results and samples in {produced[-1].parent}")
