@@ -184,11 +184,11 @@ class ServedRuns:
     cache_prefix: Path
 
 
-def completions_args(model_dir: Path, base_url: str, max_length: int) -> str:
+def completions_args(model_dir: Path, completions_url: str, max_length: int) -> str:
     """Token ids rendered locally with the chat template (tokenized_requests=False would send the
     chat messages as JSON text to a completions endpoint)."""
     return (
-        f"model={model_dir},base_url={base_url}/v1/completions,tokenizer={model_dir},"
+        f"model={model_dir},base_url={completions_url},tokenizer={model_dir},"
         f"max_length={max_length},num_concurrent=4,max_retries=2,timeout=120"
     )
 
@@ -198,7 +198,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, tasks_path
     tmp = tmp_path_factory.mktemp("served")
     cache_prefix = tmp / "cache" / "lm"
     with vllm_server(model_dir, log_path=tmp / "vllm-serve.log", max_model_len=MAX_LEN) as server:
-        args = completions_args(model_dir, server.base_url, MAX_LEN)
+        args = completions_args(model_dir, server.completions_url, MAX_LEN)
         full = lm_eval(
             [
                 "--model",
@@ -219,7 +219,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, tasks_path
                 "--model",
                 "local-completions",
                 "--model_args",
-                completions_args(model_dir, server.base_url, 256),
+                completions_args(model_dir, server.completions_url, 256),
                 "--tasks",
                 "val_document",
             ],

@@ -555,8 +555,3 @@ def _warn_incomplete(results: Sequence[TaskResult]) -> None:
         missing = [f for f in FAMILIES if f not in tasks]
         if missing:
             log.warning("%s: no results for %s", model, ", ".join(missing))
-
-
-def models(results: Sequence[TaskResult]) -> list[str]:
-    """Model names in first-seen order."""
-    return list(dict.fromkeys(r.model for r in results))
