@@ -28,7 +28,7 @@ from val_probing.paths import cache_root
 from val_probing.pools import EMBEDDED, PoolItem, file_sha256, pool_path, read_pool
 from val_probing.probes import FamilySpec, get_family
 from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, read_probes, write_probes
-from val_probing.tokens import EMBEDDED_TOKENIZER, HFTokenCounter, TokenCounter, load_counter
+from val_probing.tokens import HFTokenCounter, TokenCounter, load_counter, tokenizer_folder
 
 log = logging.getLogger(__name__)
 
@@ -339,16 +339,6 @@ def build_probes(
 
 _TOKENIZER_FILE_PREFIXES = ("tokenizer", "vocab", "merges", "special_tokens_map", "added_tokens")
 _TOKENIZER_FILE_SUFFIXES = (".model", ".tiktoken")
-
-
-def tokenizer_folder(name: str) -> Path | None:
-    """The local folder behind a tokenizer name (``"embedded"`` = SmolLM2's tokenizer), or None."""
-    if name == EMBEDDED_TOKENIZER:
-        from val_probing.embedded import embedded_tokenizer_dir
-
-        return embedded_tokenizer_dir()
-    path = Path(name).expanduser()
-    return path if path.is_dir() else None
 
 
 # Options about how a tokenizer was loaded, not how it tokenizes: transformers writes some of them

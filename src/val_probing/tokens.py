@@ -110,8 +110,16 @@ def load_counter(name_or_path: str) -> TokenCounter:
     if name_or_path == "whitespace":
         return WhitespaceCounter()
     if name_or_path == EMBEDDED_TOKENIZER:
-        from val_probing.embedded import embedded_tokenizer_dir
-
-        folder = embedded_tokenizer_dir()
+        folder = tokenizer_folder(name_or_path)
         return HFTokenCounter(HFTokenCounter.load(str(folder)).tokenizer, EMBEDDED_TOKENIZER)
     return HFTokenCounter.load(name_or_path)
+
+
+def tokenizer_folder(name: str) -> Path | None:
+    """The local folder behind a tokenizer name (``"embedded"`` = SmolLM2's tokenizer), or None."""
+    if name == EMBEDDED_TOKENIZER:
+        from val_probing.embedded import embedded_tokenizer_dir
+
+        return embedded_tokenizer_dir()
+    path = Path(name).expanduser()
+    return path if path.is_dir() else None
