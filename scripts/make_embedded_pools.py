@@ -1,4 +1,4 @@
-"""Generate the embedded offline pools shipped in ``src/val_probing/data/`` (the authors' schema).
+"""Generate the embedded offline pools shipped in ``val_probing/data/`` (the authors' schema).
 
 Real text that every Python installation has, so the default probes need no download:
 
@@ -15,7 +15,7 @@ The snapshot is generated once and committed, so builds are byte-identical whate
 (the standard library and the Unicode version differ between Pythons; ``pools.json`` records which
 were used). Re-run only on purpose, then bump ``build.PROBE_VERSION``::
 
-    .venv/bin/python scripts/make_embedded_pools.py            # writes src/val_probing/data/
+    .venv/bin/python scripts/make_embedded_pools.py            # writes val_probing/data/
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from val_probing.pools import FILE_NAMES, read_pool
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "val_probing" / "data"
+OUT = Path(__file__).resolve().parents[1] / "val_probing" / "data"
 SIZES = {"document": 7000, "code": 6000, "database": 9000}
 PIECE_WORDS = 8
 _SKIP_PARTS = {"site-packages", "dist-packages", "__pycache__", "turtledemo"}

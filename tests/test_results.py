@@ -248,7 +248,7 @@ def test_a_real_lm_eval_run_of_the_tasks_loads(tmp_path: Path, repo_root: Path) 
     out = tmp_path / "out"
     meta = {"tokenizer": "whitespace", "context_length": 512, "sets": 2, "positions": 8, "n_buckets": 4}
     cmd = [sys.executable, "-m", "lm_eval", "--model", "dummy", "--tasks", "val_code"]
-    cmd += ["--include_path", str(repo_root / "src" / "val_probing" / "tasks_yaml")]
+    cmd += ["--include_path", str(repo_root / "tasks_yaml")]
     cmd += ["--metadata", json.dumps(meta), "--output_path", str(out), "--log_samples"]
     env = {**os.environ, "VAL_PROBING_CACHE": str(tmp_path / "cache")}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)

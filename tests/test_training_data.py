@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from val_probing.errors import ValProbingError
-from val_probing.records import ProbeExample, RecordError
-from val_probing.tokens import WhitespaceCounter
-from val_probing.training.assemble import (
+from val_probing.in2.assemble import (
     ContextRangeError,
     LengthRange,
     MixtureRatios,
@@ -20,8 +18,8 @@ from val_probing.training.assemble import (
     short_context,
     spread_targets,
 )
-from val_probing.training.contamination import ProbeIndex, filter_texts, normalise_words
-from val_probing.training.dataset import (
+from val_probing.in2.contamination import ProbeIndex, filter_texts, normalise_words
+from val_probing.in2.dataset import (
     FILM_PROMPT,
     ExampleStats,
     SynthesisConfig,
@@ -31,8 +29,10 @@ from val_probing.training.dataset import (
     synthesize,
     to_row,
 )
-from val_probing.training.qa import ExtractiveLocalGenerator
-from val_probing.training.segment import RawText, Segment, segment_corpus, segment_text, split_paragraphs
+from val_probing.in2.qa import ExtractiveLocalGenerator
+from val_probing.in2.segment import RawText, Segment, segment_corpus, segment_text, split_paragraphs
+from val_probing.records import ProbeExample, RecordError
+from val_probing.tokens import WhitespaceCounter
 
 WS = WhitespaceCounter()
 _VOCAB = [

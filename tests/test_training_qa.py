@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from val_probing.errors import ValProbingError
-from val_probing.training.qa import (
+from val_probing.in2.qa import (
     ExtractiveLocalGenerator,
     GenerationError,
     OpenAIChatGenerator,
@@ -21,7 +21,7 @@ from val_probing.training.qa import (
     build_messages,
     validate_generation,
 )
-from val_probing.training.segment import Segment
+from val_probing.in2.segment import Segment
 
 SEG = Segment(
     "doc", 0, "The harbor of Velm was rebuilt in 1871 after the copper fire destroyed the old docks.", 20

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from val_probing.errors import ValProbingError
-from val_probing.training.config import OverLengthError, check_lengths, load_config, verify_prepared
+from val_probing.in2.config import OverLengthError, check_lengths, load_config, verify_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "training" / "configs"
@@ -40,10 +40,10 @@ def _synthesize(out: Path, template: str, n: int = 8) -> Path:
     """A small IN2 set at ~256-token contexts with the real (SmolLM2) tokenizer and the local generator."""
     from test_training_data import make_corpus
     from val_probing.embedded import embedded_tokenizer_dir
+    from val_probing.in2.assemble import LengthRange, MixtureRatios
+    from val_probing.in2.dataset import SynthesisConfig, save_dataset, synthesize
+    from val_probing.in2.qa import ExtractiveLocalGenerator
     from val_probing.tokens import HFTokenCounter
-    from val_probing.training.assemble import LengthRange, MixtureRatios
-    from val_probing.training.dataset import SynthesisConfig, save_dataset, synthesize
-    from val_probing.training.qa import ExtractiveLocalGenerator
 
     counter = HFTokenCounter.load(str(embedded_tokenizer_dir()))
     config = SynthesisConfig(
@@ -325,10 +325,14 @@ def _prompts(data: Path) -> list[str]:
 def test_train_run_command_checks_the_config_first(tmp_path: Path) -> None:
     done = _cli("run", "--config", str(CONFIGS / "in2_mistral7b.yaml"))
     assert done.returncode == 2 and "set dataset" in done.stderr
-    from val_probing.commands.train import find_recipe, launch_command
+    from val_probing.training import config_path
+    from val_probing.training import recipe_path as find_recipe
 
-    recipe_path = find_recipe(None)
-    assert recipe_path == ROOT / "training" / "recipes" / "in2_sft.py"
+    from val_probing.commands.train import launch_command
+
+    recipe_path = find_recipe()
+    assert recipe_path.resolve() == ROOT / "training" / "recipes" / "in2_sft.py"
+    assert config_path("in2_tiny_cpu").resolve() == CONFIGS / "in2_tiny_cpu.yaml"
     cmd = launch_command(
         CONFIGS / "in2_mistral7b.yaml",
         ["dataset=d"],
@@ -344,8 +348,8 @@ def test_train_run_command_checks_the_config_first(tmp_path: Path) -> None:
     ]
     assert cmd[5:9] == ["--machine_rank", "3", "--main_process_ip", "10.0.0.1"]
     assert cmd[9:] == [str(recipe_path), "--config", str(CONFIGS / "in2_mistral7b.yaml"), "dataset=d"]
-    with pytest.raises(ValProbingError, match="recipe not found"):
-        find_recipe(tmp_path / "nope.py")
+    with pytest.raises(ValProbingError, match=r"no such recipe file.*shipped: in2_sft"):
+        find_recipe(str(tmp_path / "nope.py"))
     helped = _cli("synthesize", "--help")
     assert helped.returncode == 0 and "--generator openai --endpoint" in helped.stdout
 

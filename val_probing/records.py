@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from val_probing.errors import ValProbingError
+from val_probing.outputs import writing
 
 Family = Literal["document", "code", "database"]
 FAMILIES: tuple[Family, ...] = get_args(Family)
@@ -143,11 +144,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
     Every file the package writes goes through here, so nothing is ever half-written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        yield tmp
-        tmp.replace(path)
+        with writing(path):  # a failed write (the folder, the temporary file, the rename) names `path`
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
 

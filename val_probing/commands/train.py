@@ -32,13 +32,12 @@ examples:
       --general openorca.jsonl --probes probes/*.jsonl --n-examples 1750000 --out runs/in2-data
 
   # train (one process), or through accelerate with an FSDP config
-  val-probing train run --config training/configs/in2_tiny_cpu.yaml dataset=runs/in2-data max_steps=3
-  val-probing train run --config training/configs/in2_mistral7b.yaml dataset=runs/in2-data \\
-      --accelerate-config training/configs/accelerate_fsdp_mistral7b_16x8_cpu_offload.yaml \\
+  # (configs and recipes are found by shipped name, or pass a path)
+  val-probing train run --config in2_tiny_cpu dataset=runs/in2-data max_steps=3
+  val-probing train run --config in2_mistral7b dataset=runs/in2-data \\
+      --accelerate-config accelerate_fsdp_mistral7b_16x8_cpu_offload \\
       --accelerate-args="--machine_rank 0 --main_process_ip 10.0.0.1"
 """
-
-RECIPE = Path("training") / "recipes" / "in2_sft.py"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _synthesize_arguments(syn)
     run = sub.add_parser(
         "run",
-        help="run training/recipes/in2_sft.py with a config",
+        help="run a shipped recipe (default in2_sft) with a config",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
     )
@@ -138,9 +137,20 @@ def _synthesize_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="YAML config (training/configs/)")
-    p.add_argument("--recipe", type=Path, help=f"the recipe script (default: {RECIPE} of this checkout)")
-    p.add_argument("--accelerate-config", type=Path, help="launch through `accelerate launch` with this file")
+    from val_probing.training import DEFAULT_RECIPE, configs, recipes
+
+    p.add_argument(
+        "--config", required=True, help=f"YAML config: a path or a shipped name ({', '.join(configs())})"
+    )
+    p.add_argument(
+        "--recipe",
+        default=DEFAULT_RECIPE,
+        help=f"the recipe: a path or a shipped name ({', '.join(recipes())}; default {DEFAULT_RECIPE})",
+    )
+    p.add_argument(
+        "--accelerate-config",
+        help="launch through `accelerate launch` with this config (path or shipped name)",
+    )
     p.add_argument("--accelerate-args", default="", help="more `accelerate launch` flags, quoted")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override settings of the config")
     p.set_defaults(_train=_run)
@@ -154,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _generator(args: argparse.Namespace):  # -> QAGenerator
+    from val_probing.in2.qa import ExtractiveLocalGenerator, OpenAIChatGenerator, RequestCache
     from val_probing.paths import cache_root
-    from val_probing.training.qa import ExtractiveLocalGenerator, OpenAIChatGenerator, RequestCache
 
     if args.generator == "local":
         return ExtractiveLocalGenerator(seed=args.seed)
@@ -178,8 +188,8 @@ def _generator(args: argparse.Namespace):  # -> QAGenerator
 
 
 def _probe_index(args: argparse.Namespace):  # -> ProbeIndex | None
+    from val_probing.in2.contamination import ProbeIndex
     from val_probing.records import FAMILIES, read_probes
-    from val_probing.training.contamination import ProbeIndex
 
     probes = [ex for path in args.probes for ex in read_probes(path)]
     if args.official:
@@ -194,15 +204,15 @@ def _probe_index(args: argparse.Namespace):  # -> ProbeIndex | None
 
 
 def _synthesize(args: argparse.Namespace) -> int:
-    from val_probing.tokens import load_counter
-    from val_probing.training.assemble import LengthRange, MixtureRatios
-    from val_probing.training.dataset import (
+    from val_probing.in2.assemble import LengthRange, MixtureRatios
+    from val_probing.in2.dataset import (
         SynthesisConfig,
         read_general,
         read_texts,
         save_dataset,
         synthesize,
     )
+    from val_probing.tokens import load_counter
 
     config = SynthesisConfig(
         n_examples=args.n_examples,
@@ -239,21 +249,6 @@ def _synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
-def find_recipe(explicit: Path | None) -> Path:
-    """The recipe given, or training/recipes/in2_sft.py in the working directory or this source checkout."""
-    if explicit is not None:
-        candidates = [explicit]
-    else:
-        candidates = [Path.cwd() / RECIPE, Path(__file__).resolve().parents[3] / RECIPE]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ValProbingError(
-        f"recipe not found ({', '.join(map(str, candidates))}): run from a clone of val-probing "
-        "or pass --recipe PATH/in2_sft.py"
-    )
-
-
 def launch_command(
     config: Path,
     overrides: list[str],
@@ -272,13 +267,14 @@ def launch_command(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from val_probing.training.config import load_config
+    from val_probing.in2.config import load_config
+    from val_probing.training import config_path, recipe_path
 
-    load_config(args.config, args.overrides)  # fail fast, before any process starts
-    if args.accelerate_config and not args.accelerate_config.is_file():
-        raise ValProbingError(f"{args.accelerate_config}: no such accelerate config")
+    config = config_path(args.config)
+    load_config(config, args.overrides)  # fail fast, before any process starts
+    accelerate_config = config_path(args.accelerate_config) if args.accelerate_config else None
     cmd = launch_command(
-        args.config, args.overrides, find_recipe(args.recipe), args.accelerate_config, args.accelerate_args
+        config, args.overrides, recipe_path(args.recipe), accelerate_config, args.accelerate_args
     )
     log.info("running %s", shlex.join(cmd))
     return subprocess.run(cmd, check=False).returncode

@@ -1,4 +1,4 @@
-"""IN2 training (arXiv 2404.16811, Section 2): information-intensive data synthesis for FILM-style models.
+"""IN2 data synthesis (arXiv 2404.16811, Section 2): information-intensive data for FILM-style models.
 
 Modules, in pipeline order:
 
@@ -10,5 +10,6 @@ Modules, in pipeline order:
 * ``dataset``: the pipeline (``synthesize``), its inputs, and the saved ``datasets`` folder + manifest.
 * ``config``: the training recipe's settings (``training/recipes/in2_sft.py``) and its length checks.
 
-The recipe itself lives in the repository under ``training/``; ``val-probing train`` drives both halves.
+The recipes live in the top-level ``training/`` (installed as ``val_probing.training``); ``val-probing train``
+drives both halves.
 """

@@ -17,9 +17,9 @@ from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
 from val_probing.errors import ValProbingError
+from val_probing.in2.qa import QAPair
+from val_probing.in2.segment import Segment
 from val_probing.tokens import TokenCounter, token_index_at
-from val_probing.training.qa import QAPair
-from val_probing.training.segment import Segment
 
 ExampleKind = Literal["fine_grained", "integration", "short_context", "general"]
 EXAMPLE_KINDS: tuple[ExampleKind, ...] = get_args(ExampleKind)

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from val_probing.errors import ValProbingError
+from val_probing.in2.segment import RawText
 from val_probing.records import ProbeExample
-from val_probing.training.segment import RawText
 
 NGRAM = 10
 _WORD = re.compile(r"[^\W_]+")

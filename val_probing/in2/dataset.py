@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from val_probing.errors import ValProbingError
-from val_probing.records import RecordError, iter_jsonl
-from val_probing.tokens import TokenCounter
-from val_probing.training.assemble import (
+from val_probing.in2.assemble import (
     ContextRangeError,
     ExampleKind,
     LengthRange,
@@ -37,9 +35,11 @@ from val_probing.training.assemble import (
     short_context,
     spread_targets,
 )
-from val_probing.training.contamination import ContaminationReport, ProbeIndex, filter_texts
-from val_probing.training.qa import QAGenerator, QAPair, QARequest
-from val_probing.training.segment import SEGMENT_TOKENS, RawText, Segment, Segmentation, segment_corpus
+from val_probing.in2.contamination import ContaminationReport, ProbeIndex, filter_texts
+from val_probing.in2.qa import QAGenerator, QAPair, QARequest
+from val_probing.in2.segment import SEGMENT_TOKENS, RawText, Segment, Segmentation, segment_corpus
+from val_probing.records import RecordError, iter_jsonl
+from val_probing.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from val_probing.errors import ValProbingError
-from val_probing.training.segment import Segment
+from val_probing.in2.segment import Segment
 
 log = logging.getLogger(__name__)
 
