@@ -111,7 +111,8 @@ def test_film_download_from_a_file_url_is_cached(tmp_path: Path, monkeypatch: py
     cached = tmp_path / "cache" / "pools" / "film" / FILE_NAMES["code"]
     assert cached.read_bytes() == (mirror / FILE_NAMES["code"]).read_bytes()
     assert len(items) == 5
-    assert list(cached.parent.iterdir()) == [cached]  # no temporary file left behind
+    # no temporary file left behind; the sidecar records what the download must hold
+    assert sorted(p.name for p in cached.parent.iterdir()) == [cached.name, cached.name + ".manifest.json"]
     # once cached, the network is not needed
     monkeypatch.setenv(FILM_URL_ENV, "http://127.0.0.1:9/")
     assert load_pool("code", "film") == items

@@ -24,10 +24,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from val_probing.errors import ValProbingError
-from val_probing.paths import cache_root
+from val_probing.outputs import OutputError
+from val_probing.paths import (
+    CacheInvalid,
+    cache_dir,
+    cache_root,
+    read_verified_jsonl,
+    remove_orphans,
+    write_verified_jsonl,
+)
 from val_probing.pools import EMBEDDED, PoolItem, file_sha256, pool_path, read_pool
 from val_probing.probes import FamilySpec, get_family
-from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, read_probes, write_probes
+from val_probing.records import FAMILIES, Family, ProbeExample, RecordError
 from val_probing.tokens import HFTokenCounter, TokenCounter, load_counter, tokenizer_folder
 
 log = logging.getLogger(__name__)
@@ -403,10 +411,35 @@ def cache_path(spec: ProbeSpec, digest: str) -> Path:
     return cache_root() / "probes" / f"{spec.family}-{spec.length}-{digest}.jsonl"
 
 
+def _read_cache(path: Path, digest: str) -> list[ProbeExample] | None:
+    """The cached probes when the file is whole and was written for ``digest``; None (one warning
+    naming the file) when it is not, so the caller rebuilds."""
+    try:
+        rows = read_verified_jsonl(path, digest)
+        return [ProbeExample.from_dict(obj, where=f"{path}:{i}") for i, obj in enumerate(rows, start=2)]
+    except (CacheInvalid, RecordError) as err:
+        log.warning("%s; rebuilding the cached probes", err)
+        return None
+
+
+def _write_cache(path: Path, digest: str, examples: Sequence[ProbeExample]) -> None:
+    """Cache the probes; a failed write is a warning (the probes are built and still returned)."""
+    try:
+        write_verified_jsonl(path, digest, (ex.to_dict() for ex in examples))
+    except OutputError as err:
+        log.warning("%s; the probes are built but not cached", err)
+
+
 def cached_probes(
     spec: ProbeSpec, *, use_cache: bool = True, progress: bool = False
 ) -> tuple[list[ProbeExample], str]:
-    """Probes for ``spec`` and their hash, built once and then read from ``<cache>/probes/``."""
+    """Probes for ``spec`` and their hash, built once and then read from ``<cache>/probes/``.
+
+    A cache file is used only when its header says it was written for this probe hash and its rows
+    are the ones recorded there (count and sha256); otherwise it is rebuilt with a warning. Before a
+    build the cache folder is checked writable (``OutputError`` naming it; ``use_cache=False`` builds
+    without it); a write that still fails at the end only warns, and the probes are returned.
+    """
     counter = None
     if tokenizer_folder(spec.tokenizer) is None and spec.tokenizer != "whitespace":
         counter = load_counter(spec.tokenizer)  # a hub name: fingerprint what was actually loaded
@@ -414,16 +447,18 @@ def cached_probes(
     digest = probe_hash(spec, tokenizer_fingerprint(spec.tokenizer, counter), file_sha256(path))
     cached = cache_path(spec, digest)
     if use_cache and cached.is_file():
-        try:
-            examples = read_probes(cached)
-        except RecordError as err:
-            log.warning("ignoring a damaged cache file (%s); rebuilding", err)
-        else:
+        examples = _read_cache(cached, digest)
+        if examples is not None:
             log.info("probes %s read from the cache (%s)", digest, cached)
             return examples, digest
+    if use_cache:
+        try:
+            remove_orphans(cache_dir("probes"))
+        except OutputError as err:
+            raise OutputError(f"{err} (or pass --no-cache to build without the cache)") from err
     counter = counter or load_counter(spec.tokenizer)
     items = read_pool(spec.family, path)
     examples = build_probes(spec, counter, items, random.Random(spec.seed), progress=progress)
     if use_cache:
-        write_probes(cached, examples)
+        _write_cache(cached, digest, examples)
     return examples, digest

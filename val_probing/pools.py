@@ -22,7 +22,6 @@ Every row is checked; errors name the file, the line and the field.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import urllib.error
@@ -33,7 +32,15 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from val_probing.errors import ValProbingError
-from val_probing.paths import cache_root
+from val_probing.paths import (
+    CacheInvalid,
+    cache_dir,
+    cache_root,
+    check_sidecar,
+    file_sha256,
+    remove_orphans,
+    write_sidecar,
+)
 from val_probing.records import FAMILIES, Family, RecordError, atomic_path, iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -173,14 +180,6 @@ def read_pool(family: Family, path: Path) -> list[PoolItem]:
     return items
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --------------------------------------------------------------------------------------------------
 # Where a pool lives
 
@@ -203,10 +202,22 @@ def film_url(family: Family) -> str:
 
 
 def film_path(family: Family, *, timeout: float = 60.0) -> Path:
-    """The authors' pool file, downloaded once into ``<cache>/pools/film/`` (atomically, after a check)."""
+    """The authors' pool file, downloaded once into ``<cache>/pools/film/`` (atomically, after a check).
+
+    The download is parsed before it enters the cache, and a sidecar ``NAME.manifest.json`` records
+    its row count and sha256; a cached file that fails that check (cut, edited, no sidecar) is
+    downloaded again, with a warning naming it.
+    """
     target = cache_root() / "pools" / "film" / FILE_NAMES[family]
+    key = f"film/{FILE_NAMES[family]}"  # any mirror serves the same file; its sha256 is recorded
     if target.is_file():
-        return target
+        try:
+            check_sidecar(target, key)
+        except CacheInvalid as err:
+            log.warning("%s; downloading it again", err)
+        else:
+            return target
+    remove_orphans(cache_dir("pools/film"))  # unwritable: an OutputError naming the folder
     url = film_url(family)
     log.info("downloading the authors' %s pool from %s", family, url)
     with atomic_path(target) as tmp:
@@ -221,9 +232,10 @@ def film_path(family: Family, *, timeout: float = 60.0) -> Path:
                 f"reachable and pass its path as the pool (--pool PATH), or point {FILM_URL_ENV} at a "
                 "mirror folder (file:// URLs work)."
             ) from err
-        read_pool(family, tmp)  # a bad download (an HTML error page, a cut file) never enters the cache
+        rows = len(read_pool(family, tmp))  # a bad download (an error page, a cut file) never enters
         if file_sha256(tmp) != FILM_SHA256[family]:
             log.warning("%s differs from the version this package was tested with (commit 20ed4da)", url)
+    write_sidecar(target, key, rows)
     return target
 
 

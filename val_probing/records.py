@@ -141,10 +141,14 @@ def read_probes(path: Path) -> list[ProbeExample]:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
 
-    Every file the package writes goes through here, so nothing is ever half-written.
+    Every file the package writes goes through here, so nothing is ever half-written. Temporary
+    files of earlier writes of ``path`` whose process is gone (killed runs) are removed first.
     """
+    from val_probing.paths import remove_orphans  # paths builds on this module
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    remove_orphans(path.parent, path.name)  # what a killed earlier write of this file left behind
     try:
         with writing(path):  # a failed write (the folder, the temporary file, the rename) names `path`
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,9 @@ EPILOG = """\
 Each set is one fixed context filled from the pool to at most --length tokens (counted with
 --tokenizer); every question of a set shares that context as its prefix, the instruction comes last.
 The same arguments always give a byte-identical file. Built probes are cached under
-$VAL_PROBING_CACHE/probes (default ~/.cache/val-probing); --no-cache rebuilds without it.
+$VAL_PROBING_CACHE/probes (default ~/.cache/val-probing), each file checked on read (a damaged one
+is rebuilt with a warning); --no-cache rebuilds without it. An --out that cannot be written, or a
+cache folder that cannot (without --no-cache), is exit 2 before any work.
 
 examples:
   # the official layout (4 sets, one question per item) at 32K tokens, SmolLM2's tokenizer, offline pool
@@ -78,8 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.build import ProbeSpec, cached_probes
+    from val_probing.outputs import check_output_file
     from val_probing.records import write_probes
 
+    check_output_file(args.out, "probes file")
     spec = ProbeSpec(
         family=args.task,
         length=args.length,
