@@ -1,0 +1,235 @@
+"""Hostile but realistic inputs, replayed (issue 11): damaged caches, unwritable outputs, a junk QA
+endpoint, tokenizer paths, binary corpus files, leftovers of killed runs.
+
+Each case asserts the exit code, the message, and that nothing was left behind. The CLI runs
+in-process (``val_probing.cli.main``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from val_probing.build import ProbeSpec, cached_probes
+from val_probing.cli import main
+from val_probing.paths import FOLDER_MANIFEST, remove_orphans
+from val_probing.records import read_probes
+
+_AS_ROOT = os.geteuid() == 0
+_needs_permissions = pytest.mark.skipif(_AS_ROOT, reason="root writes into read-only folders")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("VAL_PROBING_CACHE", str(cache))
+    return cache
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    return int(proc.stdout)
+
+
+def _build(out: Path, *extra: str) -> int:
+    args = ["build", "--task", "code", "--length", "300", "--tokenizer", "whitespace", "--sets", "2"]
+    return main([*args, "--positions", "4", "--out", str(out), *extra])
+
+
+def _cache_file(cache: Path) -> Path:
+    (entry,) = (cache / "probes").glob("*.jsonl")
+    return entry
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name.endswith(".tmp"))
+
+
+# --------------------------------------------------------------------------------------------------
+# The probe cache
+
+
+def _damage_empty(path: Path) -> None:
+    path.write_text("")
+
+
+def _damage_cut_rows(path: Path) -> None:  # the header survives, rows are lost
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:4]))
+
+
+def _damage_no_header(path: Path) -> None:  # rows that parse, as the old format wrote them
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[1:6]))
+
+
+def _damage_edit_row(path: Path) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    row = json.loads(lines[2])
+    row["answer"] = "tampered"
+    lines[2] = json.dumps(row, sort_keys=True) + "\n"
+    path.write_text("".join(lines))
+
+
+def _damage_other_key(path: Path) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["key"] = "0123456789abcdef"
+    path.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+
+
+@pytest.mark.parametrize(
+    "damage", [_damage_empty, _damage_cut_rows, _damage_no_header, _damage_edit_row, _damage_other_key]
+)
+def test_damaged_probe_cache_is_rebuilt_with_one_warning(
+    damage, tmp_path: Path, _private_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert _build(tmp_path / "first.jsonl") == 0
+    entry = _cache_file(_private_cache)
+    damage(entry)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert _build(tmp_path / "second.jsonl") == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(entry) in warnings[0] and "rebuilding" in warnings[0]
+    assert (tmp_path / "second.jsonl").read_bytes() == (tmp_path / "first.jsonl").read_bytes()
+    assert len(read_probes(tmp_path / "second.jsonl")) == 8
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the rebuilt entry is whole again: read without a warning
+        assert _build(tmp_path / "third.jsonl") == 0
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert _leftovers(tmp_path) == []
+
+
+def test_library_readers_get_every_row_from_a_cut_entry(_private_cache: Path) -> None:
+    """lm_eval's task reads the same cache through ``cached_probes``: a 3-line entry is rebuilt."""
+    spec = ProbeSpec("document", 300, "whitespace", sets=2, positions=8)
+    first, digest = cached_probes(spec)
+    entry = _cache_file(_private_cache)
+    entry.write_text("".join(entry.read_text().splitlines(keepends=True)[:3]))
+    again, digest_again = cached_probes(spec)
+    assert digest_again == digest and again == first and len(again) == 16
+
+
+# --------------------------------------------------------------------------------------------------
+# Output paths and the cache root
+
+
+def test_build_out_is_a_folder(tmp_path: Path, _private_cache: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "probes"
+    out.mkdir()
+    assert _build(out) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: cannot write the probes file: it is a folder" in err and "Traceback" not in err
+    assert list(out.iterdir()) == [] and not _private_cache.exists()  # checked before any work
+
+
+def test_build_out_under_a_file(tmp_path: Path, _private_cache: Path, capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert _build(blocker / "probes.jsonl") == 2
+    assert f"{blocker} is not a folder" in capsys.readouterr().err
+    assert blocker.read_text() == "x" and not _private_cache.exists()
+
+
+@_needs_permissions
+def test_build_out_read_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "probes.jsonl").write_text("old\n")
+    (folder / "probes.jsonl").chmod(0o444)
+    assert _build(folder / "probes.jsonl") == 2
+    assert "read-only" in capsys.readouterr().err
+    folder.chmod(0o555)
+    try:
+        assert _build(folder / "new.jsonl") == 2
+        assert f"{folder} is not writable" in capsys.readouterr().err
+    finally:
+        folder.chmod(0o755)
+
+
+def test_unwritable_cache_root_is_exit_2_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("VAL_PROBING_CACHE", str(blocker / "cache"))
+    out = tmp_path / "probes.jsonl"
+    assert _build(out) == 2
+    err = capsys.readouterr().err
+    assert str(blocker / "cache" / "probes") in err and "--no-cache" in err and "Traceback" not in err
+    assert not out.exists()
+    assert _build(out, "--no-cache") == 0  # the way out the message names
+    assert len(read_probes(out)) == 8
+
+
+def test_finished_build_whose_cache_write_fails_still_writes_out(
+    tmp_path: Path, _private_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert _build(tmp_path / "first.jsonl") == 0
+    entry = _cache_file(_private_cache)
+    entry.unlink()
+    entry.mkdir()  # the cache write will fail (a folder where the file goes)
+    with caplog.at_level(logging.WARNING):
+        assert _build(tmp_path / "second.jsonl") == 0
+    assert (tmp_path / "second.jsonl").read_bytes() == (tmp_path / "first.jsonl").read_bytes()
+    assert any(str(entry) in r.getMessage() and "not cached" in r.getMessage() for r in caplog.records)
+    assert _leftovers(_private_cache) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Leftovers of killed runs
+
+
+def test_orphan_temporary_files_are_removed_on_the_next_run(tmp_path: Path, _private_cache: Path) -> None:
+    assert _build(tmp_path / "first.jsonl") == 0
+    probes = _private_cache / "probes"
+    dead, alive = _dead_pid(), os.getpid()
+    orphan = probes / f".code-300-0123456789abcdef.jsonl.{dead}.tmp"
+    orphan.write_bytes(b"x" * 1000)
+    in_flight = probes / f".code-300-fedcba9876543210.jsonl.{alive}.tmp"  # a running build's file
+    in_flight.write_bytes(b"y")
+    out_orphan = tmp_path / f".second.jsonl.{dead}.tmp"
+    out_orphan.write_bytes(b"z")
+    unrelated = tmp_path / f".someone-elses.{dead}.tmp"  # not ours to remove outside the cache
+    unrelated.write_bytes(b"u")
+    assert _build(tmp_path / "second.jsonl", "--seed", "1") == 0  # a miss: the cache folder is written
+    assert not orphan.exists() and in_flight.exists()
+    assert not out_orphan.exists() and unrelated.exists()
+
+
+def test_remove_orphans_takes_folders_and_only_dead_pids(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    (tmp_path / f".model.{dead}.tmp").mkdir()
+    (tmp_path / f".model.{dead}.tmp" / "weights").write_bytes(b"w")
+    (tmp_path / f".keep.{os.getpid()}.tmp").write_bytes(b"k")
+    (tmp_path / "model.tmp").write_bytes(b"not the pattern")
+    removed = remove_orphans(tmp_path)
+    assert [p.name for p in removed] == [f".model.{dead}.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".keep.{os.getpid()}.tmp", "model.tmp"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The converted embedded model (its tokenizer: seconds)
+
+
+def test_damaged_embedded_tokenizer_folder_is_converted_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from val_probing.embedded import embedded_tokenizer_dir
+
+    folder = embedded_tokenizer_dir(tmp_path / "models")
+    assert (folder / FOLDER_MANIFEST).is_file()
+    good = (folder / "tokenizer.json").read_bytes()
+    (folder / "tokenizer.json").write_bytes(good[: len(good) // 2])  # cut
+    with caplog.at_level(logging.WARNING):
+        assert embedded_tokenizer_dir(tmp_path / "models") == folder
+    assert any(str(folder / "tokenizer.json") in r.getMessage() for r in caplog.records)
+    assert (folder / "tokenizer.json").read_bytes() == good
+    assert _leftovers(tmp_path) == []
