@@ -17,6 +17,7 @@ from xml.etree import ElementTree
 
 import numpy as np
 import pytest
+import yaml
 
 from val_probing import gate
 from val_probing.buckets import ScoredSample, summarize
@@ -149,6 +150,19 @@ def check_cli(run: Path, baseline: Path, *extra: str) -> int:
     return main(["check", str(run), "--baseline", str(baseline), *extra])
 
 
+def samples_of(baseline: Path) -> Path:
+    """The samples file a baseline YAML names (content-addressed, beside it)."""
+    return baseline.parent / yaml.safe_load(baseline.read_text())["samples"]
+
+
+def copy_baseline(baseline: Path, folder: Path, text: str | None = None) -> Path:
+    """The baseline pair copied into ``folder`` (the YAML's text replaced by ``text`` if given)."""
+    path = folder / "baseline.yaml"
+    path.write_text(baseline.read_text() if text is None else text)
+    (folder / samples_of(baseline).name).write_bytes(samples_of(baseline).read_bytes())
+    return path
+
+
 # ------------------------------------------------------------------------------------------- baseline
 
 
@@ -168,16 +182,14 @@ def test_baseline_file_records_numbers_settings_and_samples(baseline_file: Path,
     assert code.buckets[7] == pytest.approx(expected.buckets[7].mean, abs=1e-4)
     assert code.samples is not None and len(code.samples) == N_SETS * N_ITEMS
     assert sorted(s.score for s in code.samples) == sorted(base_scores["code"])
-    assert gate.samples_path_for(baseline_file).is_file()
+    assert samples_of(baseline_file).is_file()
+    assert samples_of(baseline_file).name.startswith("baseline.samples.")
 
 
 def test_baseline_tolerance_override_is_read(baseline_file: Path, tmp_path: Path) -> None:
     text = baseline_file.read_text()
     edited = text.replace("  code:\n", "  code:\n    tolerances: {bucket: 25.0}\n", 1)
-    path = tmp_path / "baseline.yaml"
-    path.write_text(edited)
-    gate.samples_path_for(path).write_bytes(gate.samples_path_for(baseline_file).read_bytes())
-    b = gate.read_baseline(path)
+    b = gate.read_baseline(copy_baseline(baseline_file, tmp_path, edited))
     assert b.tasks["code"].tolerances.bucket == 25.0 and b.tasks["code"].tolerances.avg == 2.0
     assert b.tasks["document"].tolerances.bucket == 10.0
 
@@ -185,18 +197,18 @@ def test_baseline_tolerance_override_is_read(baseline_file: Path, tmp_path: Path
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("format: 1", "format: 7", "'format'"),
-        ("  bucket: 10.0", "  bucket: -1", "tolerance bucket"),
-        ("  alpha: 0.05", "  alpha: 2", "alpha"),
-        ("samples: baseline.samples.jsonl", "samples: gone.jsonl", "gone.jsonl"),
+        ("format: 2", "format: 7", "format: expected 2, got 7"),
+        ("  bucket: 10.0", "  bucket: -1", "tolerances.bucket: expected a number >= 0, got -1"),
+        ("  alpha: 0.05", "  alpha: 2", "statistics.alpha: expected a number with 0 < alpha < 1, got 2"),
+        ("samples: baseline.samples.", "samples: gone.samples.", "gone.samples."),
     ],
 )
 def test_bad_baseline_is_exit_2_naming_the_field(
     baseline_file: Path, tmp_path: Path, old: str, new: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "baseline.yaml"
-    path.write_text(baseline_file.read_text().replace(old, new, 1))
-    gate.samples_path_for(path).write_bytes(gate.samples_path_for(baseline_file).read_bytes())
+    text = baseline_file.read_text()
+    assert old in text
+    path = copy_baseline(baseline_file, tmp_path, text.replace(old, new, 1))
     assert check_cli(tmp_path, path) == 2
     assert message in capsys.readouterr().err
 
@@ -227,7 +239,13 @@ def test_middle_drop_fails_although_the_average_moved_less_than_its_tolerance(
     avg = by[("code", "avg")]
     assert avg.change == pytest.approx(30 / 1600 * 100) and avg.change < avg.tolerance
     assert avg.status == "pass"
-    assert {(c.task, c.metric) for c in result.failures} == {("code", "bucket_07"), ("code", "bucket_08")}
+    # the two buckets, and the gap they deepened (the paired permutation test of the gap)
+    assert {(c.task, c.metric) for c in result.failures} == {
+        ("code", "bucket_07"),
+        ("code", "bucket_08"),
+        ("code", "gap"),
+    }
+    assert by[("code", "gap")].method == "permutation" and by[("code", "gap")].floor_dropped
     assert by[("code", "bucket_07")].method == "McNemar exact"
     assert by[("code", "bucket_07")].p_value == pytest.approx(0.5**15)
     assert by[("code", "bucket_07")].p_adjusted < 0.05
@@ -238,8 +256,8 @@ def test_middle_drop_fails_although_the_average_moved_less_than_its_tolerance(
     cases = root.findall(".//testcase")
     assert len(cases) == len(TASKS) * (N_BUCKETS + 2)
     failed = {(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None}
-    assert failed == {("val_probing.code", "bucket_07"), ("val_probing.code", "bucket_08")}
-    assert root.get("failures") == "2"
+    assert failed == {("val_probing.code", m) for m in ("bucket_07", "bucket_08", "gap")}
+    assert root.get("failures") == "3"
 
 
 def test_graded_scores_use_the_sign_flip_test_and_catch_a_drop(
@@ -253,9 +271,9 @@ def test_graded_scores_use_the_sign_flip_test_and_catch_a_drop(
     by = {(c.task, c.metric): c for c in result.checks}
     assert by[("document", "bucket_08")].method == "sign-flip"
     assert by[("document", "bucket_08")].status == "fail"
-    # bucket 8 was already the lowest, so the gap grew too (paired bootstrap)
+    # bucket 8 was already the lowest, so the gap grew too (paired permutation test)
     assert {(c.task, c.metric) for c in result.failures} == {("document", "bucket_08"), ("document", "gap")}
-    assert by[("document", "gap")].method == "paired bootstrap"
+    assert by[("document", "gap")].method == "permutation"
 
 
 def test_same_number_of_flips_spread_over_buckets_both_ways_passes(
@@ -394,7 +412,7 @@ def test_baseline_without_samples_is_written_and_says_so(
     out = tmp_path / "b.yaml"
     assert main(["baseline", str(run), "--out", str(out)]) == 0
     assert "WITHOUT per-sample scores" in capsys.readouterr().out
-    assert not gate.samples_path_for(out).exists()
+    assert not list(tmp_path.glob("b.samples*")) and yaml.safe_load(out.read_text())["samples"] is None
     b = gate.read_baseline(out)
     assert not b.has_samples and b.tasks["code"].buckets[0] > 0
 
@@ -416,27 +434,26 @@ def test_holm_adjustment() -> None:
     assert gate.holm([0.5]) == [0.5]
 
 
-def test_questions_needed_and_low_power_note(baseline_file: Path, base_scores: Scores) -> None:
-    # 54 tests at alpha 0.05: 2**-10 * 54 = 0.053 (not enough), 2**-11 * 54 = 0.026
-    assert gate.questions_needed(54, 0.05) == 11
-    result = gate.check(gate.read_baseline(baseline_file), in_memory(base_scores))
-    assert not any("LOW POWER" in n for n in result.notes)  # 100 questions per bucket
-    few = gate.make_baseline(in_memory(base_scores))
-    few = replace(
-        few,
-        tasks={
-            n: replace(
-                t, samples=tuple(s for s in t.samples or () if s.set_id == 0 and s.position_id % 5 == 0)
-            )
-            for n, t in few.tasks.items()
-        },
-    )
-    small_run = [
-        replace(r, samples=tuple(s for s in r.samples if s.set_id == 0 and s.position_id % 5 == 0))
-        for r in in_memory(base_scores)
-    ]
-    notes = gate.check(few, small_run).notes
-    assert sum("LOW POWER" in n and "at most 5 questions per bucket" in n for n in notes) == len(TASKS)
+def test_small_buckets_are_low_power_reported_not_failing(base_scores: Scores) -> None:
+    def small(samples: tuple[SampleScore, ...]) -> tuple[SampleScore, ...]:
+        return tuple(s for s in samples if s.set_id == 0 and s.position_id % 5 == 0)  # 5 per bucket
+
+    base = gate.make_baseline(in_memory(base_scores))
+    few = replace(base, tasks={n: replace(t, samples=small(t.samples or ())) for n, t in base.tasks.items()})
+    # every middle answer of code goes wrong: a real drop, but in buckets of 5 questions
+    worse = degrade_middle(base_scores, "code", (6, 7, 8, 9), flips=20, seed=1)
+    small_run = [replace(r, samples=small(r.samples)) for r in in_memory(worse)]
+    result = gate.check(few, small_run)
+    low = {(c.task, c.metric) for c in result.checks if c.status == "low power"}
+    assert low == {(t, m) for t in TASKS for m in ["gap", *(f"bucket_{b:02d}" for b in range(N_BUCKETS))]}
+    assert all(c.p_adjusted is None for c in result.checks if c.status == "low power")
+    assert sum(n.startswith(f"LOW POWER: {t} ") for t in TASKS for n in result.notes) == len(TASKS)
+    assert "min_questions 16" in result.notes[-1] and "--fail-low-power" in result.notes[-1]
+    # asked for, the same metrics are tested (in the Holm family) and may fail
+    strict = gate.check(few, small_run, fail_low_power=True)
+    assert not any(c.status == "low power" for c in strict.checks)
+    assert all(c.p_adjusted is not None for c in strict.checks)
+    assert len(strict.checks) == len(result.checks)
 
 
 def test_several_models_need_model_option(
@@ -482,7 +499,7 @@ def test_shipped_lm_eval_run_round_trips(
     assert main(["baseline", str(run), "--out", str(out)]) == 0
     assert check_cli(run, out, "--junit", str(tmp_path / "j.xml")) == 0
     text = capsys.readouterr().out
-    assert "PASS" in text and "LOW POWER: document has at most 4 questions per bucket" in text
+    assert "PASS" in text and "LOW POWER: document " in text and "as few as 4 paired questions" in text
     assert len(ElementTree.parse(tmp_path / "j.xml").getroot().findall(".//testcase")) > 0
 
 
@@ -500,6 +517,7 @@ def test_a_task_without_samples_falls_back_alone(
     assert {(c.task, c.metric) for c in result.failures} == {
         ("database", "bucket_07"),
         ("database", "bucket_08"),
+        ("database", "gap"),
     }
 
 

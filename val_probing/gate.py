@@ -35,10 +35,14 @@ Unusable input (different settings or probe hash, a task missing, samples that d
 
 from __future__ import annotations
 
+import difflib
+import hashlib
+import json
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree
@@ -48,10 +52,19 @@ import yaml
 
 from val_probing.buckets import bucket_of
 from val_probing.errors import ValProbingError
-from val_probing.records import FAMILIES, iter_jsonl, write_jsonl, write_text_atomic
-from val_probing.results import SampleScore, TaskResult, display_name
+from val_probing.outputs import check_output_file, writing
+from val_probing.records import FAMILIES, write_text_atomic
+from val_probing.results import (
+    ResultsError,
+    SampleScore,
+    TaskResult,
+    display_name,
+    find_results_files,
+    load_results,
+    load_results_file,
+)
 
-FORMAT = 1
+FORMAT = 2  # 2: the samples file is content-addressed and its sha256 recorded (format 1 is refused)
 # Run settings that must agree between a baseline and a check (read from the results file).
 SETTINGS = (
     "context_length",
@@ -63,7 +76,15 @@ SETTINGS = (
     "probe_version",
     "probe_hash",
 )
-Status = Literal["pass", "fail"]
+Status = Literal["pass", "fail", "low power"]
+
+
+class MetricKind(Enum):
+    """What a compared number is; its value names the tolerance that applies."""
+
+    AVG = "avg"
+    GAP = "gap"
+    BUCKET = "bucket"
 
 
 class GateInputError(ValProbingError):
@@ -72,6 +93,16 @@ class GateInputError(ValProbingError):
 
 # --------------------------------------------------------------------------------------------------
 # Configuration
+
+
+def _number(name: str, value: object, rule: str, ok: Callable[[float], bool]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not ok(float(value)):
+        raise ValueError(f"{name}: expected {rule}, got {value!r}")
+
+
+def _integer(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +115,10 @@ class Tolerances:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise ValueError(f"tolerance {f.name}: expected a number >= 0, got {value!r}")
+            _number(f.name, getattr(self, f.name), "a number >= 0", lambda x: x >= 0)
 
-    def for_metric(self, metric: str) -> float:
-        return self.bucket if metric.startswith("bucket_") else getattr(self, metric)
+    def for_metric(self, kind: MetricKind) -> float:
+        return float(getattr(self, kind.value))
 
     def to_dict(self) -> dict[str, float]:
         return {f.name: float(getattr(self, f.name)) for f in fields(self)}
@@ -97,22 +126,30 @@ class Tolerances:
 
 @dataclass(frozen=True, slots=True)
 class Statistics:
-    """Paired tests: one-sided level ``alpha`` after Holm's correction; resamples for p-values."""
+    """Paired tests: one-sided level ``alpha`` after Holm's correction; resamples for p-values.
+
+    ``min_questions``: a metric is tested (can fail the build) only when every bucket it depends on
+    holds at least this many paired questions (avg: the whole task; a bucket: itself; gap: every
+    bucket). Below that it is reported as ``low power`` and left out of the Holm family, unless
+    ``fail_low_power`` is true.
+    """
 
     alpha: float = 0.05
     resamples: int = 4000
     seed: int = 0
+    min_questions: int = 16
+    fail_low_power: bool = False
 
     def __post_init__(self) -> None:
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha: expected 0 < alpha < 1, got {self.alpha!r}")
-        if isinstance(self.resamples, bool) or not isinstance(self.resamples, int) or self.resamples < 100:
-            raise ValueError(f"resamples: expected an int >= 100, got {self.resamples!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed: expected an int, got {self.seed!r}")
+        _number("alpha", self.alpha, "a number with 0 < alpha < 1", lambda x: 0 < x < 1)
+        _integer("resamples", self.resamples, 100)
+        _integer("seed", self.seed, 0)
+        _integer("min_questions", self.min_questions, 1)
+        if not isinstance(self.fail_low_power, bool):
+            raise ValueError(f"fail_low_power: expected true or false, got {self.fail_low_power!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "resamples": self.resamples, "seed": self.seed}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,23 +240,43 @@ def make_baseline(
 
 # --------------------------------------------------------------------------------------------------
 # Baseline files
+#
+# The YAML and its samples file are one unit. The samples are written first, under a name that
+# carries their content hash (``baseline.samples.<sha256[:12]>.jsonl``), then the YAML, atomically,
+# naming that file and its full sha256. A reader therefore sees the old pair or the new pair, never a
+# mix: until the YAML is replaced it still names the old samples file, which is only removed after.
+# ``read_baseline`` verifies the hash (a mismatch is exit 2).
+
+SAMPLE_FIELDS = ("task", "set_id", "position_id", "n_items", "key", "score")
+_TOP_KEYS = ("format", "model", "created_from", "samples", "samples_sha256", "statistics", "tolerances",
+             "tasks")  # fmt: skip
+_TASK_KEYS = ("settings", "avg", "gap", "n_samples", "buckets", "tolerances")
 
 
-def samples_path_for(path: Path) -> Path:
-    """``baseline.yaml`` -> ``baseline.samples.jsonl`` (beside it)."""
-    return path.with_name(f"{path.stem}.samples.jsonl")
+def samples_path_for(path: Path, sha256: str) -> Path:
+    """``ci/baseline.yaml`` + hash -> ``ci/baseline.samples.<sha256[:12]>.jsonl`` (beside it)."""
+    return path.with_name(f"{path.stem}.samples.{sha256[:12]}.jsonl")
+
+
+def _is_samples_file_of(path: Path, candidate: Path) -> bool:
+    """Whether ``candidate`` is a samples file that ``write_baseline`` may have written for ``path``."""
+    stem = f"{path.stem}.samples."
+    return (
+        candidate.parent == path.parent and candidate.name.startswith(stem) and candidate.suffix == ".jsonl"
+    )
 
 
 def _round(x: float) -> float:
     return round(float(x), 4)
 
 
-def baseline_to_yaml(baseline: Baseline, samples_file: str | None) -> str:
+def baseline_to_yaml(baseline: Baseline, samples_file: str | None, samples_sha256: str | None) -> str:
     data: dict[str, Any] = {
         "format": FORMAT,
         "model": baseline.model,
         "created_from": baseline.created_from,
         "samples": samples_file,
+        "samples_sha256": samples_sha256,
         "statistics": baseline.statistics.to_dict(),
         "tolerances": baseline.tolerances.to_dict(),
         "tasks": {},
@@ -238,7 +295,7 @@ def baseline_to_yaml(baseline: Baseline, samples_file: str | None) -> str:
         data["tasks"][name] = entry
     header = (
         "# val-probing CI baseline: expected scores (x100) of one run; edit tolerances freely.\n"
-        "# Schema: docs/ci-gate.md. Written by `val-probing baseline`.\n"
+        "# Schema: docs/ci-gate.md. Written by `val-probing baseline`. Commit it with the samples file.\n"
     )
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
@@ -247,132 +304,261 @@ def _task_order(task: str) -> tuple[int, str]:
     return (FAMILIES.index(task) if task in FAMILIES else len(FAMILIES), task)  # type: ignore[arg-type]
 
 
+def samples_text(baseline: Baseline) -> str:
+    """The samples file's exact content (one JSON object per question, tasks in family order)."""
+    lines = [
+        json.dumps({"task": name, "set_id": s.set_id, "position_id": s.position_id, "n_items": s.n_items,
+                    "key": s.key, "score": s.score}, ensure_ascii=False, sort_keys=True)
+        for name in sorted(baseline.tasks, key=_task_order)
+        for s in baseline.tasks[name].samples or ()
+    ]  # fmt: skip
+    return "".join(line + "\n" for line in lines)
+
+
+def _previous_samples_file(path: Path) -> Path | None:
+    """The samples file the baseline now at ``path`` names (to remove once it is replaced)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # not a baseline we wrote: nothing of ours to clean up
+    name = data.get("samples") if isinstance(data, dict) else None
+    if not isinstance(name, str) or Path(name).name != name:
+        return None
+    candidate = path.parent / name
+    return candidate if _is_samples_file_of(path, candidate) else None
+
+
 def write_baseline(baseline: Baseline, path: Path) -> list[Path]:
-    """Write the YAML (and the samples beside it when there are any), atomically. Returns the files."""
-    path = Path(path)
-    written = []
-    samples_file: str | None = None
-    if baseline.has_samples:
-        spath = samples_path_for(path)
-        rows = (
-            {"task": name, "set_id": s.set_id, "position_id": s.position_id, "n_items": s.n_items,
-             "key": s.key, "score": s.score}
-            for name in sorted(baseline.tasks, key=_task_order)
-            for s in baseline.tasks[name].samples or ()
-        )  # fmt: skip
-        write_jsonl(spath, rows)
-        samples_file = spath.name
-        written.append(spath)
-    text = baseline_to_yaml(baseline, samples_file)
-    write_text_atomic(path, text)
-    written.insert(0, path)
+    """Write the baseline as one unit (see above). Returns the files written, the YAML first.
+
+    A failure leaves the previous pair as it was and no new file behind (an ``OutputError`` names
+    the path).
+    """
+    path = check_output_file(path, "baseline YAML")
+    previous = _previous_samples_file(path) if path.is_file() else None
+    if not baseline.has_samples:
+        write_text_atomic(path, baseline_to_yaml(baseline, None, None))
+        written = [path]
+    else:
+        text = samples_text(baseline)
+        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        spath = samples_path_for(path, sha)
+        existed = spath.exists()
+        write_text_atomic(spath, text)
+        try:
+            write_text_atomic(path, baseline_to_yaml(baseline, spath.name, sha))
+        except BaseException:
+            if not existed:
+                spath.unlink(missing_ok=True)
+            raise
+        written = [path, spath]
+    if previous is not None and previous not in written:
+        with writing(previous, "old samples file (remove it by hand)"):
+            previous.unlink(missing_ok=True)
     return written
 
 
-def _field(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if name not in obj:
-        raise GateInputError(f"{where}: missing field {name!r}")
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice (YAML would silently keep the last one)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def _check_keys(obj: Mapping[Any, Any], allowed: Sequence[str], where: str) -> None:
+    """Unknown keys are errors naming the key and the closest valid one."""
+    for key in obj:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(allowed)}"
+        raise GateInputError(f"{where}: unknown key {key!r} ({hint})")
+
+
+def _mapping(obj: Mapping[str, Any], name: str, where: str, *, required: bool = True) -> dict[Any, Any]:
+    if name not in obj or obj[name] is None:
+        if required:
+            raise GateInputError(f"{where}: missing field {name!r} (a mapping)")
+        return {}
     value = obj[name]
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        raise GateInputError(f"{where}: field {name!r} has the wrong type ({value!r})")
+    if not isinstance(value, dict):
+        raise GateInputError(f"{where}.{name}: expected a mapping, got {value!r}")
     return value
 
 
-def _tolerances(obj: Any, base: Tolerances, where: str) -> Tolerances:
-    if obj is None:
-        return base
-    if not isinstance(obj, dict):
-        raise GateInputError(f"{where}: 'tolerances' must be a mapping (avg, gap, bucket)")
-    unknown = set(obj) - {"avg", "gap", "bucket"}
-    if unknown:
-        raise GateInputError(f"{where}: unknown tolerances {sorted(unknown)} (expected avg, gap, bucket)")
+def _field(
+    obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str, expected: str
+) -> Any:
+    if name not in obj:
+        raise GateInputError(f"{where}: missing field {name!r} ({expected})")
+    value = obj[name]
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        raise GateInputError(f"{where}.{name}: expected {expected}, got {value!r}")
+    return value
+
+
+def _build(cls: type[Any], obj: Mapping[str, Any], base: Any, where: str) -> Any:
+    """``Tolerances`` / ``Statistics`` from a YAML mapping: known keys only, values checked."""
+    _check_keys(obj, [f.name for f in fields(cls)], where)
     try:
         return replace(base, **obj)
     except ValueError as err:
-        raise GateInputError(f"{where}: {err}") from err
+        raise GateInputError(f"{where}.{err}") from err
 
 
 def read_baseline(path: Path) -> Baseline:
-    """Parse and validate a baseline file (and its samples file); errors name the file and field."""
+    """Parse and validate a baseline file and its samples file; errors name the file and field."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except FileNotFoundError as err:
         raise GateInputError(f"{path}: no such baseline file") from err
+    except IsADirectoryError as err:
+        raise GateInputError(f"{path}: is a folder, not a baseline file") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise GateInputError(f"{path}: cannot read the baseline ({err})") from err
     except yaml.YAMLError as err:
         raise GateInputError(f"{path}: not valid YAML ({err})") from err
     where = str(path)
     if not isinstance(data, dict):
         raise GateInputError(f"{where}: expected a mapping at the top level")
+    if data.get("format") == 1:
+        raise GateInputError(
+            f"{where}: a format-1 baseline (written by an older val-probing, without the samples "
+            f"file's hash); re-create it: val-probing baseline RUN_DIR --out {path}"
+        )
     if data.get("format") != FORMAT:
-        raise GateInputError(f"{where}: field 'format' must be {FORMAT}, got {data.get('format')!r}")
-    stats_obj = data.get("statistics") or {}
-    try:
-        statistics = Statistics(**stats_obj)
-    except (TypeError, ValueError) as err:
-        raise GateInputError(f"{where}: statistics: {err}") from err
-    tolerances = _tolerances(data.get("tolerances"), Tolerances(), where)
-    tasks_obj = _field(data, "tasks", dict, where)
+        raise GateInputError(f"{where}.format: expected {FORMAT}, got {data.get('format')!r}")
+    _check_keys(data, _TOP_KEYS, where)
+    statistics = _build(Statistics, _mapping(data, "statistics", where, required=False), Statistics(),
+                        f"{where}: statistics")  # fmt: skip
+    tolerances = _build(Tolerances, _mapping(data, "tolerances", where, required=False), Tolerances(),
+                        f"{where}: tolerances")  # fmt: skip
+    tasks_obj = _mapping(data, "tasks", where)
     if not tasks_obj:
         raise GateInputError(f"{where}: 'tasks' is empty")
-    samples = _read_baseline_samples(path, data.get("samples"))
+    _check_keys(tasks_obj, FAMILIES, f"{where}: tasks")
+    samples = _read_baseline_samples(path, data)
+    if samples is not None and set(samples) != set(tasks_obj):
+        raise GateInputError(
+            f"{where}: task mismatch: the YAML has tasks {', '.join(sorted(tasks_obj, key=_task_order))} "
+            f"but the samples file has {', '.join(sorted(samples, key=_task_order)) or 'none'} "
+            "(was a task renamed or removed? re-create the baseline)"
+        )
     tasks = {}
     for name, obj in tasks_obj.items():
         tw = f"{where}: tasks.{name}"
         if not isinstance(obj, dict):
-            raise GateInputError(f"{tw}: expected a mapping")
-        settings = _field(obj, "settings", dict, tw)
-        unknown = set(settings) - set(SETTINGS)
-        if unknown:
-            raise GateInputError(f"{tw}.settings: unknown {sorted(unknown)} (known: {', '.join(SETTINGS)})")
-        buckets_obj = _field(obj, "buckets", dict, tw)
-        try:
-            buckets = {int(k): float(v) for k, v in buckets_obj.items()}
-        except (TypeError, ValueError) as err:
-            raise GateInputError(f"{tw}.buckets: expected index: score pairs ({err})") from err
+            raise GateInputError(f"{tw}: expected a mapping, got {obj!r}")
+        _check_keys(obj, _TASK_KEYS, tw)
+        settings = _mapping(obj, "settings", tw)
+        _check_keys(settings, SETTINGS, f"{tw}.settings")
+        buckets_obj = _mapping(obj, "buckets", tw)
+        buckets = {}
+        for k, v in buckets_obj.items():
+            if (
+                isinstance(k, bool)
+                or not isinstance(k, int)
+                or isinstance(v, bool)
+                or not isinstance(v, int | float)
+            ):
+                raise GateInputError(f"{tw}.buckets: expected bucket index: score, got {k!r}: {v!r}")
+            buckets[k] = float(v)
+        n_samples = _field(obj, "n_samples", int, tw, "an integer")
         task_samples = None
         if samples is not None:
-            task_samples = tuple(samples.get(name, ()))
-            if len(task_samples) != obj.get("n_samples"):
+            task_samples = tuple(samples[name])
+            if len(task_samples) != n_samples:
                 raise GateInputError(
-                    f"{tw}: n_samples is {obj.get('n_samples')} but the samples file has "
-                    f"{len(task_samples)} for this task"
+                    f"{tw}: n_samples is {n_samples} but the samples file has {len(task_samples)} "
+                    "for this task"
                 )
         tasks[name] = BaselineTask(
             task=name,
             settings={k: settings.get(k) for k in SETTINGS},
-            avg=float(_field(obj, "avg", (int, float), tw)),
-            gap=float(_field(obj, "gap", (int, float), tw)),
+            avg=float(_field(obj, "avg", (int, float), tw, "a number")),
+            gap=float(_field(obj, "gap", (int, float), tw, "a number")),
             buckets=buckets,
-            n_samples=int(_field(obj, "n_samples", int, tw)),
-            tolerances=_tolerances(obj.get("tolerances"), tolerances, tw),
+            n_samples=n_samples,
+            tolerances=_build(Tolerances, _mapping(obj, "tolerances", tw, required=False), tolerances,
+                              f"{tw}.tolerances"),
             samples=task_samples,
-        )
+        )  # fmt: skip
+    created_from = data.get("created_from")
+    if created_from is not None and not isinstance(created_from, str):
+        raise GateInputError(f"{where}.created_from: expected text, got {created_from!r}")
     return Baseline(
-        model=str(_field(data, "model", str, where)),
+        model=str(_field(data, "model", str, where, "the model name")),
         tasks=tasks,
         statistics=statistics,
         tolerances=tolerances,
-        created_from=str(data.get("created_from") or ""),
+        created_from=created_from or "",
     )
 
 
-def _read_baseline_samples(path: Path, name: object) -> dict[str, list[SampleScore]] | None:
+def _read_baseline_samples(path: Path, data: Mapping[str, Any]) -> dict[str, list[SampleScore]] | None:
+    name, sha = data.get("samples"), data.get("samples_sha256")
     if name is None:
+        if sha is not None:
+            raise GateInputError(f"{path}: 'samples_sha256' is set but 'samples' is null")
         return None
-    if not isinstance(name, str):
-        raise GateInputError(f"{path}: field 'samples' must be a file name or null")
+    if not isinstance(name, str) or Path(name).name != name:
+        raise GateInputError(f"{path}.samples: expected a file name beside the YAML or null, got {name!r}")
+    if not isinstance(sha, str):
+        raise GateInputError(f"{path}.samples_sha256: expected the samples file's sha256, got {sha!r}")
     spath = path.parent / name
-    if not spath.is_file():
-        raise GateInputError(f"{path}: samples file {spath} is missing (set 'samples: null' to go without)")
+    try:
+        raw = spath.read_bytes()
+    except FileNotFoundError as err:
+        raise GateInputError(
+            f"{path}: samples file {spath} is missing (commit it with the YAML, or set "
+            "'samples: null' and 'samples_sha256: null' to go without)"
+        ) from err
+    except OSError as err:
+        raise GateInputError(f"{spath}: cannot read the baseline samples ({err.strerror or err})") from err
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != sha:
+        raise GateInputError(
+            f"{spath}: does not match its baseline {path} (sha256 {actual[:12]}..., the YAML records "
+            f"{sha[:12]}...): the pair is mixed or edited; re-create the baseline"
+        )
     out: dict[str, list[SampleScore]] = defaultdict(list)
-    for lineno, obj in iter_jsonl(spath):
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise GateInputError(f"{spath}: not UTF-8 text ({err.reason})") from err
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        at = f"{spath}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise GateInputError(f"{at}: malformed JSON ({err.msg})") from err
+        if not isinstance(obj, dict):
+            raise GateInputError(f"{at}: expected a JSON object")
+        _check_keys(obj, SAMPLE_FIELDS, at)
+        missing = [f for f in SAMPLE_FIELDS if f not in obj]
+        if missing:
+            raise GateInputError(f"{at}: missing field {missing[0]!r}")
         try:
             out[str(obj["task"])].append(
                 SampleScore(obj["set_id"], obj["position_id"], obj["n_items"], str(obj["key"]), obj["score"])
             )
-        except (KeyError, TypeError, ValueError) as err:
-            raise GateInputError(f"{spath}:{lineno}: bad sample ({err!r})") from err
+        except (TypeError, ValueError) as err:
+            raise GateInputError(f"{at}: bad sample ({err})") from err
     return dict(out)
 
 
@@ -385,15 +571,18 @@ class MetricCheck:
     """One compared number. ``change`` is signed so that positive = worse (drop, or gap rise)."""
 
     task: str
-    metric: str  # "avg", "gap" or "bucket_NN"
+    metric: str  # its name: "avg", "gap" or "bucket_NN" (see metric_name)
+    kind: MetricKind
     baseline: float
     current: float
     change: float
     tolerance: float
-    method: str  # "McNemar exact", "sign-flip", "paired bootstrap" or "tolerance"
+    method: str  # "McNemar exact", "sign-flip", "permutation", ... or "tolerance"
     p_value: float | None = None
-    p_adjusted: float | None = None
+    p_adjusted: float | None = None  # None: not in the Holm family (low power, or tolerance only)
     status: Status = "pass"
+    questions: int | None = None  # fewest paired questions in a bucket it depends on (avg: all)
+    floor_dropped: bool = True  # gap: whether the run's lowest bucket is below the baseline's
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,31 +685,48 @@ def _weights(p: _Paired, bucket: int | None) -> np.ndarray:
     return np.where(sample_bucket == bucket, w, 0.0)
 
 
+EXACT_MAX = 12  # up to this many changed questions, p-values enumerate all 2**n swaps exactly
+
+
+def _swap_masks(n: int) -> np.ndarray:
+    """Every subset of ``n`` questions as 0/1 rows, shape (2**n, n): the exact permutation set."""
+    return ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
+
+
+def _random_masks(rng: np.random.Generator, resamples: int, n: int) -> Iterator[np.ndarray]:
+    """``resamples`` random 0/1 swap rows of length ``n``, in chunks of bounded memory."""
+    chunk = max(1, 2_000_000 // max(1, n))
+    done = 0
+    while done < resamples:
+        rows = min(chunk, resamples - done)
+        yield rng.integers(0, 2, size=(rows, n)).astype(np.float64)
+        done += rows
+
+
 def sign_flip_p(
     terms: np.ndarray, rng: np.random.Generator, resamples: int, *, binary: bool = True
 ) -> tuple[float, str]:
     """One-sided p-value of ``sum(terms)`` being this low if each term's sign were a coin flip.
 
-    When every non-zero term has the same size the exact binomial tail is returned (for 0/1 scores
-    that is McNemar's exact test); otherwise ``resamples`` random sign flips, with the +1 correction.
+    A term is one question's weighted paired difference; swapping the two runs' outcomes of a
+    question flips its sign, so this is the paired permutation test of a linear metric. When every
+    non-zero term has the same size the exact binomial tail is returned (for 0/1 scores that is
+    McNemar's exact test); with at most :data:`EXACT_MAX` changed questions all sign patterns are
+    enumerated; otherwise ``resamples`` random sign flips, with the (k + 1) / (n + 1) correction.
     """
     nz = terms[terms != 0]
     if nz.size == 0:
         return 1.0, "no change"
     size = np.abs(nz)
+    observed = nz.sum() + 1e-12 * size.sum()
     if np.allclose(size, size[0], rtol=1e-9, atol=0):
         m, k = nz.size, int((nz < 0).sum())  # p = P(Binom(m, 1/2) >= k)
         tail = sum(math.comb(m, j) for j in range(k, m + 1))
         return min(1.0, tail / 2**m), "McNemar exact" if binary else "sign test (exact)"
-    observed = nz.sum()
-    hits = 0
-    done = 0
-    chunk = max(1, 2_000_000 // nz.size)
-    while done < resamples:
-        rows = min(chunk, resamples - done)
-        signs = rng.integers(0, 2, size=(rows, nz.size)) * 2 - 1
-        hits += int(((signs * size).sum(axis=1) <= observed + 1e-12).sum())
-        done += rows
+    if nz.size <= EXACT_MAX:
+        sums = (1 - 2 * _swap_masks(nz.size)) @ size
+        return float((sums <= observed).mean()), "sign-flip (exact)"
+    hits = sum(int((((1 - 2 * m) @ size) <= observed).sum()) for m in _random_masks(rng, resamples, nz.size))
     return (1 + hits) / (1 + resamples), "sign-flip"
 
 
@@ -529,41 +735,38 @@ def _bucket_matrix(p: _Paired) -> np.ndarray:
     return np.stack([_weights(p, b) for b in sorted(p.bucket_sets)], axis=1)
 
 
-def _gaps(scores: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Gap (x1) of scores (n,) or rows of scores (k, n)."""
-    means = scores @ matrix
+def _spread(means: np.ndarray) -> np.ndarray:
     return means.max(axis=-1) - means.min(axis=-1)
 
 
-def gap_bootstrap_p(p: _Paired, rng: np.random.Generator, resamples: int) -> float:
-    """One-sided p-value of "the gap grew": paired bootstrap within cells (+1 correction).
+def gap_permutation_p(p: _Paired, rng: np.random.Generator, resamples: int) -> tuple[float, str]:
+    """One-sided p-value of "the gap grew": the paired permutation test of the gap difference.
 
-    Every resample redraws, with replacement, the questions of each set-bucket cell (the same
-    questions for both runs) and recomputes both gaps as summarize does: cell means, then the mean
-    over sets per bucket, then max - min.
+    Under "no change" the two outcomes of each question are exchangeable, so swapping them for any
+    subset of questions gives an equally likely pair of runs. The statistic is
+    ``gap(run) - gap(baseline)``, computed as summarize does (cell means, the mean over sets per
+    bucket, max - min). Only questions whose outcomes differ move it: with at most
+    :data:`EXACT_MAX` of them every subset is enumerated (exact p-value), otherwise ``resamples``
+    random subsets with the (k + 1) / (n + 1) correction. Either way the test's size is at most its
+    level at any run size, unlike a bootstrap.
     """
-    order = np.argsort(p.cell, kind="stable")
-    starts = np.concatenate(([0], np.cumsum(p.cell_size)[:-1]))
-    slot_start = starts[p.cell[order]]
-    slot_size = p.cell_size[p.cell[order]]
-    both = np.stack([p.old[order], p.new[order]])  # (2, n), cells contiguous
-    buckets = sorted(p.bucket_sets)
-    column = {b: j for j, b in enumerate(buckets)}
-    to_bucket = np.zeros((p.cell_size.size, len(buckets)))  # cell means -> bucket means
-    for c, b in enumerate(p.cell_bucket):
-        to_bucket[c, column[int(b)]] = 1.0 / p.bucket_sets[int(b)]
-    hits = 0
-    done = 0
-    chunk = max(1, 2_000_000 // max(1, order.size))
-    while done < resamples:
-        rows = min(chunk, resamples - done)
-        picks = slot_start + rng.integers(0, slot_size, size=(rows, order.size))
-        cell_means = np.add.reduceat(both[:, picks], starts, axis=2) / p.cell_size
-        means = cell_means @ to_bucket  # (2, rows, buckets)
-        gaps = means.max(axis=-1) - means.min(axis=-1)
-        hits += int((gaps[1] - gaps[0] <= 1e-12).sum())
-        done += rows
-    return (1 + hits) / (1 + resamples)
+    matrix = _bucket_matrix(p)
+    old_means, new_means = p.old @ matrix, p.new @ matrix
+    changed = np.flatnonzero(p.old != p.new)
+    if changed.size == 0:
+        return 1.0, "no change"
+    # swapping question i moves the run's bucket means by shift_i and the baseline's by -shift_i
+    shift = matrix[changed] * (p.old - p.new)[changed, None]
+    observed = float(_spread(new_means) - _spread(old_means)) - 1e-12
+
+    def stats(masks: np.ndarray) -> np.ndarray:
+        moved = masks @ shift
+        return _spread(new_means + moved) - _spread(old_means - moved)
+
+    if changed.size <= EXACT_MAX:
+        return float((stats(_swap_masks(changed.size)) >= observed).mean()), "permutation (exact)"
+    hits = sum(int((stats(m) >= observed).sum()) for m in _random_masks(rng, resamples, changed.size))
+    return (1 + hits) / (1 + resamples), "permutation"
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -584,34 +787,54 @@ def resamples_for(stats: Statistics, n_tests: int) -> int:
     A Monte Carlo p-value is never below ``1 / (resamples + 1)``; after Holm the smallest one is
     multiplied by the number of tests, so too few resamples could make a clear drop unfailable.
     """
-    return max(stats.resamples, math.ceil(10 * n_tests / stats.alpha))
+    return max(stats.resamples, math.ceil(10 * max(1, n_tests) / stats.alpha))
 
 
-def _paired_checks(
-    name: str, t: BaselineTask, r: TaskResult, resamples: int, rng: np.random.Generator
-) -> list[MetricCheck]:
-    assert t.samples is not None
-    n_buckets = int(t.settings.get("n_buckets") or r.summary.n_buckets)
-    p = _pair(name, t.samples, r.samples, n_buckets)
-    diff = p.new - p.old
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """One metric of one paired task, before its p-value: what it needs and whether it is tested."""
+
+    task: str
+    kind: MetricKind
+    bucket: int | None
+    questions: int  # the fewest paired questions in a bucket it depends on (avg: the whole task)
+    tested: bool  # in the Holm family (can fail the build)
+
+
+def _plan(name: str, p: _Paired, stats: Statistics) -> list[_Planned]:
+    per_bucket = {b: int(n) for b, n in enumerate(np.bincount(p.cell_bucket[p.cell])) if n}
+    rows = [(MetricKind.AVG, None, int(p.old.size))]
+    rows += [(MetricKind.BUCKET, b, per_bucket[b]) for b in sorted(p.bucket_sets)]
+    rows.append((MetricKind.GAP, None, min(per_bucket.values())))
+    return [
+        _Planned(name, kind, b, n, stats.fail_low_power or n >= stats.min_questions) for kind, b, n in rows
+    ]
+
+
+def metric_name(kind: MetricKind, bucket: int | None = None) -> str:
+    """The metric's name in every output: ``avg``, ``gap`` or ``bucket_NN``."""
+    return f"bucket_{bucket:02d}" if kind is MetricKind.BUCKET else kind.value
+
+
+def _paired_check(
+    plan: _Planned, t: BaselineTask, p: _Paired, rng: np.random.Generator, resamples: int
+) -> MetricCheck:
+    tolerance = t.tolerances.for_metric(plan.kind)
+    name = metric_name(plan.kind, plan.bucket)
+    if plan.kind is MetricKind.GAP:
+        matrix = _bucket_matrix(p)
+        old_means, new_means = p.old @ matrix, p.new @ matrix
+        old, new = float(_spread(old_means)) * 100, float(_spread(new_means)) * 100
+        pv, method = gap_permutation_p(p, rng, resamples)
+        floor_dropped = bool(new_means.min() < old_means.min() - 1e-12)
+        return MetricCheck(plan.task, name, plan.kind, old, new, new - old, tolerance, method, pv,
+                           questions=plan.questions, floor_dropped=floor_dropped)  # fmt: skip
     binary = bool(np.isin(p.old, (0.0, 1.0)).all() and np.isin(p.new, (0.0, 1.0)).all())
-    checks = []
-    for metric, bucket in [("avg", None), *((f"bucket_{b:02d}", b) for b in sorted(p.bucket_sets))]:
-        w = _weights(p, bucket)
-        pv, method = sign_flip_p(w * diff, rng, resamples, binary=binary)
-        old, new = float(w @ p.old) * 100, float(w @ p.new) * 100
-        checks.append(
-            MetricCheck(name, metric, old, new, old - new, t.tolerances.for_metric(metric), method, pv)
-        )
-    matrix = _bucket_matrix(p)
-    old_gap, new_gap = float(_gaps(p.old, matrix)) * 100, float(_gaps(p.new, matrix)) * 100
-    gp = gap_bootstrap_p(p, rng, resamples)
-    checks.append(
-        MetricCheck(
-            name, "gap", old_gap, new_gap, new_gap - old_gap, t.tolerances.gap, "paired bootstrap", gp
-        )
-    )
-    return checks
+    w = _weights(p, plan.bucket)
+    pv, method = sign_flip_p(w * (p.new - p.old), rng, resamples, binary=binary)
+    old, new = float(w @ p.old) * 100, float(w @ p.new) * 100
+    return MetricCheck(plan.task, name, plan.kind, old, new, old - new, tolerance, method, pv,
+                       questions=plan.questions)  # fmt: skip
 
 
 def _tolerance_checks(name: str, t: BaselineTask, r: TaskResult) -> list[MetricCheck]:
@@ -622,67 +845,70 @@ def _tolerance_checks(name: str, t: BaselineTask, r: TaskResult) -> list[MetricC
             f"{name}: buckets differ (baseline {sorted(t.buckets)}, run {sorted(now)}); "
             "are the runs of the same probes?"
         )
-    rows = [("avg", t.avg, s.avg, t.avg - s.avg), ("gap", t.gap, s.gap, s.gap - t.gap)]
-    rows += [(f"bucket_{i:02d}", t.buckets[i], now[i], t.buckets[i] - now[i]) for i in sorted(now)]
+    rows = [
+        (MetricKind.AVG, None, t.avg, s.avg, t.avg - s.avg),
+        (MetricKind.GAP, None, t.gap, s.gap, s.gap - t.gap),
+    ]
+    rows += [(MetricKind.BUCKET, i, t.buckets[i], now[i], t.buckets[i] - now[i]) for i in sorted(now)]
     return [
-        MetricCheck(name, m, old, new, change, t.tolerances.for_metric(m), "tolerance",
-                    status="fail" if change > t.tolerances.for_metric(m) + 1e-9 else "pass")
-        for m, old, new, change in rows
+        MetricCheck(name, metric_name(kind, b), kind, old, new, change, t.tolerances.for_metric(kind),
+                    "tolerance", status="fail" if change > t.tolerances.for_metric(kind) + 1e-9 else "pass")
+        for kind, b, old, new, change in rows
     ]  # fmt: skip
 
 
-def questions_needed(n_tests: int, alpha: float) -> int:
-    """Fewest paired questions a bucket needs so that, if ALL of them got worse, it could fail.
-
-    The smallest exact one-sided p-value of n questions is 2**-n; Holm multiplies the smallest
-    p-value by the number of tests.
-    """
-    return math.ceil(math.log2(n_tests / alpha) + 1e-12)
-
-
-def _power_notes(baseline: Baseline, tasks: Sequence[str], n_tests: int) -> list[str]:
-    need = questions_needed(n_tests, baseline.statistics.alpha)
+def _low_power_notes(checks: Sequence[MetricCheck], stats: Statistics) -> list[str]:
     notes = []
-    for name in tasks:
-        t = baseline.tasks[name]
-        n_buckets = int(t.settings.get("n_buckets") or len(t.buckets))
-        counts: dict[int, int] = defaultdict(int)
-        for s in t.samples or ():
-            counts[bucket_of(s.position_id, s.n_items, n_buckets)] += 1
-        largest = max(counts.values(), default=0)
-        if largest < need:
-            notes.append(
-                f"LOW POWER: {name} has at most {largest} questions per bucket; a bucket needs {need} "
-                f"to be able to fail on its own at this alpha and number of tests, so only its avg and "
-                "gap can fail (use more sets or positions for bucket-level sensitivity)"
-            )
+    by_task: dict[str, list[MetricCheck]] = defaultdict(list)
+    for c in checks:
+        if c.status == "low power":
+            by_task[c.task].append(c)
+    for task, low in by_task.items():
+        fewest = min(c.questions or 0 for c in low)
+        notes.append(
+            f"LOW POWER: {task} {', '.join(c.metric for c in low)}: as few as {fewest} paired questions "
+            f"per bucket (< min_questions {stats.min_questions}), too few to test at alpha "
+            f"{stats.alpha} with useful power: reported, not failing (statistics.fail_low_power: true "
+            "in the baseline or check --fail-low-power to fail on them; more sets or positions to test them)"
+        )
     return notes
 
 
-def _compare(baseline: Baseline, current: Mapping[str, TaskResult]) -> tuple[list[MetricCheck], list[str]]:
+def _compare(
+    baseline: Baseline, current: Mapping[str, TaskResult], stats: Statistics
+) -> tuple[list[MetricCheck], list[str]]:
     """Paired tests for tasks with samples on both sides (Holm over all of them), tolerances otherwise."""
     order = sorted(baseline.tasks, key=_task_order)
     with_samples = [n for n in order if baseline.tasks[n].samples is not None and current[n].has_samples]
     notes = []
     checks: list[MetricCheck] = []
     if with_samples:
-        n_tests = sum(len(baseline.tasks[n].buckets) + 2 for n in with_samples)
-        resamples = resamples_for(baseline.statistics, n_tests)
-        rng = np.random.default_rng(baseline.statistics.seed)
+        paired = {}
         for name in with_samples:
-            checks += _paired_checks(name, baseline.tasks[name], current[name], resamples, rng)
-        adjusted = holm([c.p_value for c in checks if c.p_value is not None])
-        alpha = baseline.statistics.alpha
-        checks = [
-            replace(c, p_adjusted=q, status="fail" if q < alpha and c.change >= c.tolerance else "pass")
-            for c, q in zip(checks, adjusted, strict=True)
-        ]
+            t = baseline.tasks[name]
+            n_buckets = int(t.settings.get("n_buckets") or current[name].summary.n_buckets)
+            paired[name] = _pair(name, t.samples or (), current[name].samples, n_buckets)
+        plans = [plan for name in with_samples for plan in _plan(name, paired[name], stats)]
+        family = [plan.tested for plan in plans]
+        resamples = resamples_for(stats, sum(family))
+        rng = np.random.default_rng(stats.seed)
+        checks = [_paired_check(plan, baseline.tasks[plan.task], paired[plan.task], rng, resamples)
+                  for plan in plans]  # fmt: skip
+        adjusted = iter(holm([c.p_value or 1.0 for c, tested in zip(checks, family, strict=True) if tested]))
+        alpha = stats.alpha
+        for i, (c, tested) in enumerate(zip(checks, family, strict=True)):
+            if not tested:
+                checks[i] = replace(c, status="low power")
+                continue
+            q = next(adjusted)
+            failed = q < alpha and c.change >= c.tolerance and c.floor_dropped
+            checks[i] = replace(c, p_adjusted=q, status="fail" if failed else "pass")
         notes.append(
             f"paired tests on matched samples of {', '.join(with_samples)}: one-sided, Holm-corrected "
-            f"over {len(checks)} tests at alpha {alpha}; a metric fails when significant AND worse by at "
-            "least its tolerance"
+            f"over {sum(family)} tests at alpha {alpha}; a metric fails when significant AND worse by at "
+            "least its tolerance (gap: and the run's lowest bucket is below the baseline's)"
         )
-        notes += _power_notes(baseline, with_samples, len(checks))
+        notes += _low_power_notes(checks, stats)
     for name in order:
         if name in with_samples:
             continue
@@ -698,9 +924,16 @@ def _compare(baseline: Baseline, current: Mapping[str, TaskResult]) -> tuple[lis
 
 
 def check(
-    baseline: Baseline, results: Sequence[TaskResult], *, ignore: frozenset[str] = frozenset()
+    baseline: Baseline,
+    results: Sequence[TaskResult],
+    *,
+    ignore: frozenset[str] = frozenset(),
+    fail_low_power: bool = False,
 ) -> GateResult:
-    """Compare a run with a baseline (see the module docstring). Raises GateInputError when unusable."""
+    """Compare a run with a baseline (see the module docstring). Raises GateInputError when unusable.
+
+    ``fail_low_power`` tests (and may fail on) low-power metrics too, as ``statistics.fail_low_power``.
+    """
     if not results:
         raise GateInputError("the run has no VAL results")
     model = _one_model(results, "the run")
@@ -723,11 +956,40 @@ def check(
     extra = sorted(set(current) - set(baseline.tasks))
     if extra:
         notes.append(f"not in the baseline, not checked: {', '.join(extra)}")
-    checks, more_notes = _compare(baseline, current)
+    stats = baseline.statistics
+    if fail_low_power:
+        stats = replace(stats, fail_low_power=True)
+    checks, more_notes = _compare(baseline, current, stats)
     notes += more_notes
     paired = all(c.method != "tolerance" for c in checks)
-    return GateResult(model, tuple(checks), paired, baseline.statistics.alpha,
-                      tuple(notes))  # fmt: skip
+    return GateResult(model, tuple(checks), paired, stats.alpha, tuple(notes))
+
+
+def load_run(run_dir: Path, model: str | None, baseline: Baseline) -> list[TaskResult]:
+    """The run to check: one model's latest results under ``run_dir``.
+
+    A task of the baseline that a folder scan skipped (say, its samples file is empty) is reported
+    with its real cause, not as "missing": its results file is read again strictly.
+    """
+    results = _read_run(run_dir)
+    if model is not None:
+        results = [r for r in results if r.model == model]
+        if not results:
+            raise GateInputError(f"{run_dir}: no results for model {model!r}")
+    if set(baseline.tasks) - {r.task for r in results}:
+        for source in sorted({r.source for r in results}):
+            load_results_file(source, n_boot=10, strict=True)  # raises the cause, naming file and line
+    return results
+
+
+def _read_run(run_dir: Path) -> list[TaskResult]:
+    try:
+        return load_results([run_dir], n_boot=200)
+    except ResultsError:
+        if Path(run_dir).is_dir():  # a scan skipped every file: say why, from the newest one
+            for file in reversed(find_results_files(Path(run_dir))):
+                load_results_file(file, n_boot=10, strict=True)
+        raise
 
 
 # --------------------------------------------------------------------------------------------------
@@ -745,16 +1007,17 @@ def _delta(c: MetricCheck) -> str:
 def _rows(result: GateResult, only_interesting: bool) -> list[list[str]]:
     rows = []
     for c in result.checks:
-        if only_interesting and c.metric.startswith("bucket_") and c.status == "pass" and c.change <= 0:
+        if only_interesting and c.kind is MetricKind.BUCKET and c.status != "fail" and c.change <= 0:
             continue
         rows.append([
             c.task, c.metric, f"{c.baseline:.1f}", f"{c.current:.1f}", _delta(c),
             f"{c.tolerance:.1f}", _p(c.p_adjusted), c.method,
-            "FAIL" if c.status == "fail" else "ok",
+            _STATUS_TEXT[c.status],
         ])  # fmt: skip
     return rows
 
 
+_STATUS_TEXT: dict[Status, str] = {"pass": "ok", "fail": "FAIL", "low power": "low power"}
 _HEAD = ["task", "metric", "baseline", "run", "delta", "tol", "p (Holm)", "method", "status"]
 
 
@@ -803,11 +1066,14 @@ def junit_xml(result: GateResult) -> str:
             failures=str(sum(c.status == "fail" for c in checks)),
         )  # fmt: skip
         for c in checks:
+            low = c.status == "low power"
             case = ElementTree.SubElement(suite, "testcase", classname=f"val_probing.{task}", name=c.metric)
             detail = (
                 f"baseline {c.baseline:.2f}, run {c.current:.2f}, worse by {c.change:.2f} (tolerance "
                 f"{c.tolerance:.2f}); {c.method}"
-                + (f", p={c.p_value:.3g}, Holm p={c.p_adjusted:.3g}" if c.p_adjusted is not None else "")
+                + (f", p={c.p_value:.3g}" if c.p_value is not None else "")
+                + (f", Holm p={c.p_adjusted:.3g}" if c.p_adjusted is not None else "")
+                + (f"; LOW POWER ({c.questions} questions per bucket): not tested" if low else "")
             )
             if c.status == "fail":
                 ElementTree.SubElement(case, "failure", message=f"{task}/{c.metric} regressed").text = detail

@@ -10,7 +10,8 @@ HELP = "record one model's VAL run (lm-eval output) as the baseline for `val-pro
 EPILOG = """\
 RUN_DIR is what lm_eval wrote with --output_path (or the <model> folder below it, or one
 results_*.json); the latest results file is used. Run lm_eval with --log_samples: the per-sample
-scores are kept beside the YAML (BASELINE.samples.jsonl) so `check` can run paired tests.
+scores are kept beside the YAML (BASELINE.samples.<hash>.jsonl, its sha256 recorded in the YAML)
+so `check` can run paired tests: commit both files. The pair is replaced as one unit.
 
 examples:
   # the embedded model on a slice big enough for bucket-level tests (16 questions per bucket)
@@ -52,20 +53,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resamples",
         type=int,
         default=stats.resamples,
-        help=f"resamples for randomisation/bootstrap p-values (default {stats.resamples})",
+        help=f"resamples for Monte Carlo permutation p-values (default {stats.resamples})",
+    )
+    parser.add_argument(
+        "--min-questions",
+        type=int,
+        default=stats.min_questions,
+        help="paired questions per bucket a metric needs to be tested (fewer: reported as low power, "
+        f"not failing; default {stats.min_questions})",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
     from val_probing.gate import Statistics, Tolerances, make_baseline, write_baseline
+    from val_probing.outputs import check_output_file
     from val_probing.results import load_results
 
     try:
         tolerances = Tolerances(args.avg_tolerance, args.gap_tolerance, args.bucket_tolerance)
-        statistics = Statistics(alpha=args.alpha, resamples=args.resamples)
+        statistics = Statistics(alpha=args.alpha, resamples=args.resamples, min_questions=args.min_questions)
     except ValueError as err:
-        raise ValProbingError(str(err)) from err
+        raise ValProbingError(f"bad option: {err}") from err
+    check_output_file(args.out, "baseline YAML")  # before the work: a folder or read-only path is exit 2
     results = load_results([args.run_dir], n_boot=200)
     if args.model is not None:
         results = [r for r in results if r.model == args.model]

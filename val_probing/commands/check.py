@@ -1,4 +1,4 @@
-"""``val-probing check``: gate a run against a baseline. Exit 0 pass, 1 regression, 2 unusable input."""
+"""``val-probing check``: gate a run against a baseline. Exit 0 pass, 1 regression, 2 unusable in or out."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from val_probing.records import write_text_atomic
 HELP = "compare a VAL run with a baseline (paired tests per bucket); exit 1 on a regression"
 
 EPILOG = """\
-exit status: 0 no regression, 1 regression, 2 unusable input (settings, probe hash or tasks that
-differ from the baseline, unreadable files). A check never passes silently: without per-sample
-scores it falls back to tolerances and says so.
+exit status: 0 no regression, 1 regression, 2 unusable input or output (settings, probe hash or
+tasks that differ from the baseline, unreadable or mismatched files, an output path that cannot be
+written). A check never passes silently: without per-sample scores it falls back to tolerances and
+says so; metrics whose buckets are too small to test are marked 'low power' and do not fail unless
+--fail-low-power (or statistics.fail_low_power in the baseline) asks for it.
 
 examples:
   val-probing check runs/pr --baseline ci/val-baseline.yaml
@@ -39,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SETTING",
         help="a setting allowed to differ (limit, probe_hash, ...); repeatable; model: no model note",
     )
+    parser.add_argument(
+        "--fail-low-power",
+        action="store_true",
+        help="also fail on metrics whose buckets hold fewer than the baseline's statistics.min_questions "
+        "questions (by default they are reported as 'low power' and do not fail)",
+    )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -46,25 +54,33 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from val_probing.errors import ValProbingError
-    from val_probing.gate import check, format_markdown, format_table, junit_xml, read_baseline
-    from val_probing.results import load_results
+    from val_probing.gate import check, format_markdown, format_table, junit_xml, load_run, read_baseline
+    from val_probing.outputs import check_output_file, writing
+
+    # every output path is checked before the work starts: a check never prints PASS and then fails
+    summary_env = os.environ.get("GITHUB_STEP_SUMMARY")
+    summary = Path(summary_env) if summary_env else None
+    markdown_path = args.markdown
+    if markdown_path is not None and summary is not None and _same_file(markdown_path, summary):
+        markdown_path = None  # --markdown "$GITHUB_STEP_SUMMARY": appended once, below
+    for path, what in ((markdown_path, "Markdown summary"), (args.junit, "JUnit XML"),
+                       (summary, "GitHub step summary ($GITHUB_STEP_SUMMARY)")):  # fmt: skip
+        if path is not None:
+            check_output_file(path, what)
 
     baseline = read_baseline(args.baseline)
-    results = load_results([args.run_dir], n_boot=200)
-    if args.model is not None:
-        results = [r for r in results if r.model == args.model]
-        if not results:
-            raise ValProbingError(f"{args.run_dir}: no results for model {args.model!r}")
-    result = check(baseline, results, ignore=frozenset(args.ignore))
-    print(format_table(result))
+    results = load_run(args.run_dir, args.model, baseline)
+    result = check(baseline, results, ignore=frozenset(args.ignore), fail_low_power=args.fail_low_power)
     markdown = format_markdown(result)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if args.markdown is not None and not (summary and _same_file(args.markdown, Path(summary))):
-        write_text_atomic(args.markdown, markdown)
-    if summary:  # --markdown "$GITHUB_STEP_SUMMARY" lands here too: appended once, earlier steps kept
-        with open(summary, "a", encoding="utf-8") as handle:  # appended, as GitHub expects
+    if markdown_path is not None:
+        write_text_atomic(markdown_path, markdown)
+    if summary is not None:  # appended, as GitHub expects: earlier steps' summaries are kept
+        with (
+            writing(summary, "GitHub step summary ($GITHUB_STEP_SUMMARY)"),
+            summary.open("a", encoding="utf-8") as handle,
+        ):
             handle.write(markdown)
     if args.junit is not None:
         write_text_atomic(args.junit, junit_xml(result))
+    print(format_table(result))  # last: every output is written, so the verdict is the exit status
     return 0 if result.passed else 1
