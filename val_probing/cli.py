@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "build": "build",
     "score": "score",
     "tasks-path": "tasks_path",
+    "register": "register",
+    "unregister": "unregister",
     "eval": "eval",
     "demo": "demo",
     "plot": "plot",
