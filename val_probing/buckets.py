@@ -12,7 +12,8 @@ The numbers (all x100, as in the paper's Table 1):
 4. ``avg`` is the mean of the bucket means, ``gap`` is max - min of the bucket means.
 5. ``ci`` / ``avg_ci`` are 95% percentile-bootstrap intervals: each resample redraws the samples of
    every cell with replacement (sets and buckets stay fixed, so the interval reflects which
-   questions were asked, for these contexts), then recomputes 2-4.
+   questions were asked, for these contexts), then recomputes 2-4. ``n_boot=None`` computes no
+   bootstrap: every ``ci`` and ``avg_ci`` is then ``(nan, nan)`` ("not computed").
 
 Two modes:
 
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["default", "reference"]
 MODES: tuple[Mode, ...] = get_args(Mode)
 CI_LEVEL = 0.95
+_NO_CI = (float("nan"), float("nan"))
 _CHUNK = 4_000_000  # bootstrap draws held in memory at once (32 MB of int64)
 
 
@@ -234,10 +236,12 @@ def summarize(
     *,
     n_buckets: int,
     mode: Mode = "default",
-    n_boot: int = 1000,
+    n_boot: int | None = 1000,
     seed: int = 0,
 ) -> Summary:
     """Bucket the samples and compute the curve, avg, gap and bootstrap CIs (x100).
+
+    ``n_boot=None``: no bootstrap, the CIs are NaN (the point estimates and std are unchanged).
 
     ``mode="reference"`` drops the last position of every bucket, as the authors' plot.py does;
     skip-listed rows must already be left out by the caller. See the module docstring.
@@ -245,7 +249,8 @@ def summarize(
     if mode not in MODES:
         raise ValueError(f"mode: {mode!r} is not one of {MODES}")
     _check_int("n_buckets", n_buckets, 1)
-    _check_int("n_boot", n_boot, 1)
+    if n_boot is not None:
+        _check_int("n_boot", n_boot, 1)
     cells, n_sets, n_used = _group(samples, n_buckets, mode)
     per_bucket = _point_estimates(cells, n_buckets)
     present = sorted(per_bucket)
@@ -260,7 +265,13 @@ def summarize(
     partial = [b for b in present if len(per_bucket[b]) < n_sets]
     if partial:
         log.warning("buckets %s lack samples in some of the %d sets", partial, n_sets)
-    boot_buckets, boot_avg = _bootstrap(cells, present, n_boot, seed)
+    if n_boot is not None:
+        boot_buckets, boot_avg = _bootstrap(cells, present, n_boot, seed)
+        bucket_cis = [_interval(boot_buckets[:, j]) for j in range(len(present))]
+        avg_ci = _interval(boot_avg)
+    else:
+        bucket_cis = [_NO_CI] * len(present)
+        avg_ci = _NO_CI
     counts: dict[int, int] = defaultdict(int)
     for (_set_id, bucket), scores in zip(cells.keys, cells.scores, strict=True):
         counts[bucket] += len(scores)
@@ -270,7 +281,7 @@ def summarize(
             index=b,
             mean=mean * 100,
             std=float(np.std(np.array(per_bucket[b]))) * 100,
-            ci=_interval(boot_buckets[:, j]),
+            ci=bucket_cis[j],
             n=counts[b],
             n_sets=len(per_bucket[b]),
         )
@@ -279,7 +290,7 @@ def summarize(
     return Summary(
         buckets=stats,
         avg=sum(means) / len(means) * 100,
-        avg_ci=_interval(boot_avg),
+        avg_ci=avg_ci,
         gap=(max(means) - min(means)) * 100,
         n_sets=n_sets,
         n_samples=n_used,

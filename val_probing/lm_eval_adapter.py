@@ -15,10 +15,14 @@ shared YAML. It
 * scores every answer with :func:`val_probing.metrics.reference_score` and summarizes the run with
   :func:`val_probing.buckets.summarize`, so its numbers are those of ``val-probing score``.
 
-Metrics (all x100 in the results file): ``ref_score`` (mean per-sample reference score), ``avg``
-(average of bucket means), ``gap`` (max - min bucket mean) and ``bucket_00`` .. ``bucket_NN``, one
-per position bucket. ``process_results`` returns the per-sample score under ``ref_score`` and, under
-every other key, the tuple ``(set_id, position_id, n_items, score)`` that the aggregations summarize.
+Metrics: ``ref_score`` (mean per-sample reference score, a fraction in [0, 1] aggregated with
+lm-eval's own ``mean``, so it comes with lm-eval's standard error), and, x100 as in the paper,
+``avg`` (average of bucket means), ``gap`` (max - min bucket mean) and ``bucket_00`` ..
+``bucket_NN``, one per position bucket. A run over several context lengths also reports
+``avg_<L>`` and ``gap_<L>`` per length ``L`` (the pooled ``avg``/``gap`` average every context of
+every length). ``process_results`` returns the per-sample score under ``ref_score`` and, under every
+other key, the tuple ``(context_index, position_id, n_items, score, context_length)`` that the
+aggregations summarize.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from lm_eval.api.metrics import mean as lm_eval_mean
 from lm_eval.api.task import ConfigurableTask
 
 from val_probing.buckets import ScoredSample, Summary, bucket_of, summarize
@@ -62,12 +67,16 @@ _SEQLEN_CONFIG_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx")
 VAL_OPTIONS: dict[str, str] = {
     "source": "built | official (default built)",
     "context_length": f"context budget in tokens, int or list (built; default {DEFAULT_CONTEXT_LENGTH})",
+    "max_seq_lengths": "alias of context_length (RULER's name)",
     "tokenizer": "tokenizer that sizes built contexts (default: the model's `pretrained`)",
     "pool": "embedded | film | PATH to an authors'-schema JSONL (built; default embedded)",
     "sets": "number of distinct contexts (built; default 4)",
     "positions": "needle positions per context (built; default one per item)",
     "seed": "shuffle seed of the pool (built; default 0)",
-    "n_buckets": "position buckets (default 16, database 15; with positions: its largest divisor up to that)",
+    "n_buckets": (
+        "position buckets (default 16, database 15; with positions: its largest divisor up to that; "
+        "fewer when the contexts hold fewer items)"
+    ),
     "data": "local folder or .jsonl of VaLProbing-32K (official; default the hub)",
     "skip_ambiguous": "official: leave out rows whose key occurs twice in the context (default true)",
     "template": "plain | film (default plain: context, blank line, instruction)",
@@ -148,6 +157,7 @@ class ValOptions:
     positions: int | None = None
     seed: int = 0
     n_buckets: int = 16
+    n_buckets_explicit: bool = False
     data: Path | None = None
     skip_ambiguous: bool = True
     template: Template = "plain"
@@ -173,7 +183,15 @@ class ValOptions:
         kwargs: dict[str, Any] = {"family": family, "source": source}
         tokenizer = next((str(meta[k]) for k in _TOKENIZER_KEYS if meta.get(k)), None)
         kwargs["tokenizer"] = tokenizer
-        if "context_length" in meta:
+        if "max_seq_lengths" in meta:
+            alias = _lengths(meta["max_seq_lengths"])
+            if "context_length" in meta and _lengths(meta["context_length"]) != alias:
+                raise TaskSetupError(
+                    f"metadata max_seq_lengths {list(alias)} and context_length "
+                    f"{meta['context_length']!r} disagree (max_seq_lengths is an alias: give one)"
+                )
+            kwargs["context_lengths"] = alias
+        elif "context_length" in meta:
             kwargs["context_lengths"] = _lengths(meta["context_length"])
         for name in ("sets", "seed"):
             if name in meta:
@@ -187,6 +205,7 @@ class ValOptions:
             fitting = range(1, min(default_buckets, positions) + 1)
             default_buckets = max(b for b in fitting if positions % b == 0)
         kwargs["n_buckets"] = _as_int("n_buckets", meta.get("n_buckets", default_buckets), 1)
+        kwargs["n_buckets_explicit"] = "n_buckets" in meta
         if "pool" in meta:
             kwargs["pool"] = str(meta["pool"])
         if meta.get("data") is not None:
@@ -198,7 +217,9 @@ class ValOptions:
             kwargs["template"] = str(meta["template"])
         if source == "official":
             built_only = sorted(
-                k for k in ("context_length", "pool", "sets", "positions", "seed") if k in meta
+                k
+                for k in ("context_length", "max_seq_lengths", "pool", "sets", "positions", "seed")
+                if k in meta
             )
             if built_only:
                 raise TaskSetupError(
@@ -213,6 +234,7 @@ class ValOptions:
         """The settings as they go into the results file (``configs[task]["metadata"]``)."""
         out = asdict(self)
         out.pop("family")
+        out.pop("n_buckets_explicit")
         out["context_length"] = list(out.pop("context_lengths")) if self.source == "built" else None
         out["data"] = str(self.data) if self.data else None
         return out
@@ -285,6 +307,7 @@ class ProbeSet:
     docs: list[dict[str, Any]]
     contexts: dict[str, str] = field(repr=False)
     probe_hash: str
+    n_buckets: int
 
 
 def _doc(
@@ -362,11 +385,50 @@ def _official(opts: ValOptions) -> tuple[list[tuple[ProbeExample, int | None]], 
     return [(ex, None) for ex in examples], digest.hexdigest()[:16]
 
 
+def fitting_buckets(wanted: int, min_items: int, positions: int | None) -> int:
+    """The largest bucket count <= ``wanted`` that every context can fill: at most the fewest items
+    in a context, and, with ``positions``, a divisor of it (equal questions per bucket)."""
+    top = min(wanted, min_items, positions or min_items)
+    if positions is None:
+        return top
+    return max(b for b in range(1, top + 1) if positions % b == 0)
+
+
+def resolve_buckets(opts: ValOptions, min_items: int) -> int:
+    """``opts.n_buckets``, or fewer when it is the default and the contexts cannot fill it.
+
+    An explicit ``n_buckets`` that cannot be met is an error; a default one adapts (logged).
+    """
+    n = opts.n_buckets
+    if n <= min_items and (opts.positions is None or n <= opts.positions):
+        return n
+    if opts.n_buckets_explicit:
+        raise TaskSetupError(
+            f"val_{opts.family}: n_buckets={n} is more than the needle positions "
+            f"(positions={opts.positions}, the smallest context holds {min_items} items); lower n_buckets"
+        )
+    fitted = fitting_buckets(n, min_items, opts.positions)
+    log.warning(
+        "val_%s: the contexts hold only %d items (positions=%s), fewer than the default %d buckets: "
+        "using n_buckets=%d (set metadata n_buckets to choose)",
+        opts.family,
+        min_items,
+        opts.positions,
+        n,
+        fitted,
+    )
+    return fitted
+
+
 def load_probe_set(opts: ValOptions) -> ProbeSet:
-    """Build (or read from the cache) the probes ``opts`` ask for, as lm-eval docs in spread order."""
+    """Build (or read from the cache) the probes ``opts`` ask for, as lm-eval docs in spread order.
+
+    ``ProbeSet.n_buckets`` is the bucket count used (:func:`resolve_buckets`).
+    """
     tagged, probe_hash = _official(opts) if opts.source == "official" else _built(opts)
     if not tagged:
         raise TaskSetupError(f"val_{opts.family}: no probes (source={opts.source})")
+    n_buckets = resolve_buckets(opts, min(ex.n_items for ex, _ in tagged))
     lengths = {id(ex): length for ex, length in tagged}
     # One index per (context length, set): with several lengths, set ids repeat, and the summary
     # treats each context as its own set (buckets are relative depths, averaged over all contexts).
@@ -381,14 +443,9 @@ def load_probe_set(opts: ValOptions) -> ProbeSet:
         if context_id is None:
             context_id = ids[ex.context] = f"{lengths[id(ex)] or 'official'}/{ex.set_id}/{len(ids)}"
             contexts[context_id] = ex.context
-        if opts.n_buckets > ex.n_items or (opts.positions is not None and opts.n_buckets > opts.positions):
-            raise TaskSetupError(
-                f"val_{opts.family}: n_buckets={opts.n_buckets} is more than the needle positions "
-                f"(positions={opts.positions}, {ex.n_items} items in set {ex.set_id}); lower n_buckets"
-            )
         index = context_index[(lengths[id(ex)] or 0, ex.set_id)]
-        docs.append(_doc(ex, context_id, index, opts.n_buckets, lengths[id(ex)]))
-    return ProbeSet(docs=docs, contexts=contexts, probe_hash=probe_hash)
+        docs.append(_doc(ex, context_id, index, n_buckets, lengths[id(ex)]))
+    return ProbeSet(docs=docs, contexts=contexts, probe_hash=probe_hash, n_buckets=n_buckets)
 
 
 def render_prompt(template: Template, context: str, instruction: str) -> str:
@@ -402,43 +459,65 @@ def render_prompt(template: Template, context: str, instruction: str) -> str:
 # Scoring
 
 
-Item = tuple[int, int, int, float]  # (context_index, position_id, n_items, score)
+# (context_index, position_id, n_items, score, context_length; 0 when the data has no length)
+Item = tuple[int, int, int, float, int]
 
 
-def process_results(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str, Any]:
-    """Per-sample metrics: the reference score, and the item every summary metric aggregates."""
+def process_results(
+    doc: Mapping[str, Any], results: Sequence[str], *, lengths: Sequence[int] = ()
+) -> dict[str, Any]:
+    """Per-sample metrics: the reference score, and the item every summary metric aggregates.
+
+    ``lengths``: the run's context lengths when there are several (one ``avg_<L>``/``gap_<L>`` each).
+    """
     score = reference_score(doc["family"], results[0] if results else None, doc["answer"], doc["description"])
-    item: Item = (int(doc["context_index"]), int(doc["position_id"]), int(doc["n_items"]), score)
-    return {"ref_score": score, "avg": item, "gap": item} | {
-        bucket_metric(b): item for b in range(int(doc["n_buckets"]))
-    }
+    item: Item = (
+        int(doc["context_index"]),
+        int(doc["position_id"]),
+        int(doc["n_items"]),
+        score,
+        int(doc.get("context_length") or 0),
+    )
+    per_length = {name: item for length in lengths for name in length_metrics(length)}
+    return (
+        {"ref_score": score, "avg": item, "gap": item}
+        | per_length
+        | {bucket_metric(b): item for b in range(int(doc["n_buckets"]))}
+    )
 
 
 def bucket_metric(index: int) -> str:
     return f"bucket_{index:02d}"
 
 
-def _summary(items: Iterable[Sequence[Any]], n_buckets: int) -> Summary:
-    """The task's summary; lm-eval calls every aggregation with the same items, so it is computed once."""
-    return _summary_of(tuple((int(s), int(p), int(n), float(v)) for s, p, n, v in items), n_buckets)
+def length_metrics(length: int) -> tuple[str, str]:
+    """The per-length metric names: ``avg_<L>``, ``gap_<L>``."""
+    return f"avg_{length}", f"gap_{length}"
 
 
-@functools.lru_cache(maxsize=8)
+def _summary(items: Iterable[Sequence[Any]], n_buckets: int, length: int | None = None) -> Summary:
+    """The task's summary (of one context length, when given); lm-eval calls every aggregation with
+    the same items, so it is computed once per length."""
+    kept = tuple(
+        (int(s), int(p), int(n), float(v), int(rest[0]) if rest else 0)
+        for s, p, n, v, *rest in items
+        if length is None or (rest and int(rest[0]) == length)
+    )
+    return _summary_of(kept, n_buckets)
+
+
+@functools.lru_cache(maxsize=32)
 def _summary_of(items: tuple[Item, ...], n_buckets: int) -> Summary:
-    samples = [ScoredSample(s, p, n, v) for s, p, n, v in items]
-    return summarize(samples, n_buckets=n_buckets, n_boot=1)  # lm-eval reports no CI; score does
+    samples = [ScoredSample(s, p, n, v) for s, p, n, v, _length in items]
+    return summarize(samples, n_buckets=n_buckets, n_boot=None)  # lm-eval reports no CI; score does
 
 
-def aggregate_ref_score(items: Sequence[float]) -> float:
-    return 100 * sum(items) / len(items)
+def aggregate_avg(items: Sequence[Sequence[Any]], *, n_buckets: int, length: int | None = None) -> float:
+    return _summary(items, n_buckets, length).avg
 
 
-def aggregate_avg(items: Sequence[Sequence[Any]], *, n_buckets: int) -> float:
-    return _summary(items, n_buckets).avg
-
-
-def aggregate_gap(items: Sequence[Sequence[Any]], *, n_buckets: int) -> float:
-    return _summary(items, n_buckets).gap
+def aggregate_gap(items: Sequence[Sequence[Any]], *, n_buckets: int, length: int | None = None) -> float:
+    return _summary(items, n_buckets, length).gap
 
 
 def aggregate_bucket(items: Sequence[Sequence[Any]], *, n_buckets: int, index: int) -> float | None:
@@ -449,17 +528,27 @@ def aggregate_bucket(items: Sequence[Sequence[Any]], *, n_buckets: int, index: i
     return None
 
 
-def metric_list(n_buckets: int) -> list[dict[str, Any]]:
-    """lm-eval's ``metric_list`` for ``n_buckets`` buckets (the aggregations close over it)."""
+def metric_list(n_buckets: int, lengths: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """lm-eval's ``metric_list`` for ``n_buckets`` buckets (the aggregations close over it), with
+    ``avg_<L>``/``gap_<L>`` for each of ``lengths`` (pass them only when there are several).
+
+    ``ref_score`` is aggregated by lm-eval's own ``mean``: lm-eval knows its standard error.
+    """
 
     def entry(name: str, agg: Callable[..., Any], higher: bool = True) -> dict[str, Any]:
         return {"metric": name, "aggregation": agg, "higher_is_better": higher}
 
     out = [
-        entry("ref_score", aggregate_ref_score),
+        entry("ref_score", lm_eval_mean),
         entry("avg", functools.partial(aggregate_avg, n_buckets=n_buckets)),
         entry("gap", functools.partial(aggregate_gap, n_buckets=n_buckets), higher=False),
     ]
+    for length in lengths:
+        avg_name, gap_name = length_metrics(length)
+        out += [
+            entry(avg_name, functools.partial(aggregate_avg, n_buckets=n_buckets, length=length)),
+            entry(gap_name, functools.partial(aggregate_gap, n_buckets=n_buckets, length=length), False),
+        ]
     out += [
         entry(bucket_metric(b), functools.partial(aggregate_bucket, n_buckets=n_buckets, index=b))
         for b in range(n_buckets)
@@ -636,11 +725,23 @@ class ValTask(ConfigurableTask):
         if family not in FAMILIES:
             raise TaskSetupError(f"task {cfg.get('task')!r}: expected val_document, val_code or val_database")
         self.family: Family = family  # type: ignore[assignment]
-        self.options = ValOptions.from_metadata(self.family, meta)
-        self.limit = model_limit(meta) if self.options.check_length else None
-        self.probes: ProbeSet | None = None
-        cfg["metric_list"] = metric_list(self.options.n_buckets)
-        cfg["process_results"] = process_results
+        options = ValOptions.from_metadata(self.family, meta)
+        self.limit = model_limit(meta) if options.check_length else None
+        if self.limit is not None and options.source == "built":
+            too_long = [n for n in options.context_lengths if n >= self.limit.tokens]
+            if too_long:
+                raise PromptTooLong(
+                    f"{cfg.get('task')}: context_length {too_long} is not below the model's limit "
+                    f"{self.limit.tokens} ({self.limit.source})"
+                )
+        # The probes are built before lm-eval sees the metric list: the bucket count may adapt to them.
+        self.probes: ProbeSet = load_probe_set(options)
+        self.options = replace(options, n_buckets=self.probes.n_buckets)
+        lengths = self.options.context_lengths if len(self.options.context_lengths) > 1 else ()
+        if self.options.source == "official":
+            lengths = ()
+        cfg["metric_list"] = metric_list(self.options.n_buckets, lengths)
+        cfg["process_results"] = functools.partial(process_results, lengths=lengths)
         cfg["doc_to_text"] = self.prompt
         super().__init__(config=cfg, **kwargs)
 
@@ -648,14 +749,6 @@ class ValTask(ConfigurableTask):
     def download(self, dataset_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         import datasets
 
-        if self.limit is not None and self.options.source == "built":
-            too_long = [n for n in self.options.context_lengths if n >= self.limit.tokens]
-            if too_long:
-                raise PromptTooLong(
-                    f"{self.config.task}: context_length {too_long} is not below the model's limit "
-                    f"{self.limit.tokens} ({self.limit.source})"
-                )
-        self.probes = load_probe_set(self.options)
         docs = [doc | {"n_buckets": self.options.n_buckets} for doc in self.probes.docs]
         self.dataset = datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
         self.config.metadata = {
@@ -668,7 +761,6 @@ class ValTask(ConfigurableTask):
         }
 
     def prompt(self, doc: Mapping[str, Any]) -> str:
-        assert self.probes is not None
         return render_prompt(
             self.options.template, self.probes.contexts[doc["context_id"]], doc["instruction"]
         )

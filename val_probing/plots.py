@@ -3,7 +3,10 @@
 Every function takes :class:`~val_probing.results.TaskResult` records (``load_results``), never
 paths, and returns a ``matplotlib.figure.Figure``; :func:`save_figure` does the I/O. Figures are
 built on the Agg canvas without pyplot, so nothing global changes (no backend switch at import,
-no figure kept alive by pyplot, safe in threads, CI and notebooks).
+no figure kept alive by pyplot, safe in threads, CI and notebooks). They display in Jupyter as a
+PNG with no ``%matplotlib inline`` (the figure class has a ``_repr_png_``), once, as a cell's
+value. To compose figures, pass ``ax=``: the function draws on those axes (one per panel) and
+returns their figure.
 
 Position curves (the paper's Figure 1 layout): one panel per task, x = relative position of the
 needle in the context (the centre of each bucket, in % of the context), y = score (x100), one
@@ -22,6 +25,8 @@ colours, on any machine. To keep colours fixed across different sets of models, 
 
 from __future__ import annotations
 
+import functools
+import io
 import logging
 import math
 from collections import defaultdict
@@ -38,6 +43,8 @@ from val_probing.results import TaskResult, run_stamp
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from val_probing.report import EffectiveLength
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +138,39 @@ def curve_labels(results: Sequence[TaskResult]) -> dict[int, str]:
 # ---------------------------------------------------------------- figures
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+@functools.cache
+def figure_class() -> type[Figure]:
+    """``matplotlib.figure.Figure`` with a ``_repr_png_``: Jupyter shows it without a magic."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
+    class NotebookFigure(Figure):
+        """A Figure that IPython displays as a PNG (its own canvas; pyplot is never involved)."""
+
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=100)
+            return buffer.getvalue()
+
+    NotebookFigure.__module__ = __name__
+    return NotebookFigure
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = figure_class()(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)  # the Agg canvas, chosen here and only for this figure
     return fig
+
+
+def _given_axes(ax: Axes | Sequence[Axes], n: int, what: str) -> tuple[Figure, list[Axes]]:
+    """The figure and axes to draw on when the caller passes ``ax=`` (``n`` panels expected)."""
+    from matplotlib.axes import Axes
+
+    axes = [ax] if isinstance(ax, Axes) else list(np.ravel(np.asarray(ax, dtype=object)))
+    if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
+        raise PlotError(f"ax: {what} needs {n} matplotlib Axes (one per panel), got {len(axes)}")
+    return axes[0].figure, axes
 
 
 def _draw_curve(ax: Axes, result: TaskResult, label: str, color: str, show_average: bool) -> None:
@@ -167,11 +200,13 @@ def plot_position_curves(
     show_average: bool = True,
     colors: Mapping[str, str] | None = None,
     tasks: Sequence[str] = FAMILIES,
+    ax: Axes | Sequence[Axes] | None = None,
 ) -> Figure:
     """The paper's Figure 1: one panel per task (1 x 3), one line per model, error bars across sets.
 
     Each curve's data line has gid ``"curve:<label>"`` and its average line ``"avg:<label>"``.
-    A task without results gets an empty panel saying so.
+    A task without results gets an empty panel saying so. ``ax``: draw on these axes, one per
+    task in ``tasks`` (a single Axes with ``tasks=["code"]``), and return their figure.
     """
     if not results:
         raise PlotError("no results to plot")
@@ -181,22 +216,27 @@ def plot_position_curves(
     if not chosen:
         raise PlotError(f"no result at context length {context_length}")
     palette.update(colors or {})
-    fig = _new_figure(5.2 * len(tasks), 4.2)
-    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
-    for ax, task in zip(axes, tasks, strict=True):
-        ax.set_title(TASK_TITLES.get(task, task), fontsize=11)
-        ax.set_xlabel("Relative position in the context (%)")
-        ax.set_xlim(0, 100)
-        ax.set_ylim(0, 105)
-        ax.grid(True, alpha=0.3)
+    if ax is None:
+        fig = _new_figure(5.2 * len(tasks), 4.2)
+        axes = list(fig.subplots(1, len(tasks), squeeze=False)[0])
+    else:
+        fig, axes = _given_axes(ax, len(tasks), f"{len(tasks)} task(s)")
+    for panel, task in zip(axes, tasks, strict=True):
+        panel.set_title(TASK_TITLES.get(task, task), fontsize=11)
+        panel.set_xlabel("Relative position in the context (%)")
+        panel.set_xlim(0, 100)
+        panel.set_ylim(0, 105)
+        panel.grid(True, alpha=0.3)
         drawn = [r for r in chosen if r.task == task]
         if not drawn:
-            ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", va="center", color="0.4")
+            panel.text(
+                0.5, 0.5, "no results", transform=panel.transAxes, ha="center", va="center", color="0.4"
+            )
             log.warning("no results for task %s: its panel is empty", task)
             continue
         for r in sorted(drawn, key=lambda r: labels[id(r)]):
-            _draw_curve(ax, r, labels[id(r)], palette[labels[id(r)]], show_average)
-        ax.legend(fontsize=8, loc="best")
+            _draw_curve(panel, r, labels[id(r)], palette[labels[id(r)]], show_average)
+        panel.legend(fontsize=8, loc="best")
     axes[0].set_ylabel("Score (x100)")
     return fig
 
@@ -231,22 +271,36 @@ def _length_label(tokens: int) -> str:
     return f"{tokens // 1024}K" if tokens % 1024 == 0 else str(tokens)
 
 
-def plot_depth_heatmap(results: Sequence[TaskResult], task: str, *, annotate: bool = True) -> Figure:
+def plot_depth_heatmap(
+    results: Sequence[TaskResult],
+    task: str,
+    *,
+    annotate: bool = True,
+    effective: Sequence[EffectiveLength] = (),
+    ax: Axes | Sequence[Axes] | None = None,
+) -> Figure:
     """Depth (bucket) x context length, one panel per model that has several lengths for ``task``.
 
     Cell = bucket mean (x100, colour scale fixed to 0..100). ``ax.images[0].get_array()`` is the
     :func:`heatmap_matrix` of the panel's model (rows = lengths ascending, top to bottom).
+    ``effective`` (:func:`val_probing.report.effective_lengths`): each panel's model gets a line
+    under its effective-length row (gid ``"effective:<model>"``) and the length in its title.
+    ``ax``: draw on these axes, one per model (:func:`heatmap_models`), and return their figure.
     """
     model_names = heatmap_models(results, task)
     if not model_names:
         raise PlotError(f"{task}: no model has results at two or more context lengths")
-    fig = _new_figure(max(5.0, 4.6 * len(model_names)), 3.6)
-    axes = fig.subplots(1, len(model_names), squeeze=False)[0]
+    if ax is None:
+        fig = _new_figure(max(5.0, 4.6 * len(model_names)), 3.6)
+        axes = list(fig.subplots(1, len(model_names), squeeze=False)[0])
+    else:
+        fig, axes = _given_axes(ax, len(model_names), f"{task}: {len(model_names)} model(s)")
+    found = {(e.model, e.task): e for e in effective}
     image = None
-    for ax, model in zip(axes, model_names, strict=True):
+    for panel, model in zip(axes, model_names, strict=True):
         lengths, matrix = heatmap_matrix(results, model, task)
         n_buckets = matrix.shape[1]
-        image = ax.imshow(
+        image = panel.imshow(
             matrix,
             aspect="auto",
             cmap="RdYlGn",
@@ -256,15 +310,24 @@ def plot_depth_heatmap(results: Sequence[TaskResult], task: str, *, annotate: bo
             extent=(0, 100, len(lengths) - 0.5, -0.5),
         )
         image.set_gid(f"heatmap:{model}")
-        ax.set_yticks(range(len(lengths)), [_length_label(x) for x in lengths])
-        ax.set_xlabel("Relative position in the context (%)")
-        ax.set_ylabel("Context length (tokens)")
-        ax.set_title(f"{model}: {TASK_TITLES.get(task, task)}", fontsize=10)
+        panel.set_yticks(range(len(lengths)), [_length_label(x) for x in lengths])
+        panel.set_xlabel("Relative position in the context (%)")
+        panel.set_ylabel("Context length (tokens)")
+        title = f"{model}: {TASK_TITLES.get(task, task)}"
+        eff = found.get((model, task))
+        if eff is not None:
+            title += f"\neffective length: {eff.text()}"
+            if eff.length is not None:
+                row = lengths.index(eff.length)
+                panel.axhline(
+                    row + 0.5, color="black", linewidth=2.0, linestyle="--", gid=f"effective:{model}"
+                )
+        panel.set_title(title, fontsize=10)
         if annotate and matrix.size <= 400:
             centres = bucket_centres(n_buckets)
             for i, j in np.ndindex(matrix.shape):
                 if not math.isnan(matrix[i, j]):
-                    ax.text(centres[j], i, f"{matrix[i, j]:.0f}", ha="center", va="center", fontsize=7)
+                    panel.text(centres[j], i, f"{matrix[i, j]:.0f}", ha="center", va="center", fontsize=7)
     assert image is not None
     fig.colorbar(image, ax=list(axes), label="Score (x100)", shrink=0.9)
     return fig

@@ -8,6 +8,14 @@
   length the curves show: ``context_length`` when given, else each task's longest
   (:func:`val_probing.plots.select_curves`).
 
+Effective context length (:func:`effective_lengths`, for a model run at two or more lengths): the
+longest tested length ``L`` such that ``L`` and every shorter tested length pass, where a length
+passes when its ``avg >= min_avg`` and its CI gap ``<= max_gap``. The CI gap is
+``max(0, max_b ci_low_b - min_b ci_high_b)`` over the buckets' 95% bootstrap CIs: the part of the
+max - min gap that the buckets' own uncertainty cannot explain (the plain gap is biased upward by
+noise: a max minus a min of noisy means). Without samples (no CIs) the plain gap is used, and the
+result says so. Defaults: ``min_avg`` = :data:`DEFAULT_MIN_AVG`, ``max_gap`` = :data:`DEFAULT_MAX_GAP`.
+
 The functions are pure; ``val-probing report`` prints the Markdown and writes the CSV.
 """
 
@@ -22,10 +30,12 @@ from types import MappingProxyType
 
 from val_probing.plots import curve_labels, select_curves
 from val_probing.records import FAMILIES
-from val_probing.results import TaskResult
+from val_probing.results import TaskResult, has_ci, keep_latest
 
 TASK_NAMES: dict[str, str] = {"document": "Document", "code": "Code", "database": "Database"}
 MISSING = "–"
+DEFAULT_MIN_AVG = 80.0
+DEFAULT_MAX_GAP = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +97,138 @@ def _fmt(value: float | None, digits: int) -> str:
 def _length_text(lengths: tuple[int, ...]) -> str:
     if not lengths:
         return MISSING
-    return "/".join(f"{x // 1024}K" if x % 1024 == 0 else str(x) for x in lengths)
+    return "/".join(length_label(x) for x in lengths)
+
+
+def length_label(tokens: int) -> str:
+    """``4096`` -> ``4K``; other lengths as they are."""
+    return f"{tokens // 1024}K" if tokens % 1024 == 0 else str(tokens)
+
+
+# ---------------------------------------------------------------- effective context length
+
+
+def ci_gap(result: TaskResult) -> float:
+    """The gap the bucket CIs cannot explain: ``max(0, max ci_low - min ci_high)``; the plain gap
+    when the CIs are not known (results without samples)."""
+    if not has_ci(result):
+        return result.summary.gap
+    buckets = result.summary.buckets
+    return max(0.0, max(b.ci[0] for b in buckets) - min(b.ci[1] for b in buckets))
+
+
+@dataclass(frozen=True, slots=True)
+class LengthCheck:
+    """One tested context length of one model and task, against the thresholds."""
+
+    length: int
+    avg: float
+    gap: float
+    ci_gap: float
+    uses_ci: bool
+    passes: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveLength:
+    """The effective context length of one model on one task (see the module docstring).
+
+    ``length`` is None when even the shortest tested length fails; ``all_pass`` says the longest
+    tested length passed (the true effective length may be longer).
+    """
+
+    model: str
+    task: str
+    length: int | None
+    checks: tuple[LengthCheck, ...]
+    min_avg: float
+    max_gap: float
+
+    def __post_init__(self) -> None:
+        if len(self.checks) < 2:
+            raise ValueError("checks: an effective length needs two or more tested lengths")
+
+    @property
+    def all_pass(self) -> bool:
+        return all(c.passes for c in self.checks)
+
+    @property
+    def uses_ci(self) -> bool:
+        return all(c.uses_ci for c in self.checks)
+
+    def text(self) -> str:
+        """``4K``, ``>= 16K`` (every tested length passed) or ``< 2K`` (none did)."""
+        if self.length is None:
+            return f"< {length_label(self.checks[0].length)}"
+        return (">= " if self.all_pass else "") + length_label(self.length)
+
+
+def effective_lengths(
+    results: Sequence[TaskResult],
+    *,
+    min_avg: float = DEFAULT_MIN_AVG,
+    max_gap: float = DEFAULT_MAX_GAP,
+) -> list[EffectiveLength]:
+    """One :class:`EffectiveLength` per (model, task) with two or more known context lengths.
+
+    Uses the latest run per length; give results with CIs (``load_results(..., n_boot=N)`` or
+    :func:`val_probing.results.ensure_ci`), else the plain gap is used (``uses_ci`` False).
+    """
+    if math.isnan(min_avg) or math.isnan(max_gap):
+        raise ValueError("min_avg / max_gap: NaN threshold")
+    grouped: dict[tuple[str, str], list[TaskResult]] = {}
+    for r in keep_latest(results):
+        if r.context_length is not None:
+            grouped.setdefault((r.model, r.task), []).append(r)
+    out: list[EffectiveLength] = []
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    for (model, task), group in sorted(grouped.items(), key=lambda kv: (kv[0][0], order[kv[0][1]])):
+        if len({r.context_length for r in group}) < 2:
+            continue
+        checks = []
+        for r in sorted(group, key=lambda r: r.context_length or 0):
+            gap = ci_gap(r)
+            checks.append(
+                LengthCheck(
+                    length=r.context_length or 0,
+                    avg=r.summary.avg,
+                    gap=r.summary.gap,
+                    ci_gap=gap,
+                    uses_ci=has_ci(r),
+                    passes=r.summary.avg >= min_avg and gap <= max_gap,
+                )
+            )
+        effective: int | None = None
+        for check in checks:
+            if not check.passes:
+                break
+            effective = check.length
+        out.append(EffectiveLength(model, task, effective, tuple(checks), min_avg, max_gap))
+    return out
+
+
+def effective_markdown(found: Sequence[EffectiveLength], *, digits: int = 1) -> str:
+    """A Markdown table: per model and task, the effective length and every tested length's
+    avg / CI gap (a check mark where it passes)."""
+    if not found:
+        return ""
+    first = found[0]
+    lines = [
+        f"Effective context length: longest length up to which every tested length has "
+        f"avg >= {first.min_avg:g} and CI gap <= {first.max_gap:g} (docs/plots.md)",
+        "",
+        "| Model | Task | Effective | Tested: avg / CI gap |",
+        "|---|---|---:|---|",
+    ]
+    for e in found:
+        tested = ", ".join(
+            f"{length_label(c.length)} {c.avg:.{digits}f}/{c.ci_gap:.{digits}f}{' ✓' if c.passes else ''}"
+            for c in e.checks
+        )
+        note = "" if e.uses_ci else " (no CIs: plain gap)"
+        model = e.model.replace("|", "\\|")
+        lines.append(f"| {model} | {TASK_NAMES[e.task]} | {e.text()} | {tested}{note} |")
+    return "\n".join(lines) + "\n"
 
 
 def to_markdown(rows: Sequence[Row], *, digits: int = 1) -> str:

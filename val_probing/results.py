@@ -12,8 +12,13 @@ Accepted inputs (any mix, several models and runs at once):
 What comes back is one :class:`TaskResult` per (model, task, context length):
 
 * With a samples file, the summary is RECOMPUTED from the per-sample reference scores with
-  :func:`val_probing.buckets.summarize` (per-set bucket means, population std across sets, bootstrap
-  CIs), exactly as ``val-probing score`` does. When the samples cover several context lengths
+  :func:`val_probing.buckets.summarize` (per-set bucket means, population std across sets), exactly
+  as ``val-probing score`` does. Bootstrap CIs are computed only when asked (``n_boot=N``; default
+  none, so loading a large run stays fast): :func:`with_ci` and :func:`results_frame` compute them
+  later from the kept samples. A ``--predict_only`` run (lm-eval's ``bypass`` metric, no scores) is
+  scored here from its samples' responses with the reference metric
+  (:func:`val_probing.metrics.reference_score`), so ``report``, ``plot`` and ``check`` read it as any
+  other run. When the samples cover several context lengths
   (``doc["context_length"]``), there is one result per length (the depth x length heatmap).
 * Without samples (``--log_samples`` not given), the summary is rebuilt from the aggregate numbers
   in the results file (``bucket_NN``, ``avg``, ``gap``). Nothing about the spread across sets is
@@ -40,17 +45,22 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from val_probing.buckets import MODES, BucketStat, Mode, ScoredSample, Summary, summarize
 from val_probing.errors import ValProbingError
+from val_probing.metrics import reference_score
 from val_probing.records import FAMILIES
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +69,8 @@ NAN = float("nan")
 _BUCKET_KEY = re.compile(r"^bucket_(\d+),(.+)$")
 _STAMP = re.compile(r"_(\d{4}-\d{2}-\d{2}T[\d\-.]+)\.json$")
 _PREFERRED_FILTER = "none"
+DEFAULT_N_BOOT = 1000
+PathLike = str | os.PathLike[str]
 
 
 class ResultsError(ValProbingError, ValueError):
@@ -175,6 +187,7 @@ def read_samples(path: Path) -> list[tuple[int | None, SampleScore]]:
     """
     out: list[tuple[str, int | None, SampleScore]] = []
     broken: tuple[int, json.JSONDecodeError] | None = None
+    from_responses = 0
     with Path(path).open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
@@ -186,8 +199,16 @@ def read_samples(path: Path) -> list[tuple[int | None, SampleScore]]:
             except json.JSONDecodeError as err:
                 broken = (lineno, err)
                 continue
-            length, sample = _sample_from_line(obj, f"{path}:{lineno}")
+            length, sample, rescored = _sample_from_line(obj, f"{path}:{lineno}")
+            from_responses += rescored
             out.append((str(obj.get("filter", _PREFERRED_FILTER)), length, sample))
+    if from_responses:
+        log.info(
+            "%s: %d samples without scores (a --predict_only run) scored from their responses "
+            "with the reference metric",
+            path,
+            from_responses,
+        )
     if broken is not None:
         log.warning("%s:%d: last line is truncated (a run stopped while writing?); ignored", path, broken[0])
     filters = sorted({f for f, _l, _s in out})
@@ -198,13 +219,37 @@ def read_samples(path: Path) -> list[tuple[int | None, SampleScore]]:
     return [(length, sample) for _f, length, sample in out]
 
 
-def _sample_from_line(obj: object, where: str) -> tuple[int | None, SampleScore]:
+def score_response(obj: Mapping[str, Any], doc: Mapping[str, Any], where: str) -> float:
+    """The reference score of an unscored samples line (``--predict_only``): its filtered response."""
+    family = doc.get("family")
+    if family not in FAMILIES:
+        raise ResultsError(
+            f"{where}: no 'ref_score' and field 'doc.family' = {family!r} is not one of {FAMILIES}"
+        )
+    responses = obj.get("filtered_resps")
+    if not isinstance(responses, list) or not responses:
+        raise ResultsError(f"{where}: no 'ref_score' and no 'filtered_resps' to score")
+    response = responses[0]
+    while isinstance(response, list) and response:  # lm-eval nests per-repeat lists in some versions
+        response = response[0]
+    if not isinstance(response, str):
+        raise ResultsError(f"{where}: field 'filtered_resps' holds {response!r}, not a text")
+    answer = doc.get("answer")
+    if not isinstance(answer, str):
+        raise ResultsError(f"{where}: field 'doc.answer' must be a text, got {answer!r}")
+    description = doc.get("description")
+    return reference_score(family, response, answer, description if isinstance(description, str) else None)
+
+
+def _sample_from_line(obj: object, where: str) -> tuple[int | None, SampleScore, bool]:
+    """(context length, sample, whether the score was computed here from the response)."""
     if not isinstance(obj, dict):
         raise ResultsError(f"{where}: expected a JSON object")
     doc = obj.get("doc")
     if not isinstance(doc, dict):
         raise ResultsError(f"{where}: missing field 'doc' (not an lm-eval samples line)")
-    score = _number(obj.get("ref_score"))
+    rescored = "ref_score" not in obj and "bypass" in obj
+    score = score_response(obj, doc, where) if rescored else _number(obj.get("ref_score"))
     if score is None:
         raise ResultsError(
             f"{where}: field 'ref_score' must be a number in [0, 1], got {obj.get('ref_score')!r}"
@@ -224,7 +269,7 @@ def _sample_from_line(obj: object, where: str) -> tuple[int | None, SampleScore]
         if isinstance(err, ResultsError):
             raise
         raise ResultsError(f"{where}: {err}") from err
-    return length, sample
+    return length, sample, rescored
 
 
 # ---------------------------------------------------------------- summaries without samples
@@ -240,6 +285,11 @@ def summary_from_aggregates(
         if match:
             by_filter[match.group(2)][int(match.group(1))] = _number(value)
     if not by_filter:
+        if any(name.startswith("bypass,") for name in task_results):
+            raise ResultsError(
+                f"{where}: a --predict_only run (metric 'bypass') has no scores; its samples file "
+                "(samples_<task>_<timestamp>.jsonl beside it) is needed to score it"
+            )
         raise ResultsError(f"{where}: no bucket_NN metrics (is this a VAL probing task?)")
     filt = _PREFERRED_FILTER if _PREFERRED_FILTER in by_filter else sorted(by_filter)[0]
     values = by_filter[filt]
@@ -365,7 +415,7 @@ def _length(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def load_results_file(path: Path, *, n_boot: int = 1000, strict: bool = True) -> list[TaskResult]:
+def load_results_file(path: Path, *, n_boot: int | None = None, strict: bool = True) -> list[TaskResult]:
     """Every VAL task in one lm-eval results file or one ``score --json`` file.
 
     ``strict=False`` turns a task whose samples cannot be read into a warning (the other tasks of
@@ -409,7 +459,9 @@ def _from_score_json(path: Path, data: Mapping[str, Any]) -> TaskResult:
     )
 
 
-def _from_lm_eval(path: Path, data: Mapping[str, Any], *, n_boot: int, strict: bool) -> list[TaskResult]:
+def _from_lm_eval(
+    path: Path, data: Mapping[str, Any], *, n_boot: int | None, strict: bool
+) -> list[TaskResult]:
     model = _model_of_results(data, path)
     out: list[TaskResult] = []
     foreign: list[str] = []
@@ -460,7 +512,7 @@ def _from_samples(
     samples_path: Path,
     meta: Mapping[str, Any],
     n_buckets: int,
-    n_boot: int,
+    n_boot: int | None,
 ) -> Iterator[TaskResult]:
     by_length: dict[int | None, list[SampleScore]] = defaultdict(list)
     for length, sample in read_samples(samples_path):
@@ -494,8 +546,30 @@ def find_results_files(path: Path) -> list[Path]:
     raise ResultsError(f"{path}: no such file or folder")
 
 
-def load_results(paths: Sequence[Path], *, latest_only: bool = True, n_boot: int = 1000) -> list[TaskResult]:
+def _as_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
+    if isinstance(paths, str | os.PathLike):
+        return [Path(paths)]
+    if isinstance(paths, bytes) or not isinstance(paths, Sequence | set | frozenset):
+        raise ResultsError(f"paths: expected a path or a list of paths, got {type(paths).__name__}")
+    out = []
+    for p in paths:
+        if not isinstance(p, str | os.PathLike):
+            raise ResultsError(f"paths: {p!r} is not a path")
+        out.append(Path(p))
+    return out
+
+
+def load_results(
+    paths: PathLike | Sequence[PathLike],
+    *,
+    latest_only: bool = True,
+    n_boot: int | None = None,
+) -> list[TaskResult]:
     """Load every VAL result under ``paths`` (see the module docstring).
+
+    ``paths`` is one path (``str`` or ``Path``) or a list of them. ``n_boot``: bootstrap resamples
+    for the CIs of results with samples (default ``None``: no CIs now; :func:`with_ci` or
+    :func:`results_frame` compute them when needed).
 
     ``latest_only`` keeps the newest results file per (model, task, context length). Results are
     ordered by model, task (document, code, database) and context length. Raises
@@ -503,6 +577,7 @@ def load_results(paths: Sequence[Path], *, latest_only: bool = True, n_boot: int
     (else :class:`ResultsError`); in a folder, unreadable results files and tasks whose samples
     cannot be read are skipped with a warning naming file, line and field.
     """
+    paths = _as_paths(paths)
     loaded: list[TaskResult] = []
     for given in paths:
         files = find_results_files(Path(given))
@@ -555,3 +630,111 @@ def _warn_incomplete(results: Sequence[TaskResult]) -> None:
         missing = [f for f in FAMILIES if f not in tasks]
         if missing:
             log.warning("%s: no results for %s", model, ", ".join(missing))
+
+
+# ---------------------------------------------------------------- CIs on request, DataFrames
+
+
+def has_ci(result: TaskResult) -> bool:
+    """True when the result's bucket CIs are known (computed from samples, or read from a file)."""
+    return all(not math.isnan(b.ci[0]) for b in result.summary.buckets)
+
+
+def with_ci(result: TaskResult, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> TaskResult:
+    """The result with bootstrap CIs: recomputed from its samples when they are not known yet.
+
+    Results without samples (aggregates only) come back unchanged: their CIs cannot be known.
+    """
+    if has_ci(result) or not result.has_samples:
+        return result
+    summary = summarize(
+        (s.scored() for s in result.samples),
+        n_buckets=result.summary.n_buckets,
+        mode=result.summary.mode,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    return replace(result, summary=summary)
+
+
+def ensure_ci(
+    results: Sequence[TaskResult], *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+) -> list[TaskResult]:
+    """:func:`with_ci` for every result, order kept."""
+    return [with_ci(r, n_boot=n_boot, seed=seed) for r in results]
+
+
+FRAME_COLUMNS: tuple[str, ...] = (
+    "model",
+    "task",
+    "context_length",
+    "bucket",
+    "position",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "std",
+    "n",
+    "n_sets",
+    "avg",
+    "avg_ci_low",
+    "avg_ci_high",
+    "gap",
+    "n_buckets",
+    "has_samples",
+    "source",
+)
+
+
+def frame_records(
+    results: Sequence[TaskResult], *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+) -> list[dict[str, Any]]:
+    """The rows of :func:`results_frame` as plain dicts (one per result x bucket, in order)."""
+    rows: list[dict[str, Any]] = []
+    for r in ensure_ci(results, n_boot=n_boot, seed=seed):
+        s = r.summary
+        for b in s.buckets:
+            rows.append(
+                {
+                    "model": r.model,
+                    "task": r.task,
+                    "context_length": r.context_length,
+                    "bucket": b.index,
+                    "position": (b.index + 0.5) / s.n_buckets * 100,
+                    "mean": b.mean,
+                    "ci_low": b.ci[0],
+                    "ci_high": b.ci[1],
+                    "std": b.std,
+                    "n": b.n,
+                    "n_sets": b.n_sets,
+                    "avg": s.avg,
+                    "avg_ci_low": s.avg_ci[0],
+                    "avg_ci_high": s.avg_ci[1],
+                    "gap": s.gap,
+                    "n_buckets": s.n_buckets,
+                    "has_samples": r.has_samples,
+                    "source": str(r.source),
+                }
+            )
+    return rows
+
+
+def results_frame(
+    results: Sequence[TaskResult], *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+) -> pd.DataFrame:
+    """A pandas DataFrame: one row per model x task x context length x bucket (:data:`FRAME_COLUMNS`).
+
+    ``mean``, ``ci_low``/``ci_high`` (95% bootstrap CI, computed here from the samples with
+    ``n_boot`` resamples when loading did not), ``std`` (across sets), ``n`` (questions) and
+    ``n_sets`` describe the bucket; ``avg``, ``avg_ci_low``/``avg_ci_high`` and ``gap`` are the
+    run's (repeated on its rows), all x100. ``position`` is the bucket's centre in % of the context.
+    Results without samples have NaN CIs and std. Needs pandas (``pip install 'val-probing[plot]'``).
+    """
+    try:
+        import pandas as pd
+    except ModuleNotFoundError as err:
+        raise ValProbingError(
+            "results_frame needs pandas: pip install 'val-probing[plot]' (lm-eval installs it too)"
+        ) from err
+    frame = pd.DataFrame(frame_records(results, n_boot=n_boot, seed=seed), columns=list(FRAME_COLUMNS))
+    return frame.astype({"context_length": "Int64"})

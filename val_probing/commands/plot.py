@@ -18,7 +18,10 @@ RUN_DIR is an lm-eval --output_path folder (searched for results_*.json; run lm_
 writes, under --out:
   position_curves.png/.svg        1x3 panels (document, code, database), one line per model,
                                   error bars = std across sets, dashed line = the model's Avg
-  heatmap_<task>.png/.svg         depth x context length, when a model was run at several lengths
+  heatmap_<task>.png/.svg         depth x context length, when a model was run at several lengths;
+                                  a dashed line under each model's effective context length (the
+                                  longest length up to which avg >= --min-avg and CI gap <= --max-gap,
+                                  see 'val-probing report --help' and docs/plots.md)
 
 examples:
   val-probing plot results/ --out figures/
@@ -43,9 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", nargs="+", default=["png", "svg"], choices=["png", "svg", "pdf"], help="file formats"
     )
     parser.add_argument("--no-average", action="store_true", help="no dashed line at each model's Avg")
+    parser.add_argument(
+        "--min-avg", type=float, default=80.0, help="effective length: lowest avg (default %(default)s)"
+    )
+    parser.add_argument(
+        "--max-gap", type=float, default=20.0, help="effective length: highest CI gap (default %(default)s)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from val_probing.outputs import check_output_dir
     from val_probing.plots import (
         curve_labels,
         heatmap_models,
@@ -55,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
         save_figure,
     )
     from val_probing.records import FAMILIES
-    from val_probing.results import keep_latest, load_results
+    from val_probing.report import effective_lengths
+    from val_probing.results import ensure_ci, keep_latest, load_results
 
+    check_output_dir(args.out)
     results = load_results(args.runs, latest_only=not args.all_runs)
     colors = model_colors(curve_labels(results).values())
     written = save_figure(
@@ -67,11 +79,14 @@ def run(args: argparse.Namespace) -> int:
         args.format,
     )
     latest = keep_latest(results) if args.all_runs else results
-    for task in FAMILIES:
-        if heatmap_models(latest, task):
-            written += save_figure(
-                plot_depth_heatmap(latest, task), args.out / f"heatmap_{task}", args.format
-            )
+    tasks = [task for task in FAMILIES if heatmap_models(latest, task)]
+    if tasks:
+        latest = ensure_ci(latest)  # the effective length reads the bucket CIs
+        effective = effective_lengths(latest, min_avg=args.min_avg, max_gap=args.max_gap)
+    for task in tasks:
+        written += save_figure(
+            plot_depth_heatmap(latest, task, effective=effective), args.out / f"heatmap_{task}", args.format
+        )
     for path in written:
         print(path)
     return 0

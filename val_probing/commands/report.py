@@ -17,11 +17,17 @@ RUN_DIR is an lm-eval --output_path folder (searched for results_*.json), one re
 a 'val-probing score --json' file. Avg = mean of the bucket scores, Gap = max - min (lower is
 better), x100; All = mean over the three tasks (empty when a model lacks a task).
 
+A model run at two or more context lengths also gets its effective context length per task: the
+longest tested length up to which every tested length has avg >= --min-avg (default 80) and a
+CI gap <= --max-gap (default 20). The CI gap is max(0, highest bucket CI low - lowest bucket CI
+high): the part of the gap that the buckets' 95% bootstrap CIs cannot explain (docs/plots.md).
+
 examples:
   val-probing report results/
   val-probing report results/ --csv table1.csv
   val-probing report results/ --all-runs --digits 2     # one row per run
   val-probing report results/ --context-length 4096 --markdown table1.md
+  val-probing report runs/4k runs/8k runs/16k --min-avg 60 --max-gap 25   # effective length
 """
 
 
@@ -36,21 +42,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--context-length", type=int, help="numbers at this context length (default: each task's longest)"
     )
     parser.add_argument("--digits", type=int, default=1, help="decimals in the Markdown table (default 1)")
+    parser.add_argument(
+        "--min-avg",
+        type=float,
+        default=80.0,
+        help="effective length: lowest avg a length may have (x100, default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-gap",
+        type=float,
+        default=20.0,
+        help="effective length: highest CI gap a length may have (x100, default %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
-    from val_probing.report import table_rows, to_csv, to_markdown
-    from val_probing.results import load_results
+    from val_probing.outputs import check_output_file
+    from val_probing.report import effective_lengths, effective_markdown, table_rows, to_csv, to_markdown
+    from val_probing.results import DEFAULT_N_BOOT, load_results
 
     if args.digits < 0:
         raise ValProbingError(f"--digits: {args.digits} is negative")
-    rows = table_rows(
-        load_results(args.runs, latest_only=not args.all_runs), context_length=args.context_length
-    )
+    for path in (args.csv, args.markdown):
+        if path is not None:
+            check_output_file(path)
+    results = load_results(args.runs, latest_only=not args.all_runs, n_boot=DEFAULT_N_BOOT)
+    rows = table_rows(results, context_length=args.context_length)
     if not rows:
         raise ValProbingError(f"no results at context length {args.context_length}")
     markdown = to_markdown(rows, digits=args.digits)
+    effective = effective_markdown(
+        effective_lengths(results, min_avg=args.min_avg, max_gap=args.max_gap), digits=args.digits
+    )
+    if effective:
+        markdown += "\n" + effective
     print(markdown, end="")
     if args.markdown:
         write_text_atomic(args.markdown, markdown)
