@@ -246,7 +246,7 @@ def test_budget_below_one_item() -> None:
 
 
 def test_unknown_tokenizer() -> None:
-    with pytest.raises(TokenizerNotFound, match="cannot load tokenizer"):
+    with pytest.raises(TokenizerNotFound, match="the path /no/such/tokenizer-folder does not exist"):
         cached_probes(ProbeSpec("document", 100, "/no/such/tokenizer-folder"))
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from val_probing.errors import ValProbingError
 from val_probing.in2.qa import (
     ExtractiveLocalGenerator,
     GenerationError,
@@ -19,6 +20,8 @@ from val_probing.in2.qa import (
     Rejected,
     RequestCache,
     build_messages,
+    parse_retry_after,
+    request_key,
     validate_generation,
 )
 from val_probing.in2.segment import Segment
@@ -99,6 +102,7 @@ class FakeOpenAI:
     def __init__(self, script: list[int | str], then: int | str | None = None) -> None:
         self.script = list(script)
         self.then = then
+        self.retry_after = "0"  # the Retry-After header sent with error statuses
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         owner = self
@@ -119,7 +123,7 @@ class FakeOpenAI:
                     step = json.dumps({"question": question, "answer": "Something specific, in other words."})
                 if isinstance(step, int):
                     self.send_response(step)
-                    self.send_header("Retry-After", "0")
+                    self.send_header("Retry-After", owner.retry_after)
                     self.end_headers()
                     self.wfile.write(b'{"error": "scripted"}')
                     return
@@ -173,7 +177,11 @@ def test_errors_then_garbage_then_good_json(tmp_path: Path) -> None:
         gen = _client(server.url, tmp_path / "cache.jsonl", delays, concurrency=1)
         result = gen.generate([request])
         assert len(server.requests) == 4  # 500, 429, garbage, good
-    assert delays == [0.01, 0.02]  # exponential backoff on the two errors
+        # a re-run at the same endpoint reads the accepted generation from the cache and sends nothing
+        rerun = _client(server.url, tmp_path / "cache.jsonl", []).generate([request])
+        assert len(server.requests) == 4
+    assert rerun.pairs == result.pairs and (rerun.sent, rerun.cached, rerun.rejections) == (0, 1, {})
+    assert 0.01 <= delays[0] <= 0.02 and 0.02 <= delays[1] <= 0.03  # exponential backoff, jittered
     assert result.rejections == {"unparsable": 1}
     assert result.pairs[0].question == "What is said in request 4?"
     assert (result.sent, result.cached, result.gave_up) == (2, 0, 0)
@@ -184,13 +192,6 @@ def test_errors_then_garbage_then_good_json(tmp_path: Path) -> None:
     )
     assert body["model"] == "fake-model" and body["messages"] == build_messages(request)
     assert server.requests[3]["body"]["seed"] == 1  # the re-ask after a rejection asks for another sample
-
-    # a re-run reads both generations from the cache and sends nothing
-    with FakeOpenAI([], then=500) as again:
-        rerun = _client(again.url, tmp_path / "cache.jsonl", []).generate([request])
-        assert again.requests == []
-    assert rerun.pairs == result.pairs and (rerun.sent, rerun.cached) == (0, 2)
-    assert rerun.rejections == {"unparsable": 1}
 
 
 def test_endpoint_that_keeps_failing_keeps_partial_work(tmp_path: Path, segments: list[Segment]) -> None:
@@ -203,11 +204,11 @@ def test_endpoint_that_keeps_failing_keeps_partial_work(tmp_path: Path, segments
         with pytest.raises(GenerationError, match=r"gave up after 3 tries.*re-run to resume"):
             _client(server.url, cache, [], concurrency=1, max_retries=2).generate(requests)
         assert len(server.requests) == 3 + 3  # three answers, then one request tried three times
-    assert len(RequestCache(cache)) == 3
-    # the endpoint is back: only the missing requests are sent
-    with FakeOpenAI([]) as server:
+        assert len(RequestCache(cache)) == 3
+        # the endpoint is back (the cache is keyed on it): only the missing requests are sent
+        server.then = None
         result = _client(server.url, cache, [], concurrency=3).generate(requests)
-        assert len(server.requests) == 3
+        assert len(server.requests) == 6 + 3
     assert len(result.pairs) == 6 and (result.sent, result.cached) == (3, 3)
 
 
@@ -233,10 +234,10 @@ def test_unreachable_endpoint_is_retried_then_reported(tmp_path: Path) -> None:
     gen = _client("http://127.0.0.1:9/v1", tmp_path / "c.jsonl", delays, max_retries=2, timeout=2.0)
     with pytest.raises(GenerationError, match="ConnectError"):
         gen.generate([QARequest("fine_grained", (SEG,))])
-    assert delays == [0.01, 0.02]
+    assert len(delays) == 2 and 0.01 <= delays[0] <= 0.02 and 0.02 <= delays[1] <= 0.03
 
 
-def test_cache_survives_a_line_cut_by_a_crash(tmp_path: Path) -> None:
+def test_cache_survives_a_line_cut_by_a_crash(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "cache.jsonl"
     cache = RequestCache(path)
     cache.put("k1", "v1")
@@ -247,9 +248,18 @@ def test_cache_survives_a_line_cut_by_a_crash(tmp_path: Path) -> None:
     reloaded.put("k3", "v3")  # appends on a fresh line: the file stays valid
     again = RequestCache(path)
     assert (again.get("k1"), again.get("k3"), len(again)) == ("v1", "v3", 2)
-    path.write_text(path.read_text() + "not json\n" + '{"key": "k4", "content": "v4"}\n')
-    with pytest.raises(ValProbingError, match=r"cache\.jsonl:3: corrupt cache line"):
-        RequestCache(path)
+    # a line that is not JSON, and one edited by hand (its check fails): dropped with one warning, re-asked
+    edited = json.loads(path.read_text().splitlines()[0])
+    edited["content"] = "edited"
+    path.write_text(path.read_text() + "not json\n" + json.dumps(edited) + "\n")
+    with caplog.at_level("WARNING"):
+        dropped = RequestCache(path)
+    assert (dropped.get("k1"), dropped.get("k3"), len(dropped)) == ("v1", "v3", 2)
+    assert "2 line(s)" in [r.getMessage() for r in caplog.records if str(path) in r.getMessage()][-1]
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # the file was rewritten without them: no warning the next time
+        assert len(RequestCache(path)) == 2
+    assert not caplog.records
 
 
 def test_structured_output_is_requested_and_part_of_the_cache_key(tmp_path: Path) -> None:
@@ -261,3 +271,77 @@ def test_structured_output_is_requested_and_part_of_the_cache_key(tmp_path: Path
     fmt = server.requests[0]["body"]["response_format"]
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == ["question", "answer"]
     assert "response_format" not in server.requests[1]["body"]
+
+
+# ------------------------------------------------------------------------------------- retries and the cache
+
+
+def test_retry_after_in_seconds_and_as_an_http_date() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("7", now) == 7.0 and parse_retry_after(" 1.5 ", now) == 1.5
+    assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=5), usegmt=True), now) == 0.0
+    assert parse_retry_after("soon", now) is None and parse_retry_after(None, now) is None
+    assert parse_retry_after("nan", now) is None
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_the_server_retry_after_is_waited(tmp_path: Path, form: str) -> None:
+    delays: list[float] = []
+    with FakeOpenAI([503, 429]) as server:
+        if form == "seconds":
+            server.retry_after = "3"
+        else:
+            server.retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=4), usegmt=True)
+        result = _client(server.url, tmp_path / "c.jsonl", delays).generate(
+            [QARequest("fine_grained", (SEG,))]
+        )
+        assert len(server.requests) == 3
+    assert len(result.pairs) == 1 and len(delays) == 2
+    low = 3.0 if form == "seconds" else 2.0  # an HTTP date has a resolution of one second
+    assert all(low <= d <= 4.0 for d in delays), delays
+
+
+def test_backoff_has_jitter_and_a_cap(tmp_path: Path) -> None:
+    delays: list[float] = []
+    gen = _client("http://127.0.0.1:9/v1", tmp_path / "c.jsonl", delays, max_retries=6, timeout=1.0)
+    gen.backoff_max = 0.1
+    with pytest.raises(GenerationError):
+        gen.generate([QARequest("fine_grained", (SEG,))])
+    assert len(delays) == 6 and max(delays) <= 0.1
+    assert len({round(d, 6) for d in delays[:3]}) == 3  # 0.01, 0.02, 0.04 plus up to 0.01 each
+
+
+def test_the_cache_key_names_the_endpoint() -> None:
+    messages = build_messages(QARequest("fine_grained", (SEG,)))
+    a = request_key("http://a:8000/v1", "m", messages, {"attempt": 0})
+    assert a == request_key("http://a:8000/v1/", "m", messages, {"attempt": 0})
+    assert a != request_key("http://b:8000/v1", "m", messages, {"attempt": 0})
+
+
+def test_junk_is_never_served_to_a_later_run(tmp_path: Path, segments: list[Segment]) -> None:
+    requests = [QARequest("fine_grained", (s,)) for s in segments[:2]]
+    cache = tmp_path / "c.jsonl"
+    with FakeOpenAI([], then="I cannot help with that.") as junk:
+        first = _client(junk.url, cache, [], attempts=2, concurrency=1).generate(requests)
+        assert first.pairs == {} and first.rejections == {"unparsable": 4} and len(junk.requests) == 4
+        # the same endpoint, fixed: the rejected generations are asked again, not served
+        junk.then = None
+        fixed = _client(junk.url, cache, [], attempts=2, concurrency=1).generate(requests)
+        assert len(junk.requests) == 4 + 2
+    assert len(fixed.pairs) == 2 and (fixed.sent, fixed.cached, fixed.rejections) == (2, 0, {})
+    rejected = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert sum(1 for row in rejected if row["rejected"] == "unparsable") == 4  # still recorded
+    # another endpoint is another key: asked, whatever the cache holds
+    with FakeOpenAI([]) as good:
+        other = _client(good.url, cache, [], attempts=2).generate(requests)
+        assert len(good.requests) == 2 and other.cached == 0
+
+
+def test_give_up_message_names_the_cache_only_when_it_exists(tmp_path: Path) -> None:
+    cache = tmp_path / "never-written.jsonl"
+    gen = _client("http://127.0.0.1:9/v1", cache, [], max_retries=0, timeout=1.0)
+    with pytest.raises(GenerationError) as info:
+        gen.generate([QARequest("fine_grained", (SEG,))])
+    assert str(cache) not in str(info.value) and "no request was answered yet" in str(info.value)
+    assert not cache.exists()

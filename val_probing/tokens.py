@@ -112,7 +112,36 @@ def load_counter(name_or_path: str) -> TokenCounter:
     if name_or_path == EMBEDDED_TOKENIZER:
         folder = tokenizer_folder(name_or_path)
         return HFTokenCounter(HFTokenCounter.load(str(folder)).tokenizer, EMBEDDED_TOKENIZER)
+    check_tokenizer_path(name_or_path)
     return HFTokenCounter.load(name_or_path)
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether a tokenizer name can only be a local path: absolute, ``./``/``../``/``~``, a Windows
+    drive, or more than one ``/`` (hub ids are ``NAME`` or ``ORG/NAME``)."""
+    return (
+        name.startswith(("/", "./", "../", "~", ".\\"))
+        or name in (".", "..")
+        or bool(re.match(r"^[A-Za-z]:[\\/]", name))
+        or name.count("/") > 1
+        or "\\" in name
+    )
+
+
+def check_tokenizer_path(name: str) -> None:
+    """A clear error for a tokenizer given as a path that is not a folder (before transformers is
+    asked, whose error would be about hub repo ids)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        raise TokenizerNotFound(
+            f"tokenizer {name!r}: {path} is a file; pass the folder that holds it (tokenizer.json, "
+            "tokenizer_config.json, ...)"
+        )
+    if looks_like_path(name) and not path.exists():
+        raise TokenizerNotFound(
+            f"tokenizer {name!r}: the path {path} does not exist (pass a folder with tokenizer files, "
+            "'embedded', 'whitespace' or a hub name like ORG/NAME)"
+        )
 
 
 def tokenizer_folder(name: str) -> Path | None:

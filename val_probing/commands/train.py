@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _generator(args: argparse.Namespace):  # -> QAGenerator
     from val_probing.in2.qa import ExtractiveLocalGenerator, OpenAIChatGenerator, RequestCache
+    from val_probing.outputs import check_output_file
     from val_probing.paths import cache_root
 
     if args.generator == "local":
@@ -172,6 +173,7 @@ def _generator(args: argparse.Namespace):  # -> QAGenerator
     if not args.model:
         raise ValProbingError("--generator openai needs --model (the model name served at --endpoint)")
     cache = args.cache or cache_root() / "in2-qa" / (re.sub(r"[^\w.-]+", "_", args.model) + ".jsonl")
+    check_output_file(cache, "QA cache")  # before any request: an unwritable cache is exit 2
     log.info("QA cache: %s", cache)
     return OpenAIChatGenerator(
         base_url=args.endpoint,
@@ -207,12 +209,16 @@ def _synthesize(args: argparse.Namespace) -> int:
     from val_probing.in2.assemble import LengthRange, MixtureRatios
     from val_probing.in2.dataset import (
         SynthesisConfig,
+        check_dataset_out,
+        read_corpus,
         read_general,
-        read_texts,
         save_dataset,
         synthesize,
     )
     from val_probing.tokens import load_counter
+
+    check_dataset_out(args.out, overwrite=args.overwrite)
+    generator = _generator(args)  # checks the QA cache path
 
     config = SynthesisConfig(
         n_examples=args.n_examples,
@@ -223,13 +229,13 @@ def _synthesize(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
-    texts = read_texts(args.texts)
+    corpus = read_corpus(args.texts)
     general = read_general(args.general) if args.general else None
     probes = _probe_index(args)
     synthesis = synthesize(
-        texts,
+        list(corpus.texts),
         load_counter(args.tokenizer),
-        _generator(args),
+        generator,
         config,
         random.Random(args.seed),
         general=general,
@@ -237,6 +243,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     )
     sources = {
         "texts": [str(p) for p in args.texts],
+        "corpus": corpus.to_manifest(),
         "general": str(args.general) if args.general else None,
         "probes": [str(p) for p in args.probes],
         "official": str(args.official) if args.official else None,
@@ -268,10 +275,12 @@ def launch_command(
 
 def _run(args: argparse.Namespace) -> int:
     from val_probing.in2.config import load_config
+    from val_probing.outputs import check_output_dir
     from val_probing.training import config_path, recipe_path
 
     config = config_path(args.config)
-    load_config(config, args.overrides)  # fail fast, before any process starts
+    settings = load_config(config, args.overrides)  # fail fast, before any process starts
+    check_output_dir(settings.output_dir, "training output folder (output_dir)")
     accelerate_config = config_path(args.accelerate_config) if args.accelerate_config else None
     cmd = launch_command(
         config, args.overrides, recipe_path(args.recipe), accelerate_config, args.accelerate_args

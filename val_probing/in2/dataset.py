@@ -38,6 +38,7 @@ from val_probing.in2.assemble import (
 from val_probing.in2.contamination import ContaminationReport, ProbeIndex, filter_texts
 from val_probing.in2.qa import QAGenerator, QAPair, QARequest
 from val_probing.in2.segment import SEGMENT_TOKENS, RawText, Segment, Segmentation, segment_corpus
+from val_probing.outputs import check_output_dir, writing
 from val_probing.records import RecordError, iter_jsonl
 from val_probing.tokens import TokenCounter
 
@@ -69,28 +70,84 @@ def _texts_from_jsonl(path: Path) -> list[RawText]:
     return out
 
 
-def read_texts(paths: Sequence[Path]) -> list[RawText]:
+@dataclass(frozen=True)
+class Corpus:
+    """The raw texts read from ``--texts``, and the files that were not read, by reason."""
+
+    texts: tuple[RawText, ...]
+    not_read: tuple[str, ...] = ()  # files in the folders without a .txt, .md or .jsonl suffix
+    undecodable: tuple[str, ...] = ()  # .txt/.md files that are not UTF-8 text (skipped, with a warning)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """Counts (and the file names, up to 100 of each) for the dataset manifest."""
+        return {
+            "texts": len(self.texts),
+            "not_read": {"count": len(self.not_read), "files": list(self.not_read[:100])},
+            "undecodable": {"count": len(self.undecodable), "files": list(self.undecodable[:100])},
+        }
+
+
+def _listed(files: Sequence[str], limit: int = 20) -> str:
+    more = f" and {len(files) - limit} more" if len(files) > limit else ""
+    return ", ".join(files[:limit]) + more
+
+
+def read_corpus(paths: Sequence[Path]) -> Corpus:
     """Raw texts from files and folders: each .txt/.md file is one text; each line of a .jsonl is one text
-    (field ``text``, optional ``id``). Folders are searched recursively, in sorted order."""
+    (field ``text``, optional ``id``). Folders are searched recursively, in sorted order.
+
+    Files in the folders with another suffix are not read: they are listed in the log and counted in the
+    result. A .txt/.md file that is not UTF-8 text (a binary file, another encoding) is skipped with a
+    warning naming it (convert it with ``iconv -t UTF-8`` to use it); a .jsonl file that is not UTF-8 is
+    an error naming it and the line. A file named directly must have one of the three suffixes."""
     files: list[Path] = []
+    not_read: list[str] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (*TEXT_SUFFIXES, ".jsonl")))
+            for found in sorted(p for p in path.rglob("*") if p.is_file()):
+                if found.suffix in (*TEXT_SUFFIXES, ".jsonl"):
+                    files.append(found)
+                else:
+                    not_read.append(str(found))
         elif path.is_file():
+            if path.suffix not in (*TEXT_SUFFIXES, ".jsonl"):
+                raise ValProbingError(f"{path}: expected .txt, .md or .jsonl")
             files.append(path)
         else:
             raise ValProbingError(f"{path}: no such file or folder")
+    if not_read:
+        log.info("%d file(s) not read (not .txt, .md or .jsonl): %s", len(not_read), _listed(not_read))
     texts: list[RawText] = []
+    undecodable: list[str] = []
     for path in files:
         if path.suffix == ".jsonl":
             texts.extend(_texts_from_jsonl(path))
-        elif path.suffix in TEXT_SUFFIXES:
-            texts.append(RawText(str(path), path.read_text(encoding="utf-8")))
-        else:
-            raise ValProbingError(f"{path}: expected .txt, .md or .jsonl")
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            log.warning(
+                "%s: skipped, not UTF-8 text (byte %d: %s); convert it (iconv -t UTF-8) or remove it",
+                path,
+                err.start,
+                err.reason,
+            )
+            undecodable.append(str(path))
+            continue
+        except OSError as err:
+            raise ValProbingError(f"{path}: cannot read ({err.strerror or err})") from err
+        texts.append(RawText(str(path), text))
     if not texts:
-        raise ValProbingError(f"no raw texts found in {', '.join(map(str, paths))} (.txt, .md or .jsonl)")
-    return texts
+        skipped = f"; skipped as not UTF-8: {_listed(undecodable)}" if undecodable else ""
+        raise ValProbingError(
+            f"no raw texts found in {', '.join(map(str, paths))} (.txt, .md or .jsonl){skipped}"
+        )
+    return Corpus(tuple(texts), tuple(not_read), tuple(undecodable))
+
+
+def read_texts(paths: Sequence[Path]) -> list[RawText]:
+    """The texts of :func:`read_corpus` (without the account of the files not read)."""
+    return list(read_corpus(paths).texts)
 
 
 _GENERAL_SCHEMAS = (
@@ -458,6 +515,15 @@ def _features(template: Template) -> Any:
     )
 
 
+def check_dataset_out(out_dir: Path, *, overwrite: bool) -> Path:
+    """Before any work: ``out_dir`` can be written (a folder, writable) and does not exist unless
+    ``overwrite``; ``OutputError`` / ``ValProbingError`` naming it otherwise."""
+    out_dir = check_output_dir(out_dir, "dataset folder")
+    if out_dir.exists() and not overwrite:
+        raise ValProbingError(f"{out_dir} exists: pass --overwrite or choose another --out")
+    return out_dir
+
+
 def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, overwrite: bool = False) -> Path:
     """``out_dir`` = a ``datasets`` folder (``datasets.load_from_disk``) + ``manifest.json``.
 
@@ -468,9 +534,7 @@ def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, ove
     from datasets.exceptions import DatasetGenerationError
     from tqdm.auto import tqdm
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise ValProbingError(f"{out_dir} exists: pass --overwrite or choose another --out")
+    out_dir = check_dataset_out(out_dir, overwrite=overwrite)
     if not len(synthesis):
         raise ValProbingError("no example was planned: nothing to save")
     if template not in ("film", "chat"):
@@ -496,12 +560,13 @@ def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, ove
             if isinstance(err.__cause__, ValProbingError):
                 raise err.__cause__ from None
             raise
-        dataset.save_to_disk(str(work / "dataset"))
-        manifest = {**synthesis.manifest, **stats.to_dict(), "template": template}
-        (work / "dataset" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        (work / "dataset").rename(out_dir)
+        with writing(out_dir, "dataset"):  # a full disk or a vanished folder names --out
+            dataset.save_to_disk(str(work / "dataset"))
+            manifest = {**synthesis.manifest, **stats.to_dict(), "template": template}
+            (work / "dataset" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            (work / "dataset").rename(out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out_dir

@@ -12,9 +12,11 @@ Every generation is asked for as JSON ``{"question": ..., "answer": ...}`` and c
 Generators:
 
 * ``OpenAIChatGenerator``: any OpenAI-compatible ``/v1/chat/completions`` endpoint (``vllm serve MODEL``,
-  or a hosted API), with bounded concurrency, retries with exponential backoff on transport errors, 429 and
-  5xx, and a resumable on-disk cache keyed on a hash of (model, messages, parameters), so a re-run skips
-  requests already answered and partial work survives a crash or an error.
+  or a hosted API), with bounded concurrency, retries (tenacity: exponential backoff with jitter, at
+  least the server's ``Retry-After`` in seconds or as an HTTP-date) on transport errors, 429 and 5xx,
+  and a resumable on-disk cache keyed on a hash of (endpoint, model, messages, parameters), so a re-run
+  skips requests already answered and partial work survives a crash or an error. Rejected generations
+  are cached with their reason but never served: a re-run asks for them again.
 * ``ExtractiveLocalGenerator``: NOT a language model. A deterministic stand-in for tests and offline
   pipelines that quotes sentences of the segments; its data teaches retrieval, not the paper's QA.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import re
 import threading
@@ -32,11 +35,24 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
 from val_probing.errors import ValProbingError
 from val_probing.in2.segment import Segment
+from val_probing.outputs import writing
+from val_probing.records import write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -259,54 +275,104 @@ class ExtractiveLocalGenerator:
 # --------------------------------------------------------------------------------------------------------
 
 
-def request_key(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
-    """sha256 of the request: what the cache is keyed on."""
-    payload = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True)
+def request_key(endpoint: str, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+    """sha256 of the request: what the cache is keyed on. Everything that changes the answer is in it:
+    the endpoint (without a trailing slash), the model, the messages and the sampling parameters (with
+    the attempt number, which sets the seed)."""
+    payload = json.dumps(
+        {"endpoint": endpoint.rstrip("/"), "model": model, "messages": messages, "params": params},
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def _entry_check(key: str, content: str, rejected: str | None) -> str:
+    return hashlib.sha256(json.dumps([key, content, rejected]).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One generation as the endpoint returned it; ``rejected`` is the reason it failed the checks."""
+
+    content: str
+    rejected: str | None = None
+
+
 class RequestCache:
-    """Append-only JSONL of ``{"key", "content"}``; each answer is flushed as it arrives, so a crash or an
-    error keeps every finished request and a re-run asks only for the rest."""
+    """Append-only JSONL of ``{"key", "content", "rejected", "check"}``; each generation is flushed as it
+    arrives, so a crash or an error keeps every finished request and a re-run asks only for the rest.
+
+    Every line carries a check (a hash of its key, content and verdict) verified on load: a line that
+    fails it (cut by a crash, edited, an older format) is dropped with one warning naming the file, and
+    its request is asked again. Rejected generations are kept, so the counts stay auditable, but
+    :meth:`get` serves accepted ones only: a junk answer is never given to a later run.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._entries: dict[str, str] = {}
+        self._entries: dict[str, CacheEntry] = {}
         if self.path.is_file():
             self._load()
 
     def _load(self) -> None:
-        data = self.path.read_bytes()
-        complete, _sep, tail = data.rpartition(b"\n")  # tail: a last line without its newline
-        if tail.strip():
-            log.warning("%s: dropping a partly written last line (a crash while writing)", self.path)
-            with self.path.open("r+b") as handle:  # so that later appends start on a fresh line
-                handle.truncate(len(complete) + len(_sep))
-        for lineno, line in enumerate(complete.decode("utf-8").split("\n"), start=1):
+        try:
+            data = self.path.read_bytes()
+        except OSError as err:
+            raise ValProbingError(f"{self.path}: cannot read the QA cache ({err.strerror or err})") from err
+        dropped = 0
+        for line in data.split(b"\n"):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
-                self._entries[obj["key"]] = obj["content"]
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise ValProbingError(
-                    f"{self.path}:{lineno}: corrupt cache line ({err}); delete the line or the file"
-                ) from err
+                key, content, rejected = obj["key"], obj["content"], obj.get("rejected")
+                if obj.get("check") != _entry_check(key, content, rejected):
+                    raise ValueError("check")
+                if not isinstance(content, str) or not (rejected is None or isinstance(rejected, str)):
+                    raise ValueError("types")
+            except (ValueError, KeyError, TypeError, AttributeError):  # JSONDecodeError is a ValueError
+                dropped += 1
+                continue
+            self._entries[key] = CacheEntry(content, rejected)
+        if dropped:
+            log.warning(
+                "%s: %d line(s) fail their check (cut by a crash, edited, or an older format): dropped, "
+                "their requests are asked again",
+                self.path,
+                dropped,
+            )
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        """The file without the dropped lines, atomically (so later appends start on a clean file)."""
+        write_jsonl(self.path, (self._line(key, entry) for key, entry in self._entries.items()))
+
+    @staticmethod
+    def _line(key: str, entry: CacheEntry) -> dict[str, Any]:
+        return {
+            "key": key,
+            "content": entry.content,
+            "rejected": entry.rejected,
+            "check": _entry_check(key, entry.content, entry.rejected),
+        }
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: str) -> str | None:
+        """The accepted generation for ``key``, or None (none yet, or only a rejected one)."""
         with self._lock:
-            return self._entries.get(key)
+            entry = self._entries.get(key)
+        return entry.content if entry is not None and entry.rejected is None else None
 
-    def put(self, key: str, content: str) -> None:
-        with self._lock:
-            self._entries[key] = content
+    def put(self, key: str, content: str, rejected: str | None = None) -> None:
+        line = json.dumps(self._line(key, CacheEntry(content, rejected)), ensure_ascii=False)
+        with self._lock, writing(self.path, "QA cache"):
+            self._entries[key] = CacheEntry(content, rejected)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"key": key, "content": content}, ensure_ascii=False) + "\n")
+                handle.write(line + "\n")
                 handle.flush()
 
 
@@ -314,6 +380,25 @@ class _Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date (RFC 9110 10.2.3);
+    None when absent or unreadable. A date in the past means 0."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an obsolete date form without a zone: HTTP dates are in GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 @dataclass
@@ -329,7 +414,7 @@ class OpenAIChatGenerator:
     concurrency: int = 8
     max_retries: int = 5  # per HTTP request, on transport errors, 429 and 5xx
     attempts: int = 3  # generations asked per request before giving up on it (rejections)
-    backoff_base: float = 1.0
+    backoff_base: float = 1.0  # first delay; doubles per retry, plus up to backoff_base of jitter
     backoff_max: float = 60.0
     timeout: float = 300.0
     # ask the server to constrain the output to QA_SCHEMA (response_format; vLLM and OpenAI support it)
@@ -375,9 +460,7 @@ class OpenAIChatGenerator:
         except httpx.TransportError as err:
             raise _Retryable(f"{type(err).__name__}: {err}") from err
         if resp.status_code == 429 or resp.status_code >= 500:
-            after = resp.headers.get("retry-after")
-            retry_after = float(after) if after and after.replace(".", "", 1).isdigit() else None
-            raise _Retryable(f"HTTP {resp.status_code}", retry_after)
+            raise _Retryable(f"HTTP {resp.status_code}", parse_retry_after(resp.headers.get("retry-after")))
         if resp.status_code != 200:
             raise GenerationError(
                 f"{url}: HTTP {resp.status_code} for model {self.model!r}: {resp.text[:300]} "
@@ -389,51 +472,78 @@ class OpenAIChatGenerator:
             raise _Retryable(f"malformed response body: {resp.text[:120]}") from err
         return content if isinstance(content, str) else ""
 
-    def _ask(self, messages: list[dict[str, str]], attempt: int) -> str:
-        last: _Retryable | None = None
-        for retry in range(self.max_retries + 1):
-            try:
-                return self._post(messages, attempt)
-            except _Retryable as err:
-                last = err
-                if retry == self.max_retries:
-                    break
-                delay = min(self.backoff_max, self.backoff_base * 2**retry)
-                if err.retry_after is not None:
-                    delay = min(self.backoff_max, max(delay, err.retry_after))
-                log.debug("retrying in %.2fs after %s", delay, err)
-                self.sleep(delay)
-        raise GenerationError(
-            f"{self.base_url}: gave up after {self.max_retries + 1} tries ({last}); "
-            f"finished requests are kept in {self.cache.path}, re-run to resume"
+    def _wait(self, state: RetryCallState) -> float:
+        """Exponential backoff with jitter; a server's ``Retry-After`` is waited at least (up to the cap)."""
+        jittered = wait_exponential(multiplier=self.backoff_base, max=self.backoff_max) + wait_random(
+            0, self.backoff_base
         )
+        delay = min(self.backoff_max, jittered(state))
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, _Retryable) and error.retry_after is not None:
+            delay = max(delay, min(self.backoff_max, error.retry_after))
+        log.debug("retrying in %.2fs after %s", delay, error)
+        return delay
+
+    def _ask(self, messages: list[dict[str, str]], attempt: int) -> str:
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retryable),
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            sleep=self.sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._post, messages, attempt)
+        except _Retryable as err:
+            kept = (
+                f"; finished requests are kept in {self.cache.path}, re-run to resume"
+                if self.cache.path.is_file()
+                else "; no request was answered yet"
+            )
+            raise GenerationError(
+                f"{self.base_url}: gave up after {self.max_retries + 1} tries ({err}){kept}"
+            ) from err
 
     def _one(
         self, request: QARequest, result: GenerationResult, lock: threading.Lock, stop: threading.Event
     ) -> QAPair | None:
+        """An accepted generation from the cache (any attempt), else ask attempt after attempt; every
+        generation is cached with its verdict, rejected ones are never served."""
         messages = build_messages(request)
-        for attempt in range(self.attempts):
-            key = request_key(self.model, messages, {**self.params, "attempt": attempt})
+        keys = [
+            request_key(self.base_url, self.model, messages, {**self.params, "attempt": attempt})
+            for attempt in range(self.attempts)
+        ]
+        for key in keys:
             content = self.cache.get(key)
             if content is None:
-                if stop.is_set():  # another request failed for good: send nothing more
-                    return None
-                try:
-                    content = self._ask(messages, attempt)
-                except GenerationError:
-                    stop.set()
-                    raise
-                self.cache.put(key, content)
-                with lock:
-                    result.sent += 1
-            else:
-                with lock:
-                    result.cached += 1
+                continue
             try:
-                return validate_generation(content, request.segments)
+                pair = validate_generation(content, request.segments)
+            except Rejected:  # accepted by an earlier version of the checks: not served
+                continue
+            with lock:
+                result.cached += 1
+            return pair
+        for attempt, key in enumerate(keys):
+            if stop.is_set():  # another request failed for good: send nothing more
+                return None
+            try:
+                content = self._ask(messages, attempt)
+            except GenerationError:
+                stop.set()
+                raise
+            with lock:
+                result.sent += 1
+            try:
+                pair = validate_generation(content, request.segments)
             except Rejected as rej:
+                self.cache.put(key, content, rejected=rej.reason)
                 with lock:
                     result.rejections[rej.reason] += 1
+                continue
+            self.cache.put(key, content)
+            return pair
         with lock:
             result.gave_up += 1
         return None
