@@ -18,7 +18,13 @@ import pytest
 
 from val_probing.build import ProbeSpec, cached_probes
 from val_probing.cli import main
-from val_probing.paths import FOLDER_MANIFEST, remove_orphans
+from val_probing.paths import (
+    FOLDER_MANIFEST,
+    CacheInvalid,
+    check_folder_manifest,
+    remove_orphans,
+    write_folder_manifest,
+)
 from val_probing.records import read_probes
 
 _AS_ROOT = os.geteuid() == 0
@@ -216,9 +222,39 @@ def test_remove_orphans_takes_folders_and_only_dead_pids(tmp_path: Path) -> None
 
 
 # --------------------------------------------------------------------------------------------------
-# The converted embedded model (its tokenizer: seconds)
+# Folder manifests (the converted embedded model)
 
 
+def _folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text('{"a": 1}')
+    (folder / "sub" / "weights.bin").write_bytes(b"w" * 100)
+    write_folder_manifest(folder, "model v1")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda f: (f / "sub" / "weights.bin").write_bytes(b"w" * 50), "size differs"),
+        (lambda f: (f / "sub" / "weights.bin").write_bytes(b"x" * 100), "content differs"),
+        (lambda f: (f / "config.json").unlink(), "missing config.json"),
+        (lambda f: (f / FOLDER_MANIFEST).unlink(), "no val_probing_manifest.json"),
+        (lambda f: (f / FOLDER_MANIFEST).write_text("{"), "unreadable"),
+    ],
+)
+def test_folder_manifest_catches_cut_replaced_and_missing_files(tmp_path: Path, damage, reason: str) -> None:
+    folder = _folder(tmp_path)
+    check_folder_manifest(folder, "model v1")
+    with pytest.raises(CacheInvalid, match="made for 'model v1'"):
+        check_folder_manifest(folder, "model v2")
+    damage(folder)
+    with pytest.raises(CacheInvalid, match=reason):
+        check_folder_manifest(folder, "model v1")
+
+
+@pytest.mark.slow  # two conversions of the tokenizer from the GGUF file
 def test_damaged_embedded_tokenizer_folder_is_converted_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -233,3 +269,247 @@ def test_damaged_embedded_tokenizer_folder_is_converted_again(
     assert any(str(folder / "tokenizer.json") in r.getMessage() for r in caplog.records)
     assert (folder / "tokenizer.json").read_bytes() == good
     assert _leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# IN2 synthesis: the QA endpoint, the corpus, the outputs
+
+
+class _StubEndpoint:
+    """A /v1/chat/completions on 127.0.0.1 that answers every request with ``content`` (``{n}``: the
+    request number)."""
+
+    def __init__(self, content: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.content = content
+        self.requests = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                owner.requests += 1
+                text = owner.content.replace("{n}", str(owner.requests))
+                payload = json.dumps({"choices": [{"message": {"content": text}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> _StubEndpoint:
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+_GOOD_QA = json.dumps({"question": "What did entry {n} record?", "answer": "A storm, told in other words."})
+_WORDS = [
+    "harbor",
+    "lighthouse",
+    "keeper",
+    "copper",
+    "storm",
+    "winter",
+    "dock",
+    "bell",
+    "ink",
+    "entry",
+    "ship",
+    "rope",
+    "tide",
+    "island",
+]
+
+
+def _corpus(folder: Path, n_texts: int = 4) -> Path:
+    import random
+
+    rng = random.Random(0)
+    folder.mkdir(parents=True)
+    for t in range(n_texts):
+        paragraphs = [
+            " ".join(rng.choice(_WORDS) for _ in range(30))
+            + ". "
+            + " ".join(rng.choice(_WORDS) for _ in range(12))
+            + "."
+            for _ in range(12)
+        ]
+        (folder / f"t{t}.txt").write_text("\n\n".join(paragraphs), encoding="utf-8")
+    return folder
+
+
+def _synthesize(corpus: Path, out: Path, *extra: str) -> int:
+    args = ["train", "synthesize", "--texts", str(corpus), "--tokenizer", "whitespace", "--n-examples", "4"]
+    sizes = [
+        "--min-context",
+        "200",
+        "--max-context",
+        "400",
+        "--slack-tokens",
+        "100",
+        "--segment-tokens",
+        "30",
+    ]
+    return main([*args, *sizes, "--out", str(out), *extra])
+
+
+def test_qa_cache_junk_endpoint_then_a_good_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    corpus = _corpus(tmp_path / "corpus")
+    cache = tmp_path / "qa.jsonl"
+    openai = ["--generator", "openai", "--model", "m", "--attempts", "1", "--cache", str(cache)]
+    with _StubEndpoint("I cannot help with that.") as junk:
+        code = _synthesize(corpus, tmp_path / "out", *openai, "--endpoint", junk.url)
+        assert junk.requests > 0
+    assert code == 2 and not (tmp_path / "out").exists()
+    capsys.readouterr()
+    with _StubEndpoint(_GOOD_QA) as good:
+        assert _synthesize(corpus, tmp_path / "out", *openai, "--endpoint", good.url) == 0
+        asked = good.requests
+    assert asked > 0  # the good endpoint is asked, not served the junk of the first run
+    assert "wrote 4 examples" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["generation"]["rejections"] == {}
+    rows = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert {row["rejected"] for row in rows} == {"unparsable", None}  # the junk is kept as rejections
+
+
+def test_unreachable_endpoint_names_the_cache_only_when_it_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    corpus = _corpus(tmp_path / "corpus")
+    cache = tmp_path / "qa.jsonl"
+    openai = ["--generator", "openai", "--model", "m", "--max-retries", "0", "--cache", str(cache)]
+    assert _synthesize(corpus, tmp_path / "out", *openai, "--endpoint", "http://127.0.0.1:9/v1") == 2
+    err = capsys.readouterr().err
+    assert "gave up after 1 tries" in err and str(cache) not in err and "Traceback" not in err
+    assert not cache.exists() and not (tmp_path / "out").exists()
+
+
+def test_binary_and_unread_corpus_files_are_named_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    corpus = _corpus(tmp_path / "corpus")
+    (corpus / "blob.txt").write_bytes(b"\xff\xfe\x00binary\x80")
+    (corpus / "notes.csv").write_text("a,b\n")
+    (corpus / "README").write_text("no suffix\n")
+    with caplog.at_level(logging.INFO):
+        assert _synthesize(corpus, tmp_path / "out", "--generator", "local") == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(str(corpus / "blob.txt") in m and "not UTF-8" in m for m in messages)
+    assert any("2 file(s) not read" in m and str(corpus / "notes.csv") in m for m in messages)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())["sources"]["corpus"]
+    assert manifest["texts"] == 4 and manifest["undecodable"] == {
+        "count": 1,
+        "files": [str(corpus / "blob.txt")],
+    }
+    assert manifest["not_read"]["count"] == 2 and str(corpus / "README") in manifest["not_read"]["files"]
+
+
+def test_only_binary_texts_is_exit_2_naming_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "blob.txt").write_bytes(b"\x80\x81\x82")
+    assert _synthesize(corpus, tmp_path / "out", "--generator", "local") == 2
+    err = capsys.readouterr().err
+    assert "no raw texts found" in err and str(corpus / "blob.txt") in err and "Traceback" not in err
+
+
+def test_synthesize_outputs_are_checked_before_the_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    corpus = _corpus(tmp_path / "corpus")
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert _synthesize(corpus, blocker, "--generator", "local") == 2  # --out is a file
+    assert f"{blocker}: cannot write the dataset folder: it is a file" in capsys.readouterr().err
+    assert _synthesize(corpus, blocker / "out", "--generator", "local") == 2  # under a file
+    assert f"{blocker} is not a folder" in capsys.readouterr().err
+    (tmp_path / "exists").mkdir()
+    assert _synthesize(corpus, tmp_path / "exists", "--generator", "local") == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    with _StubEndpoint(_GOOD_QA) as server:
+        qa = ["--generator", "openai", "--model", "m", "--endpoint", server.url]
+        assert _synthesize(corpus, tmp_path / "out", *qa, "--cache", str(blocker / "qa.jsonl")) == 2
+        assert f"{blocker / 'qa.jsonl'}: cannot write the QA cache" in capsys.readouterr().err
+        assert server.requests == 0
+    assert blocker.read_text() == "x" and not (tmp_path / "out").exists()
+
+
+def test_synthesize_with_an_unwritable_cache_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("VAL_PROBING_CACHE", str(blocker / "cache"))
+    corpus = _corpus(tmp_path / "corpus")
+    with _StubEndpoint(_GOOD_QA) as server:
+        qa = ["--generator", "openai", "--model", "org/m", "--endpoint", server.url]
+        assert _synthesize(corpus, tmp_path / "out", *qa) == 2
+        assert server.requests == 0
+    err = capsys.readouterr().err
+    assert str(blocker / "cache" / "in2-qa" / "org_m.jsonl") in err and "Traceback" not in err
+
+
+def test_train_run_output_dir_is_checked_before_launch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    overrides = [f"dataset={tmp_path / 'data'}", f"output_dir={blocker / 'run'}"]
+    code = main(["train", "run", "--config", "in2_tiny_cpu", *overrides])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{blocker / 'run'}: cannot write the training output folder" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------------------------------
+# Tokenizer paths
+
+
+@pytest.mark.parametrize(
+    ("tokenizer", "message"),
+    [
+        ("/nonexistent", "the path /nonexistent does not exist"),
+        ("./no/such/folder", "the path no/such/folder does not exist"),
+        ("~/no-such-tokenizer-folder", "does not exist"),
+        ("a/b/c", "the path a/b/c does not exist"),
+    ],
+)
+def test_tokenizer_path_that_does_not_exist(
+    tokenizer: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "probes.jsonl"
+    args = ["build", "--task", "code", "--length", "300", "--tokenizer", tokenizer, "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Repo id" not in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_tokenizer_given_as_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    file = tmp_path / "tokenizer.json"
+    file.write_text("{}")
+    args = [
+        "build",
+        "--task",
+        "code",
+        "--length",
+        "300",
+        "--tokenizer",
+        str(file),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main(args) == 2
+    assert f"{file} is a file; pass the folder" in capsys.readouterr().err
