@@ -170,3 +170,45 @@ def test_a_missing_bucket_breaks_the_line(results: list[TaskResult]) -> None:
     assert np.isnan(y[2])
     expected = [b.mean for b in partial.summary.buckets]
     np.testing.assert_allclose(np.delete(y, 2), expected)
+
+
+def test_figures_display_in_jupyter_without_a_magic(results: list[TaskResult]) -> None:
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    fig = plot_position_curves(results)
+    png = fig._repr_png_()  # type: ignore[attr-defined]  # what IPython shows for a cell's value
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert plt.get_fignums() == before  # pyplot never saw it: no second copy shown at the cell's end
+
+
+def test_position_curves_draw_on_the_axes_given(results: list[TaskResult]) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    out = plot_position_curves(results, tasks=["code", "database"], ax=[left, right])
+    assert out is fig and len(fig.axes) == 2
+    assert left.get_title() == TASK_TITLES["code"] and right.get_title() == TASK_TITLES["database"]
+    (r,) = [r for r in results if r.model == "u-model" and r.task == "code" and r.context_length == 4096]
+    np.testing.assert_allclose(_line(left, "curve:u-model").get_ydata(), [b.mean for b in r.summary.buckets])
+    single = Figure().subplots()
+    assert plot_position_curves(results, tasks=["document"], ax=single) is single.figure
+    with pytest.raises(PlotError, match="needs 3 matplotlib Axes"):
+        plot_position_curves(results, ax=single)
+
+
+def test_heatmap_marks_the_effective_length_and_takes_ax(results: list[TaskResult]) -> None:
+    from matplotlib.figure import Figure
+
+    from val_probing.report import effective_lengths
+
+    found = effective_lengths(results, min_avg=60, max_gap=30)
+    (u_doc,) = [e for e in found if (e.model, e.task) == ("u-model", "document")]
+    assert u_doc.length == 2048
+    fig = Figure()
+    ax = fig.subplots()
+    assert plot_depth_heatmap(results, "document", effective=found, ax=ax) is fig
+    (line,) = [ln for ln in ax.get_lines() if ln.get_gid() == "effective:u-model"]
+    assert line.get_ydata()[0] == 1.5  # under the 2K row (rows 1K, 2K, 4K from the top)
+    assert "effective length: 2K" in ax.get_title()

@@ -121,3 +121,89 @@ def test_plot_command_draws_what_it_can(tmp_path: Path, caplog: pytest.LogCaptur
     assert main(["plot", str(run), "--out", str(out), "--all-runs"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["position_curves.png", "position_curves.svg"]
     assert "truncated" in caplog.text and "no results for task database" in caplog.text
+
+
+# ---------------------------------------------------------------- effective context length
+
+
+def _with_summary(result: TaskResult, length: int, avg: float, lows: list[float], highs: list[float]):
+    """A copy of ``result`` at ``length`` whose buckets have the given CIs (means in the middle)."""
+    from dataclasses import replace
+
+    from val_probing.buckets import BucketStat
+
+    buckets = tuple(
+        BucketStat(index=i, mean=(lo + hi) / 2, std=1.0, ci=(lo, hi), n=4, n_sets=2)
+        for i, (lo, hi) in enumerate(zip(lows, highs, strict=True))
+    )
+    means = [b.mean for b in buckets]
+    summary = replace(
+        result.summary, buckets=buckets, avg=avg, gap=max(means) - min(means), n_buckets=len(buckets)
+    )
+    return replace(
+        result, context_length=length, summary=summary, source=result.source.with_name(f"{length}")
+    )
+
+
+def test_ci_gap_is_the_part_of_the_gap_the_bucket_cis_cannot_explain(results: list[TaskResult]) -> None:
+    from val_probing.report import ci_gap
+
+    base = _result(results, "u-model", "document")
+    overlapping = _with_summary(base, 1024, 90, lows=[80, 70, 85], highs=[100, 90, 95])
+    assert overlapping.summary.gap == 10 and ci_gap(overlapping) == 0.0  # every CI overlaps
+    apart = _with_summary(base, 1024, 60, lows=[80, 20, 50], highs=[90, 30, 60])
+    assert ci_gap(apart) == 80 - 30
+    from dataclasses import replace
+
+    nan = float("nan")
+    unknown = replace(apart.summary, buckets=tuple(replace(b, ci=(nan, nan)) for b in apart.summary.buckets))
+    assert ci_gap(replace(apart, summary=unknown)) == apart.summary.gap == 60  # no CIs: the plain gap
+
+
+def test_effective_length_is_the_longest_length_up_to_which_every_length_passes(
+    results: list[TaskResult],
+) -> None:
+    from val_probing.report import effective_lengths
+
+    base = _result(results, "u-model", "code")
+    passing = {"lows": [85, 80], "highs": [95, 92]}  # CI gap 0
+    runs = [
+        _with_summary(base, 1024, 90, **passing),
+        _with_summary(base, 2048, 85, **passing),
+        _with_summary(base, 4096, 60, **passing),  # avg too low
+        _with_summary(base, 8192, 90, **passing),  # passes again: does not count after a failure
+    ]
+    (found,) = effective_lengths(runs, min_avg=80, max_gap=20)
+    assert (found.model, found.task, found.length) == ("u-model", "code", 2048)
+    assert [c.passes for c in found.checks] == [True, True, False, True]
+    assert found.text() == "2K" and not found.all_pass and found.uses_ci
+    (everything,) = effective_lengths(runs, min_avg=50, max_gap=20)
+    assert everything.length == 8192 and everything.text() == ">= 8K"
+    gapped = [_with_summary(base, 1024, 90, lows=[90, 40], highs=[100, 50]), *runs[1:]]
+    (none,) = effective_lengths(gapped, min_avg=50, max_gap=20)
+    assert none.length is None and none.text() == "< 1K"  # CI gap 40 at the shortest length
+    assert effective_lengths(runs[:1]) == []  # one length: no effective length
+
+
+def test_report_prints_the_effective_length_with_settable_thresholds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["report", str(SYNTHETIC), str(LENGTHS), "--min-avg", "60", "--max-gap", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "avg >= 60 and CI gap <= 30" in out
+    (row,) = [line for line in out.splitlines() if line.startswith("| u-model | Document |")]
+    assert "| 2K |" in row and "1K 80.0/" in row and "4K 49.9/" in row
+    assert main(["report", str(SYNTHETIC), str(LENGTHS)]) == 0
+    (row,) = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("| u-model | Document |")
+    ]
+    assert "| < 1K |" in row  # defaults 80 / 20: even 1K (avg 79.99...) does not pass
+    assert main(["report", str(SYNTHETIC)]) == 0
+    assert "Effective context length" not in capsys.readouterr().out  # one length only
+
+
+def test_report_checks_its_output_files_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert main(["report", str(SYNTHETIC), "--csv", str(folder)]) == 2
+    assert f"{folder}: cannot write" in capsys.readouterr().err

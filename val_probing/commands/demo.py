@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from val_probing.errors import ValProbingError
+from val_probing.outputs import check_output_dir, writing
 from val_probing.records import FAMILIES, write_text_atomic
 
 if TYPE_CHECKING:
@@ -27,8 +32,13 @@ EPILOG = """\
 Steps: convert the embedded model once (cached), build the probes offline (embedded pool, the
 model's tokenizer), run val_document, val_code and val_database with
 `lm_eval --model vllm --apply_chat_template --log_samples` (prefix caching on: every question of a
-set shares its context), then print avg, gap and per-bucket scores and write them as summary.md
-next to lm-eval's results. About 5 minutes on 2 CPU cores with the defaults.
+set shares its context), then print avg, gap and per-bucket scores, write them as summary.md and
+the position curves as position_curves.png next to lm-eval's results. About 4-5 minutes on 2 CPU
+cores with the defaults.
+
+Output is one status line per stage and the generation progress; everything vLLM and lm-eval
+print goes to OUT/lm_eval.log (--verbose streams it too). When lm_eval fails, the last lines of
+that log are printed with its path.
 
 examples:
   val-probing demo                                   # ./results/demo, 2K-token contexts
@@ -75,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model", type=Path, default=None, help="a local HF model folder (default: the embedded SmolLM2)"
+    )
+    parser.add_argument(
+        "--verbose",
+        dest="stream_log",
+        action="store_true",
+        help="also stream the vLLM and lm-eval output (always written to OUT/lm_eval.log)",
     )
     parser.add_argument("--limit", type=_positive, default=None, help=argparse.SUPPRESS)
 
@@ -174,11 +190,143 @@ def summary_markdown(rows: Sequence[TaskResult], *, title: str, wall_s: float | 
     return "\n".join(lines) + "\n"
 
 
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds:.0f} s" if seconds < 90 else f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
+_BUILDING = re.compile(r"Building contexts for (\S+) on rank")
+_TQDM = re.compile(r"(\d+)%\|[^|]*\|\s*(\d+)/(\d+)")
+_ENGINE = re.compile(r"Initializing (\S+) model")
+PROGRESS_STEPS = (25, 50, 75, 100)
+# The progress bars of the generation itself (vLLM's, then lm-eval's); others (vLLM's "Adding
+# requests", "Rendering prompts") finish in a moment and say nothing about the generation.
+GENERATION_BARS = ("Processed prompts", "Running generate_until requests")
+
+
+@dataclass
+class LogWatcher:
+    """Turns the lines of lm-eval's and vLLM's output into a few status lines (pure: no I/O).
+
+    ``feed(line, now)`` returns the status lines that ``line`` completes: the engine starting, each
+    task's requests being built, the generation progress at 25/50/75/100 % (vLLM's "Processed
+    prompts" and lm-eval's "Running generate_until requests" bars) and the results being saved.
+    ``now`` is seconds since the run started.
+    """
+
+    generating_since: float | None = None
+    _printed_steps: set[int] = field(default_factory=set)
+    _seen: set[str] = field(default_factory=set)
+
+    def _once(self, key: str, text: str) -> list[str]:
+        if key in self._seen:
+            return []
+        self._seen.add(key)
+        return [text]
+
+    def feed(self, line: str, now: float) -> list[str]:
+        engine = _ENGINE.search(line)
+        if engine:
+            return self._once("engine", f"  starting {engine.group(1)} (model load, ~1 min on CPU)")
+        building = _BUILDING.search(line)
+        if building:
+            task = building.group(1)
+            return self._once(f"task:{task}", f"  {task}: requests built ({_duration(now)})")
+        if "Running generate_until requests" in line and self.generating_since is None:
+            self.generating_since = now
+            return self._once("generate", f"  engine ready after {_duration(now)}; generating")
+        if "Saving results aggregated" in line:
+            return self._once("saving", "  saving results and samples")
+        bar = _TQDM.search(line) if line.lstrip().startswith(GENERATION_BARS) else None
+        if bar and self.generating_since is not None:
+            done, total = int(bar.group(2)), int(bar.group(3))
+            pct = 100 * done // total if total else 0
+            step = max((s for s in PROGRESS_STEPS if pct >= s), default=None)
+            if step is not None and step not in self._printed_steps:
+                self._printed_steps.update(s for s in PROGRESS_STEPS if s <= step)
+                elapsed = _duration(now - self.generating_since)
+                return [f"  generated {done}/{total} prompts ({step}%, {elapsed})"]
+        return []
+
+
+def split_output(buffer: str) -> tuple[list[str], str]:
+    """Complete lines (split at ``\\n`` and tqdm's ``\\r``) and the unfinished rest."""
+    parts = re.split(r"[\r\n]", buffer)
+    return [p for p in parts[:-1] if p.strip()], parts[-1]
+
+
+def failure_tail(lines: Sequence[str], n: int = 25) -> list[str]:
+    """The last ``n`` log lines worth showing: tqdm progress bars left out."""
+    kept = [ln for ln in lines if not _TQDM.search(ln)]
+    return kept[-n:]
+
+
+def task_line(result: TaskResult) -> str:
+    """One line per task after the run: avg with its CI, gap, questions."""
+    s = result.summary
+    lo, hi = s.avg_ci
+    return (
+        f"  val_{result.task}: avg {_fmt(s.avg)} (95% CI {_fmt(lo)}-{_fmt(hi)}), gap {_fmt(s.gap)}, "
+        f"{s.n_samples} questions"
+    )
+
+
 # ---------------------------------------------------------------- I/O
 
 
 def _stage(i: int, n: int, text: str) -> None:
     print(f"[demo {i}/{n}] {text}", flush=True)
+
+
+def run_logged(cmd: Sequence[str], *, env: dict[str, str], log_path: Path, stream: bool, start: float) -> int:
+    """Run ``cmd`` with its output in ``log_path`` (and on stdout with ``stream``), printing the
+    :class:`LogWatcher` status lines; on failure the last lines of the log go to stderr."""
+    watcher = LogWatcher()
+    recent: deque[str] = deque(maxlen=200)
+    with writing(log_path, "lm_eval log"):
+        log_file = log_path.open("w", encoding="utf-8")
+    with log_file:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        pending = ""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # tqdm bars are multibyte
+        try:
+            for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+                text = decoder.decode(chunk)
+                with writing(log_path, "lm_eval log"):
+                    log_file.write(text)
+                    log_file.flush()
+                if stream:
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                lines, pending = split_output(pending + text)
+                for line in lines:
+                    recent.append(line)
+                    if not stream:
+                        _print_all(watcher.feed(line, time.monotonic() - start), sys.stdout)
+        except BaseException:  # a failed write or Ctrl-C: stop lm_eval rather than leave it orphaned
+            proc.kill()
+            proc.wait()
+            raise
+        code = proc.wait()
+    if code != 0 and not stream:
+        if pending.strip():
+            recent.append(pending)
+        print(f"lm_eval failed (exit code {code}); the last lines of {log_path}:", file=sys.stderr)
+        _print_all([f"  {ln}" for ln in failure_tail(list(recent))], sys.stderr)
+    return code
+
+
+def _quiet_progress_bars() -> None:
+    """No transformers progress bars in this process (the lm_eval subprocess keeps its own)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def _print_all(lines: Sequence[str], stream: IO[str]) -> None:
+    for line in lines:
+        print(line, file=stream, flush=True)
 
 
 def _check_stack() -> None:
@@ -212,9 +360,12 @@ def _build_probes(args: argparse.Namespace, tokenizer: str) -> None:
             sets=args.sets,
             positions=args.positions,
         )
-        examples, digest = cached_probes(spec, progress=True)
+        examples, digest = cached_probes(spec, progress=False)
         tokens = sorted({ex.context_tokens for ex in examples})
-        print(f"  val_{family}: {len(examples)} questions, context tokens {tokens}, probe hash {digest}")
+        print(
+            f"  val_{family}: {len(examples)} questions, context tokens {min(tokens)}-{max(tokens)}, "
+            f"probe hash {digest}"
+        )
 
 
 def _new_results(out: Path, before: set[Path]) -> list[Path]:
@@ -223,13 +374,18 @@ def _new_results(out: Path, before: set[Path]) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.embedded import embedded_model_dir
-    from val_probing.results import load_results
+    from val_probing.plots import plot_position_curves, save_figure
+    from val_probing.results import DEFAULT_N_BOOT, load_results
     from val_probing.serving import serving_cache_dir, serving_env, vllm_is_cpu_build, vllm_model_args
 
+    out = check_output_dir(args.out).resolve()
     _check_stack()
     start = time.monotonic()
-    n = 4
+    n = 5
+    stream = bool(args.stream_log or getattr(args, "verbose", False))
     _stage(1, n, "model")
+    if args.model is None and not stream:
+        _quiet_progress_bars()  # converting the embedded model once: one log line, no bars
     model_dir = args.model or embedded_model_dir()
     if not (model_dir / "config.json").is_file():
         raise ValProbingError(f"{model_dir}: not a Hugging Face model folder (no config.json)")
@@ -250,33 +406,41 @@ def run(args: argparse.Namespace) -> int:
         buckets=args.buckets,
         tokenizer=tokenizer,
     )
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out, "output folder"):
+        out.mkdir(parents=True, exist_ok=True)
     cmd = lm_eval_command(
         model_args=model_args, tasks_path=tasks_path(), metadata=metadata, out=out, limit=args.limit
     )
-    _stage(3, n, f"lm_eval --model vllm ({'CPU' if cpu else 'GPU'}), prefix caching on; output {out}")
-    print("  " + " ".join(cmd[2:]), flush=True)
+    log_path = out / "lm_eval.log"
+    _stage(3, n, f"lm_eval --model vllm ({'CPU' if cpu else 'GPU'}), prefix caching on; log: {log_path}")
     before = set(out.rglob("results_*.json"))
     env = serving_env(os.environ, cache_dir=serving_cache_dir(), cpu=cpu)
-    code = subprocess.run(cmd, env=env, check=False).returncode
+    code = run_logged(cmd, env=env, log_path=log_path, stream=stream, start=start)
     if code != 0:
-        raise ValProbingError(f"lm_eval failed with exit code {code} (its output is above)")
+        raise ValProbingError(f"lm_eval failed with exit code {code}; full log: {log_path}")
     produced = _new_results(out, before)
     if not produced:
-        raise ValProbingError(f"lm_eval finished but wrote no results_*.json under {out}")
+        raise ValProbingError(f"lm_eval finished but wrote no results_*.json under {out} (log: {log_path})")
 
-    _stage(4, n, "summary")
-    results = load_results(produced)
+    _stage(4, n, "scores (reference metric, 95% bootstrap CIs)")
+    results = load_results(produced, n_boot=DEFAULT_N_BOOT)
+    for r in results:
+        print(task_line(r))
+    run_dir = produced[-1].parent
+    _stage(5, n, "summary and figure")
+    (figure,) = save_figure(plot_position_curves(results), run_dir / "position_curves", ["png"])
     wall = time.monotonic() - start
     table = summary_markdown(
         results,
         title=f"VAL probing demo: {args.context_length}-token contexts",
         wall_s=wall,
     )
-    summary_path = produced[-1].parent / "summary.md"
+    summary_path = run_dir / "summary.md"
     write_text_atomic(summary_path, table)
     print()
     print(table)
-    print(f"wrote {summary_path}; lm-eval results and samples in {produced[-1].parent}")
+    print(f"summary: {summary_path}")
+    print(f"figure:  {figure}")
+    print(f"lm-eval results and samples: {run_dir}")
+    print(f"log:     {log_path}")
     return 0
