@@ -17,6 +17,7 @@ def test_committed_without_outputs() -> None:
     nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    assert not any("%matplotlib" in "".join(c["source"]) for c in code)  # figures display without it
 
 
 @pytest.fixture
@@ -71,6 +72,17 @@ def test_notebook_defaults_to_the_shipped_embedded_run(
     assert "SmolLM2-135M-Instruct" in expected and expected.strip() in _text(table)
     heat = next(c for c in code if "heatmap_models(results, task)" in c.source)
     assert "no model has results at two or more context lengths" in _text(heat)
+    # the quick-start cells, exactly as a user types them
+    frame = next(c for c in code if c.source == 'results_frame(load_results("tests/data/runs/embedded"))')
+    assert any("text/html" in o.get("data", {}) for o in frame.outputs)
+    html = "".join(o.get("data", {}).get("text/html", "") for o in frame.outputs)
+    assert html.split("<tbody>")[1].count("<tr>") == 3 * 8  # tasks x buckets
+    plot = next(
+        c for c in code if c.source == 'plot_position_curves(load_results("tests/data/runs/embedded"))'
+    )
+    assert sum("image/png" in o.get("data", {}) for o in plot.outputs) == 1  # shown once, no magic
+    composed = next(c for c in code if "ax=left" in c.source)
+    assert sum("image/png" in o.get("data", {}) for o in composed.outputs) == 1
 
 
 def test_notebook_runs_on_the_synthetic_runs(venv_kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,6 +95,7 @@ def test_notebook_runs_on_the_synthetic_runs(venv_kernel: str, monkeypatch: pyte
     assert "u-model" in _text(gaps) and "a real dip" in _text(gaps)
     heat = next(c for c in code if "heatmap_models(results, task)" in c.source)
     assert sum("image/png" in o.get("data", {}) for o in heat.outputs) == 1  # document only
+    assert "| u-model | Document | < 1K |" in _text(heat)  # the effective length, default thresholds
 
 
 def test_notebook_reads_the_runs_the_user_sets(
