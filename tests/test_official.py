@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -82,8 +83,93 @@ def test_keys_come_from_the_three_official_wordings() -> None:
     assert extract_key("document", DOC_INSTRUCTION.format('the "quoted" piece')) == 'the "quoted" piece'
     assert extract_key("code", CODE_INSTRUCTION.format("f.write('x')")) == "f.write('x')"
     assert extract_key("database", DB_INSTRUCTION.format("Q42")) == "Q42"
-    with pytest.raises(ValueError, match="official code instruction"):
+    with pytest.raises(ValueError, match="is not a code question"):
         extract_key("code", DOC_INSTRUCTION.format("x"))
+
+
+def _variants(instruction: str, key: str) -> list[str]:
+    """The same question reworded: case, spacing and punctuation changed around the key (never in it)."""
+    head, _sep, tail = instruction.partition(key)
+    return [
+        head.upper() + key + tail.upper(),
+        head.lower() + key + tail.lower(),
+        "  " + " ".join(head.split()) + key + " ".join(tail.split()) + "  ",
+        head.replace(",", "").replace(" ,", "") + key + tail.replace(" ?", "?"),
+        head.replace("? ", "") + key + tail.rstrip("? ") + ".",
+        head.rstrip('"') + "\u201c" + key + "\u201d" + tail.lstrip('"'),
+        head.replace("\n", " ") + key + tail + "\n",
+    ]
+
+
+DOC_KEY = 'the "quoted" piece, with a comma'
+CODE_KEY = "return f.write('x?') or None"
+VARIANT_CASES = [
+    ("document", DOC_INSTRUCTION.format(DOC_KEY), DOC_KEY),
+    ("document", f'Which sentence of the context includes the phrase: "{DOC_KEY}"?', DOC_KEY),
+    ("code", CODE_INSTRUCTION.format(CODE_KEY), CODE_KEY),
+    ("code", f'Find the function whose body has the line "{CODE_KEY}".', CODE_KEY),
+    ("database", DB_INSTRUCTION.format("Q42"), "Q42"),
+    ("database", "What are the label and description of the entity with ID: Q42?", "Q42"),
+    ("database", "Give label and description where id = 'Q42'", "Q42"),
+]
+
+
+@pytest.mark.parametrize(("family", "instruction", "key"), VARIANT_CASES)
+def test_keys_survive_case_spacing_and_punctuation_changes(family: str, instruction: str, key: str) -> None:
+    context = f"before <id: {key}, label: L, description: D> {key} after"
+    for variant in [instruction, *_variants(instruction, key)]:
+        assert extract_key(family, variant, context) == key, variant  # type: ignore[arg-type]
+        assert extract_key(family, variant) in (key, key.strip(".?")), variant  # type: ignore[arg-type]
+
+
+def test_the_context_picks_the_key_when_the_wording_leans_on_it() -> None:
+    # spaces inside the quotes, and an id followed by a question mark with no space: both cut off
+    assert extract_key("document", 'Which sentence contains the piece " lamp 3 "?', "(lamp 3)") == "lamp 3"
+    assert extract_key("database", "where the id is Q7?", "<id: Q7, label: x, description: y>") == "Q7"
+    # a key the context lacks is still the key (the row is left out later: its needle is not found)
+    assert extract_key("database", "where the id is Q8?", "<id: Q7, label: x, description: y>") == "Q8"
+
+
+@pytest.mark.parametrize(
+    ("family", "instruction"),
+    [
+        ("document", "Which sentence is the longest?"),
+        ("code", "In above context, which function is the slowest?"),
+        ("database", "What is the label of the last entity?"),
+        ("document", 'In above context, which function contains the code snip "x" ?'),
+    ],
+)
+def test_no_key_fails_with_the_row_and_the_instruction(tmp_path: Path, family: str, instruction: str) -> None:
+    with pytest.raises(ValueError, match=f"is not a {family} question"):
+        extract_key(family, instruction)  # type: ignore[arg-type]
+    rows = [{"prompt": film_prompt("ctx", instruction), "completion": "a", "label": "a", "description": "d",
+             "position_id": 0, "set_id": 0}]  # fmt: skip
+    write_jsonl(tmp_path / "split.jsonl", rows)
+    with pytest.raises(RecordError) as info:
+        read_official(family, tmp_path / "split.jsonl")  # type: ignore[arg-type]
+    assert "split.jsonl:1 (row 0)" in str(info.value) and instruction[:30] in str(info.value)
+
+
+@pytest.mark.parametrize("family", ["document", "code", "database"])
+def test_real_pools_reworded_keep_every_key(tmp_path: Path, family: str, film_pieces_dir: Path) -> None:
+    """Probes built from the authors' pools, exported to the official schema with reworded
+    instructions (every variant above, one per row in turn), read back with the same keys."""
+    from val_probing.build import ProbeSpec, build_probes
+    from val_probing.pools import FILE_NAMES, read_pool
+
+    items = read_pool(family, film_pieces_dir / FILE_NAMES[family])  # type: ignore[index, arg-type]
+    spec = ProbeSpec(family, 6000, "whitespace", pool=str(film_pieces_dir), sets=2)  # type: ignore[arg-type]
+    import random
+
+    examples = build_probes(spec, WhitespaceCounter(), items, random.Random(0))
+    rows = []
+    for i, ex in enumerate(examples):
+        variants = [ex.instruction, *_variants(ex.instruction, ex.key)]
+        rows.append(to_official_row(dataclasses.replace(ex, instruction=variants[i % len(variants)])))
+    write_jsonl(tmp_path / "split.jsonl", rows)
+    read = read_official(family, tmp_path / "split.jsonl")  # type: ignore[arg-type]
+    assert len(read) == len(examples) > 50
+    assert [row.key for row in read] == [ex.key for ex in examples]
 
 
 def test_loader_splits_prompts_and_measures_needles(tmp_path: Path) -> None:
@@ -218,7 +304,7 @@ def test_bad_prompt_and_bad_values_name_the_field(tmp_path: Path) -> None:
     rows = document_rows(1, 3)
     rows[0]["prompt"] = film_prompt("c", CODE_INSTRUCTION.format("x"))
     write_jsonl(path, rows)
-    with pytest.raises(RecordError, match="is not the official document instruction"):
+    with pytest.raises(RecordError, match=r"data.jsonl:1 \(row 0\): .*is not a document question"):
         read_official("document", path)
 
 

@@ -12,7 +12,8 @@ drops every field whose value is ``' '``. This module
 * reads that JSONL (a folder of ``<split>.jsonl`` or one file) or the hub split (lazily imports
   ``datasets``; offline it fails with a message saying how to get the files),
 * splits the prompt back into context and instruction, so any model's chat template can be used,
-* extracts the key from the official instruction wording, and
+* finds the key the instruction asks about (quoted piece, code line, entity id) with a rule that does
+  not depend on the exact wording (:func:`extract_key`), and
 * measures where the needle sits with any :class:`~val_probing.tokens.TokenCounter`, tokenizing each
   distinct context once.
 
@@ -56,14 +57,24 @@ FILM_HEAD = (
 FILM_SEP = "\n\n### Instruction:\n"
 FILM_TAIL = " [/INST]"
 
-# The official instruction wordings, matched with a little slack in spacing.
-_KEY_PATTERNS: dict[Family, re.Pattern[str]] = {
-    "document": re.compile(r'which sentence contains the piece\s*"(?P<key>.+)"\s*\?\s*$', re.DOTALL),
-    "code": re.compile(r'which function contains the code snip\s*"(?P<key>.+)"\s*\?\s*$', re.DOTALL),
-    "database": re.compile(
-        r"what is the label and description for the query where the id is\s*(?P<key>\S+)\s*\?\s*$"
-    ),
+# Finding the key does not depend on the exact wording (see :func:`extract_key`): the key of a document
+# or code question is its quoted span, the key of a database question the id after the word "id". A
+# loose cue (outside the key, any case) tells the three families apart, so a file of another family is
+# refused rather than scored as this one.
+_DOUBLE_QUOTES = '"\u201c\u201d\u201e\u201f\u00ab\u00bb\u2033'  # " “ ” „ ‟ « » ″
+_FAMILY_CUES: dict[Family, re.Pattern[str]] = {
+    "document": re.compile(r"sentence|piece|passage|phrase", re.IGNORECASE),
+    "code": re.compile(r"function|code|snip|line", re.IGNORECASE),
+    "database": re.compile(r"\bid\b|\bidentifier\b", re.IGNORECASE),
 }
+_UNQUOTED_KEY = re.compile(
+    r"(?:piece|snip(?:pet)?|code|line|phrase)\s*(?:is|of)?\s*[:=\-]?\s*(?P<key>\S.*?)\s*[?.!]*\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_ID_KEY = re.compile(
+    r"\b(?:id|identifier)\b\s*(?:is|of|equals|=|:)?\s*[:=]?\s*(?P<key>[^\s,>]+)", re.IGNORECASE
+)
+_KEY_EDGE = "\"'`\u2018\u2019\u201c\u201d?.!;:)("
 
 
 class OfficialDataError(ValProbingError):
@@ -126,12 +137,61 @@ def split_film_prompt(prompt: str) -> tuple[str, str]:
     return context, instruction
 
 
-def extract_key(family: Family, instruction: str) -> str:
-    """The piece / code line / entity id the official instruction asks about; ValueError if none."""
-    match = _KEY_PATTERNS[family].search(instruction.strip())
-    if match is None:
-        raise ValueError(f"is not the official {family} instruction: {instruction[:120]!r}")
-    return match.group("key")
+def _quoted_spans(text: str) -> list[str]:
+    """Spans between two double quotes of ``text``, longest first (first-to-last quote comes first, so a
+    key with quotes inside it is kept whole)."""
+    marks = [i for i, ch in enumerate(text) if ch in _DOUBLE_QUOTES]
+    spans = [text[a + 1 : b] for k, a in enumerate(marks) for b in marks[k + 1 :]]
+    return sorted((span for span in spans if span.strip()), key=len, reverse=True)
+
+
+def _text_key_candidates(instruction: str) -> list[str]:
+    spans = _quoted_spans(instruction)
+    if not spans:  # no quotes: what follows "piece" / "code" / "line" ..., up to the closing punctuation
+        match = _UNQUOTED_KEY.search(instruction)
+        spans = [match.group("key")] if match else []
+    out: list[str] = []
+    for span in spans:
+        for candidate in (span.strip(), span, span.strip().strip(_KEY_EDGE).strip()):
+            if candidate and candidate not in out:
+                out.append(candidate)
+    return out
+
+
+def _id_key_candidates(instruction: str) -> list[str]:
+    out: list[str] = []
+    for match in reversed(list(_ID_KEY.finditer(instruction))):  # the last "id ..." is the question's
+        raw = match.group("key")
+        for candidate in (raw.strip(_KEY_EDGE), raw):
+            if candidate and candidate not in out:
+                out.append(candidate)
+    return out
+
+
+def extract_key(family: Family, instruction: str, context: str | None = None) -> str:
+    """The piece / code line / entity id an instruction asks about; ValueError naming the instruction.
+
+    The rule survives changes of case, spacing and punctuation in the wording: document and code keys
+    are the quoted span (straight or curly double quotes; the longest, so quotes inside a key are kept;
+    without quotes, what follows "piece"/"code"/"line"), the database key is the token after the word
+    "id" (``is``, ``:`` or ``=`` between them allowed; quotes and end punctuation around it dropped).
+    With the ``context``, the first candidate that occurs in it wins (database: as ``<id: KEY,``), so a
+    space or a question mark the wording put next to the key is not taken as part of it; when none
+    occurs, the first is returned (such a row's needle is not found, and it is skipped downstream).
+    """
+    text = instruction.strip()
+    candidates = _id_key_candidates(text) if family == "database" else _text_key_candidates(text)
+    outside = text
+    for candidate in candidates[:1]:
+        outside = text.replace(candidate, " ")
+    if not candidates or not _FAMILY_CUES[family].search(outside):
+        what = "an entity id after the word 'id'" if family == "database" else "a quoted piece"
+        raise ValueError(f"is not a {family} question with {what}: {instruction[:200]!r}")
+    if context is not None:
+        for candidate in candidates:
+            if key_count(family, context, candidate):
+                return candidate
+    return candidates[0]  # not in the context: the needle check and the skip rules deal with the row
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,9 +287,9 @@ def _parse(family: Family, records: Iterable[tuple[str, dict[str, Any]]]) -> lis
         except ValueError as err:
             raise RecordError(f"{where}: field 'prompt' {err}") from err
         try:
-            key = extract_key(family, instruction)
+            key = extract_key(family, instruction, context)
         except ValueError as err:
-            raise RecordError(f"{where}: field 'prompt': the instruction {err}") from err
+            raise RecordError(f"{where} (row {row}): field 'prompt': the instruction {err}") from err
         parsed.append(
             _Parsed(
                 row=row,
