@@ -513,3 +513,41 @@ def test_tokenizer_given_as_a_file(tmp_path: Path, capsys: pytest.CaptureFixture
     ]
     assert main(args) == 2
     assert f"{file} is a file; pass the folder" in capsys.readouterr().err
+
+
+def test_embedded_tokenizer_with_an_unwritable_cache_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("VAL_PROBING_CACHE", str(blocker / "cache"))
+    out = tmp_path / "probes.jsonl"
+    args = ["build", "--task", "code", "--length", "300", "--tokenizer", "embedded", "--no-cache"]
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker / 'cache' / 'models'}: cannot write the model cache folder" in err
+    assert "VAL_PROBING_CACHE" in err and "Traceback" not in err and not out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# score: its inputs (it writes nothing but stdout)
+
+
+def test_score_inputs_that_are_folders_or_binary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    probes = tmp_path / "probes.jsonl"
+    assert _build(probes) == 0
+    capsys.readouterr()
+    base = ["score", "--task", "code", "--data", str(probes)]
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    assert main([*base, "--outputs", str(folder)]) == 2
+    assert f"{folder}: is a folder" in capsys.readouterr().err
+    binary = tmp_path / "outputs.jsonl"
+    binary.write_bytes(b"\x80\x81\n")
+    assert main([*base, "--outputs", str(binary)]) == 2
+    assert f"{binary}: not UTF-8" in capsys.readouterr().err
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"text": "f"}) + "\n" for _ in read_probes(probes)))
+    assert main([*base, "--outputs", str(answers), "--skip-list", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert str(folder) in err and "Traceback" not in err

@@ -175,6 +175,8 @@ def _output_text(obj: dict[str, Any], where: str) -> str | None:
 
 def read_outputs(path: Path) -> list[str | None]:
     """Answer texts, one per non-blank line; errors name file, line and field."""
+    if path.is_dir():
+        raise ValProbingError(f"{path}: is a folder; pass the outputs JSONL file")
     if not path.is_file():
         raise ValProbingError(f"{path}: no such outputs file")
     return [_output_text(obj, f"{path}:{lineno}") for lineno, obj in iter_jsonl(path)]
