@@ -40,7 +40,7 @@ import hashlib
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
@@ -629,6 +629,9 @@ class _Paired:
     cell_bucket: np.ndarray  # bucket of each cell
     cell_size: np.ndarray
     bucket_sets: dict[int, int]  # bucket -> number of sets that have it
+    matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, buckets): see _bucket_matrix
+    column: Mapping[int, int] = field(default_factory=dict)  # bucket -> its column of matrix
+    binary: bool = False  # every score on both sides is 0 or 1
 
 
 def _pair(name: str, old: Sequence[SampleScore], new: Sequence[SampleScore], n_buckets: int) -> _Paired:
@@ -663,7 +666,7 @@ def _pair(name: str, old: Sequence[SampleScore], new: Sequence[SampleScore], n_b
     sets_per_bucket: dict[int, int] = defaultdict(int)
     for _set_id, bucket in cells:
         sets_per_bucket[bucket] += 1
-    return _Paired(
+    p = _Paired(
         old=np.array([a[k].score for k in keys]),
         new=np.array([b[k].score for k in keys]),
         cell=cell_of,
@@ -671,18 +674,24 @@ def _pair(name: str, old: Sequence[SampleScore], new: Sequence[SampleScore], n_b
         cell_size=np.bincount(cell_of, minlength=len(cells)),
         bucket_sets=dict(sets_per_bucket),
     )
+    scores = np.concatenate([p.old, p.new])
+    return replace(
+        p,
+        matrix=_bucket_matrix(p),
+        column={b: j for j, b in enumerate(sorted(p.bucket_sets))},
+        binary=bool(((scores == 0) | (scores == 1)).all()),
+    )
 
 
-def _weights(p: _Paired, bucket: int | None) -> np.ndarray:
-    """Per-sample weights so that ``sum(w * scores)`` is a bucket mean (or the avg when None)."""
+def _bucket_matrix(p: _Paired) -> np.ndarray:
+    """(n, n_present_buckets) weights: ``scores @ M`` gives every bucket mean at once, as summarize does
+    (the mean over sets of per-set cell means); the avg is the mean of its columns."""
     sample_bucket = p.cell_bucket[p.cell]
     sets = np.zeros(int(p.cell_bucket.max()) + 1)
     for b, n in p.bucket_sets.items():
         sets[b] = n
     w = 1.0 / (p.cell_size[p.cell] * sets[sample_bucket])
-    if bucket is None:
-        return w / len(p.bucket_sets)
-    return np.where(sample_bucket == bucket, w, 0.0)
+    return np.stack([np.where(sample_bucket == b, w, 0.0) for b in sorted(p.bucket_sets)], axis=1)
 
 
 EXACT_MAX = 12  # up to this many changed questions, p-values enumerate all 2**n swaps exactly
@@ -693,14 +702,33 @@ def _swap_masks(n: int) -> np.ndarray:
     return ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
 
 
-def _random_masks(rng: np.random.Generator, resamples: int, n: int) -> Iterator[np.ndarray]:
-    """``resamples`` random 0/1 swap rows of length ``n``, in chunks of bounded memory."""
-    chunk = max(1, 2_000_000 // max(1, n))
-    done = 0
+SEQUENTIAL_HITS = 20  # Monte Carlo stops after this many resamples at least as extreme as observed
+
+
+def monte_carlo_p(
+    extreme: Callable[[np.ndarray], np.ndarray], n: int, rng: np.random.Generator, resamples: int
+) -> float:
+    """A Monte Carlo permutation p-value from random 0/1 swap rows of length ``n``.
+
+    ``extreme(masks)`` says, per row, whether that swap's statistic is at least as extreme as the
+    observed one. Besag & Clifford's sequential p-value (1991): draw until :data:`SEQUENTIAL_HITS`
+    extreme rows (then p = hits / rows drawn) or ``resamples`` rows (then p = (k + 1) /
+    (resamples + 1)). Both are exact p-values (size at most the level); a clear "no change" stops
+    after a few dozen rows, a real drop uses every resample.
+    """
+    done = hits = 0
+    rows = 64
+    cap = max(1, 2_000_000 // max(1, n))  # bounded memory per chunk
     while done < resamples:
-        rows = min(chunk, resamples - done)
-        yield rng.integers(0, 2, size=(rows, n)).astype(np.float64)
+        rows = min(rows, cap, resamples - done)
+        bits = np.unpackbits(rng.integers(0, 256, size=(rows, (n + 7) // 8), dtype=np.uint8), axis=1)
+        found = np.flatnonzero(extreme(bits[:, :n].astype(np.float64)))  # fair coin flips, 8 per byte
+        if hits + found.size >= SEQUENTIAL_HITS:
+            return SEQUENTIAL_HITS / (done + int(found[SEQUENTIAL_HITS - hits - 1]) + 1)
+        hits += found.size
         done += rows
+        rows *= 2
+    return (1 + hits) / (1 + resamples)
 
 
 def sign_flip_p(
@@ -724,15 +752,10 @@ def sign_flip_p(
         tail = sum(math.comb(m, j) for j in range(k, m + 1))
         return min(1.0, tail / 2**m), "McNemar exact" if binary else "sign test (exact)"
     if nz.size <= EXACT_MAX:
-        sums = (1 - 2 * _swap_masks(nz.size)) @ size
+        sums = size.sum() - 2 * (_swap_masks(nz.size) @ size)
         return float((sums <= observed).mean()), "sign-flip (exact)"
-    hits = sum(int((((1 - 2 * m) @ size) <= observed).sum()) for m in _random_masks(rng, resamples, nz.size))
-    return (1 + hits) / (1 + resamples), "sign-flip"
-
-
-def _bucket_matrix(p: _Paired) -> np.ndarray:
-    """(n, n_present_buckets) weights: ``scores @ M`` gives every bucket mean at once."""
-    return np.stack([_weights(p, b) for b in sorted(p.bucket_sets)], axis=1)
+    total = size.sum()  # a flipped row's sum is total - 2 * (the flipped sizes)
+    return monte_carlo_p(lambda m: total - 2 * (m @ size) <= observed, nz.size, rng, resamples), "sign-flip"
 
 
 def _spread(means: np.ndarray) -> np.ndarray:
@@ -750,7 +773,7 @@ def gap_permutation_p(p: _Paired, rng: np.random.Generator, resamples: int) -> t
     random subsets with the (k + 1) / (n + 1) correction. Either way the test's size is at most its
     level at any run size, unlike a bootstrap.
     """
-    matrix = _bucket_matrix(p)
+    matrix = p.matrix
     old_means, new_means = p.old @ matrix, p.new @ matrix
     changed = np.flatnonzero(p.old != p.new)
     if changed.size == 0:
@@ -765,8 +788,7 @@ def gap_permutation_p(p: _Paired, rng: np.random.Generator, resamples: int) -> t
 
     if changed.size <= EXACT_MAX:
         return float((stats(_swap_masks(changed.size)) >= observed).mean()), "permutation (exact)"
-    hits = sum(int((stats(m) >= observed).sum()) for m in _random_masks(rng, resamples, changed.size))
-    return (1 + hits) / (1 + resamples), "permutation"
+    return monte_carlo_p(lambda m: stats(m) >= observed, changed.size, rng, resamples), "permutation"
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -822,16 +844,15 @@ def _paired_check(
     tolerance = t.tolerances.for_metric(plan.kind)
     name = metric_name(plan.kind, plan.bucket)
     if plan.kind is MetricKind.GAP:
-        matrix = _bucket_matrix(p)
+        matrix = p.matrix
         old_means, new_means = p.old @ matrix, p.new @ matrix
         old, new = float(_spread(old_means)) * 100, float(_spread(new_means)) * 100
         pv, method = gap_permutation_p(p, rng, resamples)
         floor_dropped = bool(new_means.min() < old_means.min() - 1e-12)
         return MetricCheck(plan.task, name, plan.kind, old, new, new - old, tolerance, method, pv,
                            questions=plan.questions, floor_dropped=floor_dropped)  # fmt: skip
-    binary = bool(np.isin(p.old, (0.0, 1.0)).all() and np.isin(p.new, (0.0, 1.0)).all())
-    w = _weights(p, plan.bucket)
-    pv, method = sign_flip_p(w * (p.new - p.old), rng, resamples, binary=binary)
+    w = p.matrix.mean(axis=1) if plan.bucket is None else p.matrix[:, p.column[plan.bucket]]
+    pv, method = sign_flip_p(w * (p.new - p.old), rng, resamples, binary=p.binary)
     old, new = float(w @ p.old) * 100, float(w @ p.new) * 100
     return MetricCheck(plan.task, name, plan.kind, old, new, old - new, tolerance, method, pv,
                        questions=plan.questions)  # fmt: skip
