@@ -551,3 +551,24 @@ def test_score_inputs_that_are_folders_or_binary(tmp_path: Path, capsys: pytest.
     assert main([*base, "--outputs", str(answers), "--skip-list", str(folder)]) == 2
     err = capsys.readouterr().err
     assert str(folder) in err and "Traceback" not in err
+
+
+def test_folder_manifest_hashes_only_files_touched_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import val_probing.paths as paths
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"w" * 100)
+    os.utime(folder / "weights.bin", ns=(1_000_000_000, 1_000_000_000))  # written long before
+    write_folder_manifest(folder, "k")
+    hashed: list[Path] = []
+    real = paths.file_sha256
+    monkeypatch.setattr(paths, "file_sha256", lambda p: hashed.append(p) or real(p))
+    check_folder_manifest(folder, "k")
+    assert hashed == []  # size and time as recorded: not read again
+    (folder / "weights.bin").write_bytes(b"x" * 100)  # same size, new time: hashed, caught
+    with pytest.raises(CacheInvalid, match="content differs"):
+        check_folder_manifest(folder, "k")
+    assert hashed == [folder / "weights.bin"]

@@ -11,8 +11,10 @@ must contain: the key it was built for, its row count and the sha256 of its cont
   atomic write as the rows (:func:`write_verified_jsonl` / :func:`read_verified_jsonl`);
 * a file another tool reads as it is (a downloaded pool) has a sidecar ``NAME.manifest.json`` written
   after it; a pair from two runs fails the check (the sha256 differs), a file without its sidecar too;
-* a folder (the converted model) holds ``val_probing_manifest.json`` with the size and sha256 of each
-  file, written inside the folder before the folder is renamed into place.
+* a folder (the converted model) holds ``val_probing_manifest.json`` with the size, modification time
+  and sha256 of each file, written inside the folder before the folder is renamed into place. A file
+  whose size and time are as recorded is not hashed again (a 0.5 GB model would cost seconds per use);
+  any other is.
 
 A failed check raises :class:`CacheInvalid` with the reason; callers rebuild (one warning naming the
 file) and never return less than the artifact recorded. :func:`remove_orphans` deletes the
@@ -27,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ CACHE_ENV = "VAL_PROBING_CACHE"
 CACHE_FORMAT = 1  # bump when the header / manifest layout changes
 FOLDER_MANIFEST = "val_probing_manifest.json"
 _HEADER_FIELD = "val_probing_cache"
+_RACY_NS = 100_000_000  # 0.1 s: coarser than the timestamp resolution of common file systems
 _ORPHAN = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$")
 
 
@@ -204,10 +208,14 @@ def write_folder_manifest(folder: Path, key: str) -> None:
     """Record, inside ``folder`` (not yet published), the size and sha256 of every file in it."""
     folder = Path(folder)
     files = {
-        str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+        str(p.relative_to(folder)): {
+            "size": p.stat().st_size,
+            "mtime_ns": p.stat().st_mtime_ns,
+            "sha256": file_sha256(p),
+        }
         for p in _folder_files(folder)
     }
-    manifest = {_HEADER_FIELD: CACHE_FORMAT, "key": key, "files": files}
+    manifest = {_HEADER_FIELD: CACHE_FORMAT, "key": key, "files": files, "written_ns": time.time_ns()}
     (folder / FOLDER_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
@@ -228,12 +236,19 @@ def check_folder_manifest(folder: Path, key: str) -> None:
     if not isinstance(recorded, dict) or not recorded:
         raise CacheInvalid(f"{folder}: {FOLDER_MANIFEST} records no files")
     present = {str(p.relative_to(folder)): p for p in _folder_files(folder)}
+    # A file modified within a timestamp tick of its hashing could keep its time: only files older than
+    # the manifest by a margin are trusted on their size and time ("racy git").
+    written = manifest.get("written_ns")
+    settled = written - _RACY_NS if isinstance(written, int) else -1
     missing = sorted(set(recorded) - set(present))
     if missing:
         raise CacheInvalid(f"{folder}: missing {', '.join(missing[:5])}")
     for name, info in recorded.items():
         path = present[name]
-        if not isinstance(info, dict) or path.stat().st_size != info.get("size"):
+        stat = path.stat()
+        if not isinstance(info, dict) or stat.st_size != info.get("size"):
             raise CacheInvalid(f"{folder / name}: size differs from the manifest (cut or replaced)")
+        if stat.st_mtime_ns == info.get("mtime_ns") and stat.st_mtime_ns < settled:
+            continue  # untouched since it was hashed (as git's index does; a rename keeps the time)
         if file_sha256(path) != info.get("sha256"):
             raise CacheInvalid(f"{folder / name}: content differs from the manifest (sha256)")
