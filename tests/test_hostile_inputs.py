@@ -123,6 +123,19 @@ def test_library_readers_get_every_row_from_a_cut_entry(_private_cache: Path) ->
     assert digest_again == digest and again == first and len(again) == 16
 
 
+def test_lm_eval_docs_come_whole_from_a_cut_entry(_private_cache: Path) -> None:
+    """The lm-eval task's docs (``lm_eval_adapter.load_probe_set``) after the entry is cut to 3 lines."""
+    from val_probing.lm_eval_adapter import ValOptions, load_probe_set
+
+    opts = ValOptions(family="code", context_lengths=(300,), tokenizer="whitespace", sets=2, positions=8)
+    first = load_probe_set(opts)
+    entry = _cache_file(_private_cache)
+    entry.write_text("".join(entry.read_text().splitlines(keepends=True)[:3]))
+    again = load_probe_set(opts)
+    assert len(again.docs) == len(first.docs) == 16 and again.probe_hash == first.probe_hash
+    assert again.docs == first.docs
+
+
 # --------------------------------------------------------------------------------------------------
 # Output paths and the cache root
 
