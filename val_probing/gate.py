@@ -1,36 +1,39 @@
 """The CI regression gate: a baseline file, and a check of a new run against it.
 
-A **baseline** (YAML, human-editable, schema in docs/ci-gate.md) records, per task, the expected
-``avg``, ``gap`` and bucket means (x100), the run settings that produced them (context length,
-buckets, limit, seed, probe source/pool/version/hash) and tolerances; beside it a JSONL file keeps
-the per-sample reference scores, so a check can PAIR each question of the new run with the same
-question of the baseline run, matched on ``(set_id, position_id, key)``.
+A **baseline** (YAML, human-editable, strict schema in docs/ci-gate.md) records, per task, the
+expected ``avg``, ``gap`` and bucket means (x100), the run settings that produced them (context
+length, buckets, limit, seed, probe source/pool/version/hash) and tolerances; beside it a JSONL file
+keeps the per-sample reference scores, so a check can PAIR each question of the new run with the
+same question of the baseline run, matched on ``(set_id, position_id, key)``. The two files are one
+unit: the samples file is content-addressed and the YAML records its sha256 (see
+:func:`write_baseline`).
 
 A **check** compares every task's ``avg``, ``gap`` and every bucket:
 
 * With samples on both sides (the normal case: ``lm_eval --log_samples``), each metric is a
-  one-sided paired test of "the new run is worse" (lower avg / bucket mean, larger gap):
+  one-sided paired permutation test of "the new run is worse" (lower avg / bucket mean, larger
+  gap): under "no change" the two outcomes of a question are exchangeable, so swapping them for any
+  subset of questions is equally likely. Its size is at most alpha at every run size.
 
-  - avg and bucket means are linear in the scores, so their change is ``sum_i w_i (new_i - old_i)``
-    with the weights of :func:`val_probing.buckets.summarize` (mean over sets of per-set cell
-    means). The p-value comes from a sign-flip randomisation test of the paired differences (under
-    "no change" each difference is as likely to be negative as positive). When every non-zero
-    weighted difference has the same size (0/1 scores in equal-sized cells) the exact p-value is
-    the binomial tail: exactly McNemar's exact test. Otherwise ``resamples`` random sign flips.
-  - gap (max - min of the bucket means) is not linear: a paired bootstrap (the same resampled
-    questions in both runs, within each set-bucket cell) gives the p-value of "the gap grew".
+  - avg and bucket means are linear in the scores (the weights of
+    :func:`val_probing.buckets.summarize`): a sign-flip test of the weighted paired differences,
+    exactly McNemar's test for 0/1 scores in equal cells (:func:`sign_flip_p`).
+  - gap (max - min of the bucket means) is recomputed for swapped subsets
+    (:func:`gap_permutation_p`); it fails only if the run's lowest bucket is also below the
+    baseline's (a curve that rose everywhere, unevenly, is not a regression).
 
-  All p-values of a check (every task, every metric) are corrected together with Holm's method. A
-  metric FAILS only when its Holm-adjusted p-value is below ``alpha`` AND its change is at least
-  its tolerance (the minimum effect worth failing a build). Noise that moves a bucket by a few
-  questions therefore passes; a real drop concentrated in a few buckets fails even when the
-  average hardly moves.
+  A metric is tested only when every bucket it depends on holds ``statistics.min_questions``
+  paired questions; below that it is reported as ``low power`` and does not fail (unless
+  ``fail_low_power``). The p-values of the tested metrics of a check (every task) are corrected
+  together with Holm's method. A metric FAILS only when its Holm-adjusted p-value is below
+  ``alpha`` AND its change is at least its tolerance (the minimum effect worth failing a build).
 
 * Without samples on either side, the check falls back to the tolerances alone (a metric fails
   when it is worse by more than its tolerance) and says so in every output.
 
-Unusable input (different settings or probe hash, a task missing, samples that do not match) is a
-:class:`GateInputError`: the CLI exits 2. A check never passes silently.
+Unusable input (different settings or probe hash, a task missing, samples that do not match, a
+baseline pair whose hash does not match) is a :class:`GateInputError`: the CLI exits 2. A check
+never passes silently. bench/bench_gate.py measures the false-alarm rate and power by simulation.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import difflib
 import hashlib
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
@@ -884,10 +887,17 @@ def _low_power_notes(checks: Sequence[MetricCheck], stats: Statistics) -> list[s
     for c in checks:
         if c.status == "low power":
             by_task[c.task].append(c)
+    buckets_of = Counter(c.task for c in checks if c.kind is MetricKind.BUCKET)
     for task, low in by_task.items():
         fewest = min(c.questions or 0 for c in low)
+        low_buckets = [c.metric for c in low if c.kind is MetricKind.BUCKET]
+        names = [c.metric for c in low if c.kind is not MetricKind.BUCKET]
+        if len(low_buckets) == buckets_of[task] > 1:
+            names.insert(int("avg" in names), f"all {len(low_buckets)} buckets")
+        else:
+            names[int("avg" in names) : int("avg" in names)] = low_buckets
         notes.append(
-            f"LOW POWER: {task} {', '.join(c.metric for c in low)}: as few as {fewest} paired questions "
+            f"LOW POWER: {task} {', '.join(names)}: as few as {fewest} paired questions "
             f"per bucket (< min_questions {stats.min_questions}), too few to test at alpha "
             f"{stats.alpha} with useful power: reported, not failing (statistics.fail_low_power: true "
             "in the baseline or check --fail-low-power to fail on them; more sets or positions to test them)"

@@ -23,6 +23,8 @@ examples:
   val-probing check runs/pr --baseline ci/val-baseline.yaml --markdown gate.md --junit gate.xml
   # a new checkpoint against the previous one's baseline (the model may differ; it is named)
   val-probing check runs/ckpt-2 --baseline ci/val-baseline.yaml --junit gate.xml
+  # a small slice (under 16 questions per bucket): also fail on the low-power buckets and gap
+  val-probing check runs/pr --baseline ci/val-baseline.yaml --fail-low-power
 
 See docs/ci-gate.md for the statistics and the baseline schema.
 """
