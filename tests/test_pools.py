@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from val_probing.outputs import OutputError
 from val_probing.pools import (
     FILE_NAMES,
     FILM_URL_ENV,
@@ -143,3 +144,47 @@ def test_bad_download_never_enters_the_cache(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(RecordError, match="malformed JSON"):
         load_pool("document", "film")
     assert not any((tmp_path / "cache").rglob("*.jsonl*"))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda f: f.write_text(f.read_text().splitlines(keepends=True)[0]),  # cut to one line
+        lambda f: f.with_name(f.name + ".manifest.json").unlink(),  # no sidecar (killed in between)
+        lambda f: f.write_text(f.read_text().replace("def", "fed", 1)),  # edited
+    ],
+)
+def test_a_damaged_film_download_is_fetched_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, damage
+) -> None:
+    mirror = _mirror(tmp_path / "mirror")
+    monkeypatch.setenv("VAL_PROBING_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(FILM_URL_ENV, mirror.as_uri())
+    items = load_pool("code", "film")
+    cached = tmp_path / "cache" / "pools" / "film" / FILE_NAMES["code"]
+    damage(cached)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert load_pool("code", "film") == items
+    assert any(
+        str(cached) in r.getMessage() and "downloading it again" in r.getMessage() for r in caplog.records
+    )
+    assert cached.read_bytes() == (mirror / FILE_NAMES["code"]).read_bytes()
+
+
+def test_film_pool_with_an_unwritable_cache_names_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("VAL_PROBING_CACHE", str(blocker / "cache"))
+    monkeypatch.setenv(FILM_URL_ENV, _mirror(tmp_path / "mirror").as_uri())
+    with pytest.raises(
+        OutputError, match=rf"{blocker / 'cache' / 'pools' / 'film'}: cannot write the cache folder"
+    ):
+        load_pool("code", "film")
+
+
+def test_a_pool_folder_is_named_as_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(PoolError, match="is a folder; pass the code JSONL file"):
+        load_pool("code", str(tmp_path))

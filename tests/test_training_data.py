@@ -23,6 +23,7 @@ from val_probing.in2.dataset import (
     FILM_PROMPT,
     ExampleStats,
     SynthesisConfig,
+    read_corpus,
     read_general,
     read_texts,
     save_dataset,
@@ -474,3 +475,24 @@ def test_context_lengths_land_on_their_targets_without_bias() -> None:
         diffs.append(assemble_context(needed, pool, target, WS, length, rng).context_tokens - target)
     assert all(abs(d) <= length.slack_tokens for d in diffs)
     assert abs(sum(diffs) / len(diffs)) < 30  # neither short nor long on average (segments are ~164 tokens)
+
+
+def test_read_corpus_accounts_for_files_not_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("one text")
+    (folder / "sub" / "b.md").write_text("two")
+    (folder / "sub" / "c.pdf").write_bytes(b"%PDF")
+    (folder / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with caplog.at_level("INFO"):
+        corpus = read_corpus([folder])
+    assert [t.text for t in corpus.texts] == ["one text", "two"]
+    assert corpus.not_read == (str(folder / "sub" / "c.pdf"),)
+    assert corpus.undecodable == (str(folder / "latin1.txt"),)
+    assert corpus.to_manifest()["undecodable"] == {"count": 1, "files": [str(folder / "latin1.txt")]}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(folder / "latin1.txt") in warnings[0] and "iconv" in warnings[0]
+    bad_jsonl = tmp_path / "bad.jsonl"
+    bad_jsonl.write_bytes(b'{"text": "\xff"}\n')
+    with pytest.raises(RecordError, match=rf"{bad_jsonl}: not UTF-8"):
+        read_corpus([bad_jsonl])

@@ -248,6 +248,8 @@ def pool_path(family: Family, pool: str) -> Path:
     if pool == FILM:
         return film_path(family)
     path = Path(pool).expanduser()
+    if path.is_dir():
+        raise PoolError(f"pool {pool!r}: is a folder; pass the {family} JSONL file in it")
     if not path.is_file():
         raise PoolError(
             f"pool {pool!r}: no such file (use 'embedded', 'film', or the path of a {family} JSONL file "
