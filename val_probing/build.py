@@ -446,6 +446,8 @@ def cached_probes(
     path = pool_path(spec.family, spec.pool)
     digest = probe_hash(spec, tokenizer_fingerprint(spec.tokenizer, counter), file_sha256(path))
     cached = cache_path(spec, digest)
+    if use_cache:
+        remove_orphans(cached.parent)  # a killed build's leftovers go on the next run, hit or miss
     if use_cache and cached.is_file():
         examples = _read_cache(cached, digest)
         if examples is not None:
@@ -453,7 +455,7 @@ def cached_probes(
             return examples, digest
     if use_cache:
         try:
-            remove_orphans(cache_dir("probes"))
+            cache_dir("probes")
         except OutputError as err:
             raise OutputError(f"{err} (or pass --no-cache to build without the cache)") from err
     counter = counter or load_counter(spec.tokenizer)

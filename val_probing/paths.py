@@ -84,9 +84,12 @@ def remove_orphans(folder: Path, name: str | None = None) -> list[Path]:
     (only those of ``NAME`` = ``name`` when given)."""
     folder = Path(folder)
     removed: list[Path] = []
-    if not folder.is_dir():
+    try:
+        entries = list(folder.iterdir()) if folder.is_dir() else []
+    except OSError as err:
+        log.warning("cannot list %s for leftovers of killed runs (%s)", folder, err.strerror or err)
         return removed
-    for path in folder.iterdir():
+    for path in entries:
         match = _ORPHAN.match(path.name)
         if match is None or pid_alive(int(match.group("pid"))):
             continue
