@@ -148,7 +148,9 @@ def test_results_carry_the_position_curve(oracle_run: Path) -> None:
         assert "bucket_04,none" not in res
         assert res["avg,none"] == pytest.approx(50.0)
         assert res["gap,none"] == pytest.approx(100.0)
-        assert res["ref_score,none"] == pytest.approx(50.0)
+        assert res["ref_score,none"] == pytest.approx(0.5)  # a fraction, like lm-eval's acc
+        # lm-eval's standard error of the mean of 16 scores, half 1 and half 0 (ddof=1)
+        assert res["ref_score_stderr,none"] == pytest.approx((0.25 * 16 / 15) ** 0.5 / 16**0.5)
         meta = data["configs"][f"val_{family}"]["metadata"]
         assert meta["source"] == "built"
         assert meta["context_length"] == [500]
@@ -178,7 +180,7 @@ def test_samples_carry_positions_and_scores(oracle_run: Path) -> None:
             assert doc["bucket"] == doc["position_id"] * 4 // doc["n_items"]
             assert 0 <= doc["needle_token_offset"] < doc["context_tokens"]
             assert s["ref_score"] == (1.0 if doc["bucket"] < 2 else 0.0)
-            assert s["avg"] == [doc["set_id"], doc["position_id"], doc["n_items"], s["ref_score"]]
+            assert s["avg"] == [doc["set_id"], doc["position_id"], doc["n_items"], s["ref_score"], 500]
         assert {s["doc"]["set_id"] for s in samples} == {0, 1}
         assert len({s["doc"]["position_id"] for s in samples if s["doc"]["set_id"] == 0}) == 8
 
@@ -589,3 +591,58 @@ def test_check_prompts_fit_shares_a_context_and_stays_exact_at_the_limit(smollm2
         check_prompts_fit("t", prompts, tok, ModelLimit(top + 9, "x"), 10, [0] * 12)
     far = check_prompts_fit("t", prompts, tok, ModelLimit(top + 500, "x"), 10, [0] * 12)
     assert abs(far - top) <= 2  # far from the limit an estimate is enough
+
+
+def test_max_seq_lengths_is_an_alias_of_context_length() -> None:
+    opts = ValOptions.from_metadata("code", {"max_seq_lengths": [4096, 8192], "tokenizer": "embedded"})
+    assert opts.context_lengths == (4096, 8192)
+    same = ValOptions.from_metadata("code", {"max_seq_lengths": 768, "context_length": 768, "tokenizer": "x"})
+    assert same.context_lengths == (768,)
+    with pytest.raises(TaskSetupError, match=r"max_seq_lengths .* disagree"):
+        ValOptions.from_metadata(
+            "code", {"max_seq_lengths": [4096], "context_length": 8192, "tokenizer": "x"}
+        )
+    with pytest.raises(TaskSetupError, match="only for source=built"):
+        ValOptions.from_metadata("code", {"source": "official", "max_seq_lengths": [4096]})
+
+
+def test_default_buckets_adapt_to_short_contexts_and_explicit_ones_do_not() -> None:
+    from val_probing.lm_eval_adapter import fitting_buckets, load_probe_set
+
+    assert fitting_buckets(16, min_items=14, positions=None) == 14
+    assert fitting_buckets(16, min_items=14, positions=12) == 12
+    assert fitting_buckets(16, min_items=40, positions=10) == 10
+    assert fitting_buckets(15, min_items=40, positions=14) == 14
+    assert fitting_buckets(16, min_items=9, positions=9) == 9
+    # 768 tokens of SmolLM2's tokenizer hold 14 functions: the default 16 buckets become 14
+    probes = load_probe_set(
+        ValOptions.from_metadata("code", {"context_length": 768, "tokenizer": "embedded"})
+    )
+    assert probes.n_buckets == 14 == min(d["n_items"] for d in probes.docs)
+    assert {d["bucket"] for d in probes.docs} == set(range(14))
+    explicit = ValOptions.from_metadata(
+        "code", {"context_length": 768, "tokenizer": "embedded", "n_buckets": 16}
+    )
+    with pytest.raises(TaskSetupError, match="n_buckets=16 is more than the needle positions"):
+        load_probe_set(explicit)
+
+
+def test_per_length_metrics_aggregate_their_own_length() -> None:
+    docs = [
+        {"family": "code", "context_index": c, "position_id": p, "n_items": 4, "n_buckets": 2}
+        | {"context_length": length, "answer": "f", "description": None}
+        for c, length in ((0, 1024), (1, 2048))
+        for p in range(4)
+    ]
+    # right everywhere at 1K, only at the start at 2K
+    preds = ["f" if d["context_length"] == 1024 or d["position_id"] < 2 else "" for d in docs]
+    per_sample = [process_results(d, [p], lengths=(1024, 2048)) for d, p in zip(docs, preds, strict=True)]
+    names = {m["metric"] for m in metric_list(2, (1024, 2048))}
+    assert {"avg_1024", "gap_1024", "avg_2048", "gap_2048"} <= names
+    assert all({"avg_1024", "avg_2048"} <= set(m) for m in per_sample)
+    assert aggregate_avg([m["avg_1024"] for m in per_sample], n_buckets=2, length=1024) == 100.0
+    assert aggregate_gap([m["gap_1024"] for m in per_sample], n_buckets=2, length=1024) == 0.0
+    assert aggregate_avg([m["avg_2048"] for m in per_sample], n_buckets=2, length=2048) == 50.0
+    assert aggregate_gap([m["gap_2048"] for m in per_sample], n_buckets=2, length=2048) == 100.0
+    assert aggregate_avg([m["avg"] for m in per_sample], n_buckets=2) == 75.0  # pooled
+    assert "avg_1024" not in process_results(docs[0], ["f"])  # one length: no per-length metrics
