@@ -181,9 +181,7 @@ def extract_key(family: Family, instruction: str, context: str | None = None) ->
     """
     text = instruction.strip()
     candidates = _id_key_candidates(text) if family == "database" else _text_key_candidates(text)
-    outside = text
-    for candidate in candidates[:1]:
-        outside = text.replace(candidate, " ")
+    outside = text.replace(candidates[0], " ") if candidates else text  # the cue is looked for around the key
     if not candidates or not _FAMILY_CUES[family].search(outside):
         what = "an entity id after the word 'id'" if family == "database" else "a quoted piece"
         raise ValueError(f"is not a {family} question with {what}: {instruction[:200]!r}")
