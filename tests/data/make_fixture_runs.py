@@ -71,15 +71,39 @@ def sample_line(task: str, doc_id: int, set_id: int, position_id: int, length: i
     }
 
 
-def task_block(lines: list[dict]) -> dict:
+def _summary(lines: list[dict]):
+    # one context per (length, set), as the tasks number them (context_index)
+    contexts = {
+        key: i
+        for i, key in enumerate(sorted({(ln["doc"]["context_length"], ln["doc"]["set_id"]) for ln in lines}))
+    }
     samples = [
-        ScoredSample(ln["doc"]["set_id"], ln["doc"]["position_id"], N_ITEMS, ln["ref_score"]) for ln in lines
+        ScoredSample(
+            contexts[(ln["doc"]["context_length"], ln["doc"]["set_id"])],
+            ln["doc"]["position_id"],
+            N_ITEMS,
+            ln["ref_score"],
+        )
+        for ln in lines
     ]
-    summary = summarize(samples, n_buckets=N_BUCKETS, n_boot=10)
-    block: dict = {"alias": "", "ref_score,none": 100 * sum(s.score for s in samples) / len(samples)}
-    block["ref_score_stderr,none"] = "N/A"
+    return summarize(samples, n_buckets=N_BUCKETS, n_boot=None)
+
+
+def task_block(lines: list[dict], lengths: tuple[int, ...]) -> dict:
+    """The task's results block as the tasks write it: ref_score a fraction with lm-eval's stderr
+    (sample std / sqrt(n)), avg/gap/buckets x100, and avg_<L>/gap_<L> for several lengths."""
+    scores = [ln["ref_score"] for ln in lines]
+    mean = sum(scores) / len(scores)
+    stderr = (sum((x - mean) ** 2 for x in scores) / (len(scores) - 1) / len(scores)) ** 0.5
+    summary = _summary(lines)
+    block: dict = {"alias": "", "ref_score,none": mean, "ref_score_stderr,none": stderr}
     block["avg,none"] = summary.avg
     block["gap,none"] = summary.gap
+    if len(lengths) > 1:
+        for length in lengths:
+            at = _summary([ln for ln in lines if ln["doc"]["context_length"] == length])
+            block[f"avg_{length},none"] = at.avg
+            block[f"gap_{length},none"] = at.gap
     for b in summary.buckets:
         block[f"bucket_{b.index:02d},none"] = b.mean
     return block
@@ -105,7 +129,7 @@ def write_run(
         with (out / f"samples_{name}_{stamp}.jsonl").open("w", encoding="utf-8") as handle:
             for line in lines:
                 handle.write(json.dumps(line) + "\n")
-        block = task_block(lines)
+        block = task_block(lines, lengths)
         block["alias"] = name
         results[name] = block
         configs[name] = {
