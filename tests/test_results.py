@@ -236,6 +236,43 @@ def test_only_one_filter_is_read_when_the_task_has_several(run_copy: Path) -> No
     assert len(read) == 32 and [s.score for _l, s in read] == [line["ref_score"] for line in lines]
 
 
+def test_a_predict_only_run_is_scored_from_its_responses(run_copy: Path) -> None:
+    """lm-eval's --predict_only replaces every metric with 'bypass': the loader scores the responses."""
+    results_file = next((run_copy / "org__u-model").glob("results_*.json"))
+    data = json.loads(results_file.read_text())
+    for name in ("val_document", "val_code", "val_database"):
+        data["results"][name] = {"alias": name, "bypass,none": 999, "bypass_stderr,none": "N/A"}
+    results_file.write_text(json.dumps(data))
+    samples = next((run_copy / "org__u-model").glob("samples_val_code_*.jsonl"))
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    for line in lines:
+        line["doc"].update(family="code", description=None)
+        # the model named the function in the first half of the context only
+        right = line["doc"]["position_id"] < 8
+        line["filtered_resps"] = [f"def {line['doc']['answer']}():" if right else "no idea"]
+        del line["ref_score"]
+        line["bypass"] = None
+    samples.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code = next(r for r in load_results([results_file]) if r.task == "code")
+    assert [b.mean for b in code.summary.buckets] == [100.0] * 4 + [0.0] * 4
+    assert (code.summary.avg, code.summary.gap) == (50.0, 100.0)
+    del lines[3]["filtered_resps"]
+    samples.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(ResultsError, match=r"samples_val_code_.*:4: no 'ref_score' and no 'filtered_resps'"):
+        load_results([results_file])
+
+
+def test_a_predict_only_run_without_samples_says_what_is_missing(run_copy: Path) -> None:
+    results_file = next((run_copy / "org__u-model").glob("results_*.json"))
+    data = json.loads(results_file.read_text())
+    data["results"] = {"val_code": {"alias": "val_code", "bypass,none": 999}}
+    results_file.write_text(json.dumps(data))
+    for samples in (run_copy / "org__u-model").glob("samples_*.jsonl"):
+        samples.unlink()
+    with pytest.raises(ResultsError, match=r"--predict_only run .* its samples file"):
+        load_results([results_file])
+
+
 @pytest.mark.slow
 def test_a_real_lm_eval_run_of_the_tasks_loads(tmp_path: Path, repo_root: Path) -> None:
     """The contract with the tasks, end to end: lm_eval (dummy model) writes, load_results reads."""
