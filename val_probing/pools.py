@@ -26,10 +26,9 @@ import logging
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 from val_probing.errors import ValProbingError
 from val_probing.paths import (
@@ -41,6 +40,9 @@ from val_probing.paths import (
     remove_orphans,
     write_sidecar,
 )
+from val_probing.probes.code import CodeItem
+from val_probing.probes.database import DatabaseItem
+from val_probing.probes.document import DocumentItem
 from val_probing.records import FAMILIES, Family, RecordError, atomic_path, iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -64,91 +66,6 @@ FILM_SHA256: dict[Family, str] = {
 
 class PoolError(ValProbingError):
     """A pool cannot be found, downloaded or read."""
-
-
-def _text(obj: dict[str, Any], name: str) -> str:
-    if name not in obj:
-        raise ValueError(f"missing field {name!r}")
-    value = obj[name]
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"field {name!r} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _one_line(name: str, value: str) -> None:
-    if "\n" in value or "\r" in value:
-        raise ValueError(f"field {name!r} must be a single line")
-    if value != value.strip():
-        raise ValueError(f"field {name!r} has leading or trailing whitespace")
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentItem:
-    """A sentence and a contiguous piece of it (the question names the piece)."""
-
-    sentence: str
-    piece: str
-
-    def __post_init__(self) -> None:
-        _one_line("sentence", self.sentence)
-        _one_line("piece", self.piece)
-        if self.sentence.count(self.piece) != 1:
-            raise ValueError("field 'piece' must occur exactly once in the sentence")
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> DocumentItem:
-        return cls(sentence=_text(obj, "sentence"), piece=_text(obj, "piece"))
-
-
-@dataclass(frozen=True, slots=True)
-class CodeItem:
-    """A function: its name, body lines (each indented), and one of those lines (stripped) as the key."""
-
-    function_name: str
-    function_define: str
-    piece: str
-
-    def __post_init__(self) -> None:
-        name = self.function_name
-        if not name.isidentifier():
-            raise ValueError(f"field 'function_name' must be an identifier, got {name!r}")
-        lines = self.function_define.split("\n")
-        for line in lines:
-            if not line.strip() or not line[0].isspace() or line != line.rstrip():
-                raise ValueError(
-                    "field 'function_define' must be non-blank body lines, each indented, "
-                    f"without trailing whitespace (got line {line!r})"
-                )
-        _one_line("piece", self.piece)
-        if self.piece not in {line.strip() for line in lines}:
-            raise ValueError("field 'piece' must be one of the lines of 'function_define', stripped")
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> CodeItem:
-        return cls(
-            function_name=_text(obj, "function_name"),
-            function_define=_text(obj, "function_define").rstrip("\n"),
-            piece=_text(obj, "piece"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseItem:
-    """An entity: an id (the key), its label and its description (``dcpt``, the authors' name)."""
-
-    id: str
-    label: str
-    dcpt: str
-
-    def __post_init__(self) -> None:
-        if any(ch.isspace() for ch in self.id) or "," in self.id or ">" in self.id:
-            raise ValueError(f"field 'id' must have no spaces, commas or '>', got {self.id!r}")
-        _one_line("label", self.label)
-        _one_line("dcpt", self.dcpt)
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> DatabaseItem:
-        return cls(id=_text(obj, "id"), label=_text(obj, "label"), dcpt=_text(obj, "dcpt"))
 
 
 PoolItem: TypeAlias = DocumentItem | CodeItem | DatabaseItem

@@ -6,13 +6,48 @@ header is the only kind of line that starts at column 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from val_probing.official import extract_key
-from val_probing.pools import CodeItem
+from val_probing.probes.base import one_line, text_field
 from val_probing.records import Family
 
 NAME: Family = "code"
 SEPARATOR = "\n"
 _HEADER = "def "
+
+
+@dataclass(frozen=True, slots=True)
+class CodeItem:
+    """A function: its name, body lines (each indented), and one of those lines (stripped) as the key."""
+
+    function_name: str
+    function_define: str
+    piece: str
+
+    def __post_init__(self) -> None:
+        name = self.function_name
+        if not name.isidentifier():
+            raise ValueError(f"field 'function_name' must be an identifier, got {name!r}")
+        lines = self.function_define.split("\n")
+        for line in lines:
+            if not line.strip() or not line[0].isspace() or line != line.rstrip():
+                raise ValueError(
+                    "field 'function_define' must be non-blank body lines, each indented, "
+                    f"without trailing whitespace (got line {line!r})"
+                )
+        one_line("piece", self.piece)
+        if self.piece not in {line.strip() for line in lines}:
+            raise ValueError("field 'piece' must be one of the lines of 'function_define', stripped")
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> CodeItem:
+        return cls(
+            function_name=text_field(obj, "function_name"),
+            function_define=text_field(obj, "function_define").rstrip("\n"),
+            piece=text_field(obj, "piece"),
+        )
 
 
 def header(name: str) -> str:

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from val_probing.official import extract_key
-from val_probing.pools import DatabaseItem
+from val_probing.probes.base import one_line, text_field
 from val_probing.records import Family
 
 NAME: Family = "database"
 SEPARATOR = "\n"
 _ENTRY = re.compile(r"<id: (?P<id>[^,\s>]+), label: (?P<label>.*), description: (?P<dcpt>.*)>")
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseItem:
+    """An entity: an id (the key), its label and its description (``dcpt``, the authors' name)."""
+
+    id: str
+    label: str
+    dcpt: str
+
+    def __post_init__(self) -> None:
+        if any(ch.isspace() for ch in self.id) or "," in self.id or ">" in self.id:
+            raise ValueError(f"field 'id' must have no spaces, commas or '>', got {self.id!r}")
+        one_line("label", self.label)
+        one_line("dcpt", self.dcpt)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> DatabaseItem:
+        return cls(id=text_field(obj, "id"), label=text_field(obj, "label"), dcpt=text_field(obj, "dcpt"))
 
 
 def id_marker(entity_id: str) -> str:

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from val_probing.official import extract_key
-from val_probing.pools import DocumentItem
+from val_probing.probes.base import one_line, text_field
 from val_probing.records import Family
 
 NAME: Family = "document"
 SEPARATOR = "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentItem:
+    """A sentence and a contiguous piece of it (the question names the piece)."""
+
+    sentence: str
+    piece: str
+
+    def __post_init__(self) -> None:
+        one_line("sentence", self.sentence)
+        one_line("piece", self.piece)
+        if self.sentence.count(self.piece) != 1:
+            raise ValueError("field 'piece' must occur exactly once in the sentence")
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> DocumentItem:
+        return cls(sentence=text_field(obj, "sentence"), piece=text_field(obj, "piece"))
 
 
 def render(item: DocumentItem) -> str:
