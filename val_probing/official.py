@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,17 +37,14 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from val_probing.errors import ValProbingError
+from val_probing.probes import get_family
 from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, iter_jsonl
 from val_probing.tokens import TokenCounter, WhitespaceCounter, token_index_at
 
 log = logging.getLogger(__name__)
 
 HF_DATASET = "In2Training/VaLProbing-32K"
-OFFICIAL_SPLITS: dict[Family, str] = {
-    "document": "document_bi_32k",
-    "code": "code_backward_32k",
-    "database": "database_forward_32k",
-}
+OFFICIAL_SPLITS: dict[Family, str] = {name: get_family(name).OFFICIAL_SPLIT for name in FAMILIES}
 
 FILM_HEAD = (
     "[INST] Below is a context and an instruction. Based on the information provided in the context, "
@@ -56,25 +52,6 @@ FILM_HEAD = (
 )
 FILM_SEP = "\n\n### Instruction:\n"
 FILM_TAIL = " [/INST]"
-
-# Finding the key does not depend on the exact wording (see :func:`extract_key`): the key of a document
-# or code question is its quoted span, the key of a database question the id after the word "id". A
-# loose cue (outside the key, any case) tells the three families apart, so a file of another family is
-# refused rather than scored as this one.
-_DOUBLE_QUOTES = '"\u201c\u201d\u201e\u201f\u00ab\u00bb\u2033'  # " “ ” „ ‟ « » ″
-_FAMILY_CUES: dict[Family, re.Pattern[str]] = {
-    "document": re.compile(r"sentence|piece|passage|phrase", re.IGNORECASE),
-    "code": re.compile(r"function|code|snip|line", re.IGNORECASE),
-    "database": re.compile(r"\bid\b|\bidentifier\b", re.IGNORECASE),
-}
-_UNQUOTED_KEY = re.compile(
-    r"(?:piece|snip(?:pet)?|code|line|phrase)\s*(?:is|of)?\s*[:=\-]?\s*(?P<key>\S.*?)\s*[?.!]*\s*$",
-    re.IGNORECASE | re.DOTALL,
-)
-_ID_KEY = re.compile(
-    r"\b(?:id|identifier)\b\s*(?:is|of|equals|=|:)?\s*[:=]?\s*(?P<key>[^\s,>]+)", re.IGNORECASE
-)
-_KEY_EDGE = "\"'`\u2018\u2019\u201c\u201d?.!;:)("
 
 
 class OfficialDataError(ValProbingError):
@@ -137,37 +114,6 @@ def split_film_prompt(prompt: str) -> tuple[str, str]:
     return context, instruction
 
 
-def _quoted_spans(text: str) -> list[str]:
-    """Spans between two double quotes of ``text``, longest first (first-to-last quote comes first, so a
-    key with quotes inside it is kept whole)."""
-    marks = [i for i, ch in enumerate(text) if ch in _DOUBLE_QUOTES]
-    spans = [text[a + 1 : b] for k, a in enumerate(marks) for b in marks[k + 1 :]]
-    return sorted((span for span in spans if span.strip()), key=len, reverse=True)
-
-
-def _text_key_candidates(instruction: str) -> list[str]:
-    spans = _quoted_spans(instruction)
-    if not spans:  # no quotes: what follows "piece" / "code" / "line" ..., up to the closing punctuation
-        match = _UNQUOTED_KEY.search(instruction)
-        spans = [match.group("key")] if match else []
-    out: list[str] = []
-    for span in spans:
-        for candidate in (span.strip(), span, span.strip().strip(_KEY_EDGE).strip()):
-            if candidate and candidate not in out:
-                out.append(candidate)
-    return out
-
-
-def _id_key_candidates(instruction: str) -> list[str]:
-    out: list[str] = []
-    for match in reversed(list(_ID_KEY.finditer(instruction))):  # the last "id ..." is the question's
-        raw = match.group("key")
-        for candidate in (raw.strip(_KEY_EDGE), raw):
-            if candidate and candidate not in out:
-                out.append(candidate)
-    return out
-
-
 def extract_key(family: Family, instruction: str, context: str | None = None) -> str:
     """The piece / code line / entity id an instruction asks about; ValueError naming the instruction.
 
@@ -178,18 +124,9 @@ def extract_key(family: Family, instruction: str, context: str | None = None) ->
     With the ``context``, the first candidate that occurs in it wins (database: as ``<id: KEY,``), so a
     space or a question mark the wording put next to the key is not taken as part of it; when none
     occurs, the first is returned (such a row's needle is not found, and it is skipped downstream).
+    Each family module owns its rule (``extract_key`` there).
     """
-    text = instruction.strip()
-    candidates = _id_key_candidates(text) if family == "database" else _text_key_candidates(text)
-    outside = text.replace(candidates[0], " ") if candidates else text  # the cue is looked for around the key
-    if not candidates or not _FAMILY_CUES[family].search(outside):
-        what = "an entity id after the word 'id'" if family == "database" else "a quoted piece"
-        raise ValueError(f"is not a {family} question with {what}: {instruction[:200]!r}")
-    if context is not None:
-        for candidate in candidates:
-            if key_count(family, context, candidate):
-                return candidate
-    return candidates[0]  # not in the context: the needle check and the skip rules deal with the row
+    return get_family(family).extract_key(instruction, context)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,22 +135,13 @@ def extract_key(family: Family, instruction: str, context: str | None = None) ->
 
 def key_count(family: Family, context: str, key: str) -> int:
     """How often the key occurs in the context (database: the exact ``<id: KEY,`` entry)."""
-    return context.count(f"<id: {key}," if family == "database" else key)
-
-
-def _needle_pattern(family: Family, answer: str, key: str) -> re.Pattern[str]:
-    if family == "document":
-        return re.compile(re.escape(answer.strip()))
-    if family == "code":
-        # Functions may be joined by newlines or by spaces: a header starts the text or follows whitespace.
-        return re.compile(rf"(?<!\S)def {re.escape(answer.strip().strip('.'))}(?=[:(\s])")
-    return re.compile(re.escape(f"<id: {key},"))
+    return context.count(get_family(family).key_marker(key))
 
 
 def needle_start(family: Family, context: str, answer: str, key: str) -> int | None:
     """Character offset of the needle item (document: the sentence; code: its ``def NAME`` header;
     database: ``<id: KEY,``) when it occurs exactly once in the context, else None."""
-    starts = [m.start() for m in _needle_pattern(family, answer, key).finditer(context)]
+    starts = [m.start() for m in get_family(family).needle_pattern(answer, key).finditer(context)]
     return starts[0] if len(starts) == 1 else None
 
 
@@ -316,12 +244,8 @@ def _to_row(family: Family, p: _Parsed, derived_n_items: int) -> OfficialRow:
     n_items = _field(p.obj, "n_items", p.where, int) if "n_items" in p.obj else derived_n_items
     if p.position_id >= n_items:
         raise RecordError(f"{p.where}: field 'position_id' {p.position_id} is not below n_items={n_items}")
-    if family == "database":
-        answer = _field(p.obj, "label", p.where, str)
-        description = _field(p.obj, "description", p.where, str)
-    else:
-        answer = _field(p.obj, "completion", p.where, str)
-        description = None
+    answer, *rest = (_field(p.obj, name, p.where, str) for name in get_family(family).OFFICIAL_GOLD)
+    description = rest[0] if rest else None
     return OfficialRow(
         family=family,
         row=p.row,
@@ -383,7 +307,7 @@ def official_file(family: Family, data: Path) -> Path:
     if data.is_file():
         return data
     if data.is_dir():
-        path = data / f"{OFFICIAL_SPLITS[family]}.jsonl"
+        path = data / f"{get_family(family).OFFICIAL_SPLIT}.jsonl"
         if path.is_file():
             return path
         found = sorted(p.name for p in data.glob("*.jsonl"))
@@ -470,9 +394,6 @@ def to_official_row(example: ProbeExample) -> dict[str, Any]:
         "set_id": example.set_id,
         "n_items": example.n_items,
     }
-    if example.family == "database":
-        row["label"] = example.answer
-        row["description"] = example.description
-    else:
-        row["completion"] = example.answer
+    gold = (example.answer, example.description)
+    row.update(zip(get_family(example.family).OFFICIAL_GOLD, gold, strict=False))  # document: no description
     return row

@@ -40,6 +40,7 @@ from val_probing.paths import (
     remove_orphans,
     write_sidecar,
 )
+from val_probing.probes import get_family
 from val_probing.probes.code import CodeItem
 from val_probing.probes.database import DatabaseItem
 from val_probing.probes.document import DocumentItem
@@ -51,17 +52,8 @@ EMBEDDED = "embedded"
 FILM = "film"
 FILM_URL_ENV = "VAL_PROBING_FILM_URL"
 FILM_DEFAULT_URL = "https://raw.githubusercontent.com/microsoft/FILM/main/VaLProbing/pieces"
-FILE_NAMES: dict[Family, str] = {
-    "document": "document_sentences.jsonl",
-    "code": "code_functions.jsonl",
-    "database": "database_entities.jsonl",
-}
-# sha256 of the authors' files at commit 20ed4da (2024-05-15), the version this package was tested on.
-FILM_SHA256: dict[Family, str] = {
-    "document": "9970b18b6ebedbef18cf3870b5dbc5a4d82a8c8b245c60a564e5a1a1d92fad73",
-    "code": "06efc99bf274eba23be55325da349652e55f87c603aa52381b57ef871c060431",
-    "database": "cad506afa64bafa3e37e3be39f2d6153e9e0d6005d6fdfded4fe6b86d682310b",
-}
+FILE_NAMES: dict[Family, str] = {name: get_family(name).POOL_FILE for name in FAMILIES}
+"""Each family's pool file name (``POOL_FILE`` of its module), as the authors named it."""
 
 
 class PoolError(ValProbingError):
@@ -69,11 +61,6 @@ class PoolError(ValProbingError):
 
 
 PoolItem: TypeAlias = DocumentItem | CodeItem | DatabaseItem
-ITEM_TYPES: dict[Family, type[DocumentItem] | type[CodeItem] | type[DatabaseItem]] = {
-    "document": DocumentItem,
-    "code": CodeItem,
-    "database": DatabaseItem,
-}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -85,7 +72,7 @@ def read_pool(family: Family, path: Path) -> list[PoolItem]:
     if family not in FAMILIES:
         raise ValueError(f"family: {family!r} is not one of {FAMILIES}")
     path = Path(path)
-    item_type = ITEM_TYPES[family]
+    item_type = get_family(family).ITEM
     items: list[PoolItem] = []
     for lineno, obj in iter_jsonl(path):
         try:
@@ -103,7 +90,7 @@ def read_pool(family: Family, path: Path) -> list[PoolItem]:
 
 def embedded_path(family: Family) -> Path:
     """The shipped snapshot of the family's embedded pool."""
-    ref = resources.files("val_probing") / "data" / f"{FILE_NAMES[family]}.gz"
+    ref = resources.files("val_probing") / "data" / f"{get_family(family).POOL_FILE}.gz"
     path = Path(str(ref))
     if not path.is_file():
         raise PoolError(
@@ -115,7 +102,7 @@ def embedded_path(family: Family) -> Path:
 
 def film_url(family: Family) -> str:
     base = os.environ.get(FILM_URL_ENV) or FILM_DEFAULT_URL
-    return f"{base.rstrip('/')}/{FILE_NAMES[family]}"
+    return f"{base.rstrip('/')}/{get_family(family).POOL_FILE}"
 
 
 def film_path(family: Family, *, timeout: float = 60.0) -> Path:
@@ -125,8 +112,9 @@ def film_path(family: Family, *, timeout: float = 60.0) -> Path:
     its row count and sha256; a cached file that fails that check (cut, edited, no sidecar) is
     downloaded again, with a warning naming it.
     """
-    target = cache_root() / "pools" / "film" / FILE_NAMES[family]
-    key = f"film/{FILE_NAMES[family]}"  # any mirror serves the same file; its sha256 is recorded
+    name = get_family(family).POOL_FILE
+    target = cache_root() / "pools" / "film" / name
+    key = f"film/{name}"  # any mirror serves the same file; its sha256 is recorded
     if target.is_file():
         try:
             check_sidecar(target, key)
@@ -145,12 +133,12 @@ def film_path(family: Family, *, timeout: float = 60.0) -> Path:
         except (urllib.error.URLError, OSError, ValueError) as err:
             raise PoolError(
                 f"cannot download the authors' {family} pool from {url} ({err}). Offline? Download "
-                f"{FILE_NAMES[family]} from github.com/microsoft/FILM (VaLProbing/pieces/) where it is "
+                f"{name} from github.com/microsoft/FILM (VaLProbing/pieces/) where it is "
                 f"reachable and pass its path as the pool (--pool PATH), or point {FILM_URL_ENV} at a "
                 "mirror folder (file:// URLs work)."
             ) from err
         rows = len(read_pool(family, tmp))  # a bad download (an error page, a cut file) never enters
-        if file_sha256(tmp) != FILM_SHA256[family]:
+        if file_sha256(tmp) != get_family(family).FILM_SHA256:
             log.warning("%s differs from the version this package was tested with (commit 20ed4da)", url)
     write_sidecar(target, key, rows)
     return target
@@ -170,7 +158,7 @@ def pool_path(family: Family, pool: str) -> Path:
     if not path.is_file():
         raise PoolError(
             f"pool {pool!r}: no such file (use 'embedded', 'film', or the path of a {family} JSONL file "
-            f"in the authors' schema, e.g. {FILE_NAMES[family]})"
+            f"in the authors' schema, e.g. {get_family(family).POOL_FILE})"
         )
     return path
 

@@ -1,10 +1,15 @@
 """The three VAL probe families, one module each, behind one small interface (:class:`FamilySpec`).
 
-A family says how a pool item appears in the context (``render``), what a question names (``key``)
+A family module owns everything about its family; nothing outside ``val_probing.probes`` branches on
+a family name. It names its pool item type (``ITEM``) and pool file (``POOL_FILE``), its split of the
+authors' VaLProbing-32K data (``OFFICIAL_SPLIT``, gold fields ``OFFICIAL_GOLD``) and its default
+bucket count, and says how a pool item appears in the context (``render``), what a question names (``key``)
 and how it is asked (``instruction``, the authors' VaLProbing-32K wording), what the gold answer is
 (``gold``), which strings must occur exactly once in a context for the question to be unambiguous
 (``unique_strings``), and how to answer a question from the context alone (``oracle``, for tests:
-it finds the key in the context and never reads gold fields).
+it finds the key in the context and never reads gold fields); how to find the key of a question in
+any wording (``extract_key``), how the key and the needle item appear in a context (``key_marker``,
+``needle_pattern``).
 
 Items are joined with ``SEPARATOR`` (a newline for every family), so every item starts a line and
 no key (which never contains a newline) can straddle two items.
@@ -12,6 +17,7 @@ no key (which never contains a newline) can straddle two items.
 
 from __future__ import annotations
 
+import re
 from types import ModuleType
 from typing import Any, Protocol, cast
 
@@ -21,6 +27,12 @@ from val_probing.records import FAMILIES, Family
 class FamilySpec(Protocol):
     NAME: Family
     SEPARATOR: str
+    ITEM: type[Any]  # the pool item: a frozen, checked record with ``from_dict(obj)``
+    POOL_FILE: str  # the authors' pool file name (microsoft/FILM VaLProbing/pieces)
+    FILM_SHA256: str  # sha256 of that file at the commit this package was tested on
+    OFFICIAL_SPLIT: str  # the split of In2Training/VaLProbing-32K
+    OFFICIAL_GOLD: tuple[str, ...]  # the official row's gold fields: (answer,) or (answer, description)
+    DEFAULT_BUCKETS: int  # position buckets of the official data (50 positions each)
 
     def render(self, item: Any) -> str:
         """The item's text in the context."""
@@ -44,6 +56,18 @@ class FamilySpec(Protocol):
 
     def oracle(self, context: str, instruction: str) -> str:
         """The answer read off the context alone; "" when the key is absent or ambiguous."""
+        ...
+
+    def extract_key(self, instruction: str, context: str | None = None) -> str:
+        """The key a question asks about, in any wording; ValueError naming the instruction."""
+        ...
+
+    def key_marker(self, key: str) -> str:
+        """The text that names the key in a context (its count is the key's count)."""
+        ...
+
+    def needle_pattern(self, answer: str, key: str) -> re.Pattern[str]:
+        """What matches the needle item in a context (the sentence / ``def NAME`` / ``<id: KEY,``)."""
         ...
 
 

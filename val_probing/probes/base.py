@@ -1,7 +1,9 @@
-"""What the family modules share: checked fields of pool items."""
+"""What the family modules share: checked fields of pool items, and the rule that finds a question's key."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 
@@ -19,3 +21,65 @@ def one_line(name: str, value: str) -> None:
         raise ValueError(f"field {name!r} must be a single line")
     if value != value.strip():
         raise ValueError(f"field {name!r} has leading or trailing whitespace")
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding the key a question asks about
+#
+# The rule does not depend on the exact wording: the key of a document or code question is its quoted
+# span, the key of a database question the id after the word "id" (database.py). A loose cue (outside
+# the key, any case) tells the three families apart, so a file of another family is refused rather
+# than scored as this one.
+
+DOUBLE_QUOTES = '"\u201c\u201d\u201e\u201f\u00ab\u00bb\u2033'  # " “ ” „ ‟ « » ″
+KEY_EDGE = "\"'`\u2018\u2019\u201c\u201d?.!;:)("
+_UNQUOTED_KEY = re.compile(
+    r"(?:piece|snip(?:pet)?|code|line|phrase)\s*(?:is|of)?\s*[:=\-]?\s*(?P<key>\S.*?)\s*[?.!]*\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _quoted_spans(text: str) -> list[str]:
+    """Spans between two double quotes of ``text``, longest first (first-to-last quote comes first, so a
+    key with quotes inside it is kept whole)."""
+    marks = [i for i, ch in enumerate(text) if ch in DOUBLE_QUOTES]
+    spans = [text[a + 1 : b] for k, a in enumerate(marks) for b in marks[k + 1 :]]
+    return sorted((span for span in spans if span.strip()), key=len, reverse=True)
+
+
+def text_key_candidates(instruction: str) -> list[str]:
+    """Keys a document or code question may quote, most likely first."""
+    spans = _quoted_spans(instruction)
+    if not spans:  # no quotes: what follows "piece" / "code" / "line" ..., up to the closing punctuation
+        match = _UNQUOTED_KEY.search(instruction)
+        spans = [match.group("key")] if match else []
+    out: list[str] = []
+    for span in spans:
+        for candidate in (span.strip(), span, span.strip().strip(KEY_EDGE).strip()):
+            if candidate and candidate not in out:
+                out.append(candidate)
+    return out
+
+
+def find_key(
+    family: str,
+    instruction: str,
+    context: str | None,
+    *,
+    candidates: Callable[[str], list[str]],
+    cue: re.Pattern[str],
+    marker: Callable[[str], str],
+    what: str,
+) -> str:
+    """The first of ``candidates(instruction)`` whose ``marker`` occurs in ``context`` (else the first);
+    ValueError naming the instruction when there is none or the family's ``cue`` is missing."""
+    text = instruction.strip()
+    found = candidates(text)
+    outside = text.replace(found[0], " ") if found else text  # the cue is looked for around the key
+    if not found or not cue.search(outside):
+        raise ValueError(f"is not a {family} question with {what}: {instruction[:200]!r}")
+    if context is not None:
+        for candidate in found:
+            if context.count(marker(candidate)):
+                return candidate
+    return found[0]  # not in the context: the needle check and the skip rules deal with the row

@@ -6,15 +6,22 @@ header is the only kind of line that starts at column 0.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from val_probing.official import extract_key
-from val_probing.probes.base import one_line, text_field
+from val_probing.probes.base import find_key, one_line, text_field, text_key_candidates
 from val_probing.records import Family
 
 NAME: Family = "code"
 SEPARATOR = "\n"
+POOL_FILE = "code_functions.jsonl"
+# sha256 of the authors' pool file at commit 20ed4da (2024-05-15), the version this package was tested on
+FILM_SHA256 = "06efc99bf274eba23be55325da349652e55f87c603aa52381b57ef871c060431"
+OFFICIAL_SPLIT = "code_backward_32k"
+OFFICIAL_GOLD = ("completion",)
+DEFAULT_BUCKETS = 16  # 50-position buckets of the official data's 800 positions
+_CUE = re.compile(r"function|code|snip|line", re.IGNORECASE)
 _HEADER = "def "
 
 
@@ -72,13 +79,36 @@ def gold(item: CodeItem) -> tuple[str, str | None]:
 
 def unique_strings(item: CodeItem) -> tuple[str, ...]:
     # "def NAME" without the colon: once in the context, it is the header and nothing else can be
-    # mistaken for one (also by official.needle_start, which accepts "def NAME(" or "def NAME ").
+    # mistaken for one (also by needle_pattern, which accepts "def NAME(" or "def NAME ").
     return (item.piece, f"{_HEADER}{item.function_name}")
+
+
+def key_marker(key: str) -> str:
+    return key
+
+
+def extract_key(instruction: str, context: str | None = None) -> str:
+    """The quoted code line (see :func:`val_probing.probes.base.find_key`)."""
+    return find_key(
+        NAME,
+        instruction,
+        context,
+        candidates=text_key_candidates,
+        cue=_CUE,
+        marker=key_marker,
+        what="a quoted piece",
+    )
+
+
+def needle_pattern(answer: str, key: str) -> re.Pattern[str]:
+    """The needle item in a context: its ``def NAME`` header."""
+    # Functions may be joined by newlines or by spaces: a header starts the text or follows whitespace.
+    return re.compile(rf"(?<!\S)def {re.escape(answer.strip().strip('.'))}(?=[:(\s])")
 
 
 def oracle(context: str, instruction: str) -> str:
     """The name in the nearest ``def NAME:`` header above the quoted line."""
-    line = extract_key(NAME, instruction)
+    line = extract_key(instruction)
     if context.count(line) != 1:
         return ""
     at = context.index(line)
@@ -88,3 +118,6 @@ def oracle(context: str, instruction: str) -> str:
     end = context.find("\n", head)
     title = context[head + len(_HEADER) : end if end >= 0 else len(context)]
     return title.removesuffix(":")
+
+
+ITEM = CodeItem

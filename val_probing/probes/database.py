@@ -6,12 +6,21 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from val_probing.official import extract_key
-from val_probing.probes.base import one_line, text_field
+from val_probing.probes.base import KEY_EDGE, find_key, one_line, text_field
 from val_probing.records import Family
 
 NAME: Family = "database"
 SEPARATOR = "\n"
+POOL_FILE = "database_entities.jsonl"
+# sha256 of the authors' pool file at commit 20ed4da (2024-05-15), the version this package was tested on
+FILM_SHA256 = "cad506afa64bafa3e37e3be39f2d6153e9e0d6005d6fdfded4fe6b86d682310b"
+OFFICIAL_SPLIT = "database_forward_32k"
+OFFICIAL_GOLD = ("label", "description")
+DEFAULT_BUCKETS = 15  # 50-position buckets of the official data's 750 positions
+_CUE = re.compile(r"\bid\b|\bidentifier\b", re.IGNORECASE)
+_ID_KEY = re.compile(
+    r"\b(?:id|identifier)\b\s*(?:is|of|equals|=|:)?\s*[:=]?\s*(?P<key>[^\s,>]+)", re.IGNORECASE
+)
 _ENTRY = re.compile(r"<id: (?P<id>[^,\s>]+), label: (?P<label>.*), description: (?P<dcpt>.*)>")
 
 
@@ -59,9 +68,41 @@ def unique_strings(item: DatabaseItem) -> tuple[str, ...]:
     return (id_marker(item.id),)
 
 
+def _id_key_candidates(instruction: str) -> list[str]:
+    out: list[str] = []
+    for match in reversed(list(_ID_KEY.finditer(instruction))):  # the last "id ..." is the question's
+        raw = match.group("key")
+        for candidate in (raw.strip(KEY_EDGE), raw):
+            if candidate and candidate not in out:
+                out.append(candidate)
+    return out
+
+
+def extract_key(instruction: str, context: str | None = None) -> str:
+    """The entity id after the word "id" (see :func:`val_probing.probes.base.find_key`)."""
+    return find_key(
+        NAME,
+        instruction,
+        context,
+        candidates=_id_key_candidates,
+        cue=_CUE,
+        marker=id_marker,
+        what="an entity id after the word 'id'",
+    )
+
+
+def key_marker(key: str) -> str:
+    return id_marker(key)
+
+
+def needle_pattern(answer: str, key: str) -> re.Pattern[str]:
+    """The needle item in a context: its ``<id: KEY,`` entry."""
+    return re.compile(re.escape(id_marker(key)))
+
+
 def oracle(context: str, instruction: str) -> str:
     """``label: L, description: D`` of the entry whose id the question gives."""
-    marker = id_marker(extract_key(NAME, instruction))
+    marker = id_marker(extract_key(instruction))
     if context.count(marker) != 1:
         return ""
     start = context.index(marker)
@@ -70,3 +111,6 @@ def oracle(context: str, instruction: str) -> str:
     if match is None:
         return ""
     return f"label: {match['label']}, description: {match['dcpt']}"
+
+
+ITEM = DatabaseItem
