@@ -288,3 +288,19 @@ def test_every_samples_file_empty_is_reported_as_such(
         samples.write_text("")
     assert check(broken, baseline) == 2
     assert "no samples" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--avg-tolerance", "-1", "--avg-tolerance: expected a number >= 0, got -1.0"),
+        ("--alpha", "3", "--alpha: expected a number with 0 < alpha < 1, got 3.0"),
+        ("--min-questions", "0", "--min-questions: expected an integer >= 1, got 0"),
+    ],
+)
+def test_a_bad_baseline_option_is_exit_2_naming_it_and_writes_nothing(
+    run: Path, tmp_path: Path, option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["baseline", str(run), "--out", str(tmp_path / "b.yaml"), option, value]) == 2
+    assert message in capsys.readouterr().err
+    assert files(tmp_path) == set()

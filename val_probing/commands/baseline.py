@@ -72,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         tolerances = Tolerances(args.avg_tolerance, args.gap_tolerance, args.bucket_tolerance)
+    except ValueError as err:  # "avg: expected a number >= 0, got -1"
+        raise ValProbingError(f"--{err}".replace(":", "-tolerance:", 1)) from err
+    try:
         statistics = Statistics(alpha=args.alpha, resamples=args.resamples, min_questions=args.min_questions)
-    except ValueError as err:
-        raise ValProbingError(f"bad option: {err}") from err
+    except ValueError as err:  # "min_questions: expected an integer >= 1, got 0"
+        raise ValProbingError(f"--{err}".replace("_", "-")) from err
     check_output_file(args.out, "baseline YAML")  # before the work: a folder or read-only path is exit 2
     results = load_results([args.run_dir], n_boot=200)
     if args.model is not None:
