@@ -1,8 +1,10 @@
 """Per-sample scoring: the paper's reference metric, plus tolerant diagnostics under other names.
 
-Written in the style of inspect_ai scorers: each check is a tiny pure function of (prediction, gold),
-and ONE helper, :func:`reference_score`, picks the family's check. The reference checks reproduce the
-authors' ``VaLProbing/plot.py`` exactly (MIT, microsoft/FILM):
+Written in the style of inspect_ai scorers: each check is a tiny pure function of (prediction,
+:class:`~val_probing.probes.base.Target`), owned by its family module (``check`` and ``DIAGNOSTICS``
+in ``val_probing/probes/<family>.py``); :func:`reference_score` and :func:`diagnostic_scores` ask the
+family for them. The reference checks reproduce the authors' ``VaLProbing/plot.py`` exactly (MIT,
+microsoft/FILM):
 
     document   len(set(g.strip().lower().split()) & set(p.strip().lower().split()))
                / len(set(g.strip().lower().split()))                 word-set recall of the gold sentence
@@ -26,173 +28,48 @@ measured; they are never mixed into the reference score.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-from rapidfuzz import fuzz
-from rapidfuzz.utils import default_process
-
-from val_probing.errors import ValProbingError
+from val_probing.probes import FamilySpec, get_family
+from val_probing.probes.base import Check, MetricError, Target
+from val_probing.probes.code import match as code_match
+from val_probing.probes.database import FUZZY_THRESHOLD
+from val_probing.probes.database import match as database_match
+from val_probing.probes.document import recall as document_recall
 from val_probing.records import FAMILIES, Family
 
+__all__ = [
+    "DIAGNOSTICS",
+    "FUZZY_THRESHOLD",
+    "MetricError",
+    "Target",
+    "code_match",
+    "database_match",
+    "diagnostic_scores",
+    "document_recall",
+    "reference_score",
+]
 
-class MetricError(ValProbingError, ValueError):
-    """A gold answer that cannot be scored (e.g. no words in it)."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Reference checks (the authors' formulas)
-
-
-def document_recall(pred: str | None, gold: str) -> float:
-    """Fraction of the gold sentence's distinct lower-cased words that appear in the prediction."""
-    gold_words = set(gold.strip().lower().split())
-    if not gold_words:
-        raise MetricError(f"document gold {gold!r} has no words: recall is undefined")
-    if not pred:
-        return 0.0
-    pred_words = set(pred.strip().lower().split())
-    return len(gold_words & pred_words) / len(gold_words)
+DIAGNOSTICS: Mapping[Family, Mapping[str, Check]] = {name: get_family(name).DIAGNOSTICS for name in FAMILIES}
+"""Family -> diagnostic name -> check(prediction, Target): a view of the family modules' tables."""
 
 
-def code_match(pred: str | None, gold: str) -> float:
-    """1.0 when the function name (trailing/leading dots stripped) is a substring of the prediction."""
-    name = gold.strip(".")
-    if not name:
-        raise MetricError(f"code gold {gold!r} is empty after strip('.')")
-    if not pred:
-        return 0.0
-    return 1.0 if name in pred else 0.0
-
-
-def database_match(pred: str | None, label: str, description: str | None) -> float:
-    """1.0 when the label or the description (dots stripped, any case) is a substring of the prediction.
-
-    ``description=None`` checks the label alone (the reference always passes both).
-    """
-    golds = []
-    for field, text in (("label", label), ("description", description)):
-        if text is None:
-            continue
-        gold = text.strip(".").lower()
-        if not gold:
-            raise MetricError(f"database {field} {text!r} is empty after strip('.')")
-        golds.append(gold)
-    if not pred:
-        return 0.0
-    text = pred.lower()
-    return 1.0 if any(gold in text for gold in golds) else 0.0
+def _family(family: Family) -> FamilySpec:
+    if family not in FAMILIES:
+        raise MetricError(f"family: {family!r} is not one of {FAMILIES}")
+    return get_family(family)
 
 
 def reference_score(
     family: Family, prediction: str | None, answer: str, description: str | None = None
 ) -> float:
     """The paper's per-sample score in [0, 1] for one model output."""
-    if family == "document":
-        return document_recall(prediction, answer)
-    if family == "code":
-        return code_match(prediction, answer)
-    if family == "database":
-        if description is None:
-            raise MetricError("database scoring needs the gold description")
-        return database_match(prediction, answer, description)
-    raise MetricError(f"family: {family!r} is not one of {FAMILIES}")
-
-
-# --------------------------------------------------------------------------------------------------
-# Diagnostic checks (tolerant; reported under their own names, never as the reference score)
-
-FUZZY_THRESHOLD = 90.0
-"""rapidfuzz partial_ratio (0-100) at or above which a database label/description counts as found."""
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _words(text: str) -> set[str]:
-    """Lower-cased words with punctuation removed (rapidfuzz's default_process), as a set."""
-    return set(default_process(text).split())
-
-
-def recall_nopunct(pred: str | None, gold: str) -> float:
-    """Word-set recall that ignores punctuation and case: ``"model."`` counts as ``"model"``."""
-    gold_words = _words(gold)
-    if not gold_words:
-        raise MetricError(f"document gold {gold!r} has no words once punctuation is removed")
-    if not pred:
-        return 0.0
-    return len(gold_words & _words(pred)) / len(gold_words)
-
-
-def sentence_fuzzy(pred: str | None, gold: str) -> float:
-    """rapidfuzz partial_ratio of the gold sentence against the prediction, scaled to [0, 1]."""
-    if not pred:
-        return 0.0
-    return fuzz.partial_ratio(gold, pred, processor=default_process) / 100.0
-
-
-def _normalise_identifier(name: str) -> str:
-    return name.replace("_", "").lower()
-
-
-def name_token(pred: str | None, gold: str) -> float:
-    """1.0 when the gold name is a whole identifier of the prediction (``get_num`` != ``get_number``)."""
-    if not pred:
-        return 0.0
-    return 1.0 if gold.strip(".") in _IDENTIFIER.findall(pred) else 0.0
-
-
-def name_normalised(pred: str | None, gold: str) -> float:
-    """1.0 when an identifier of the prediction equals the gold name ignoring case and underscores."""
-    if not pred:
-        return 0.0
-    target = _normalise_identifier(gold.strip("."))
-    return 1.0 if any(_normalise_identifier(tok) == target for tok in _IDENTIFIER.findall(pred)) else 0.0
-
-
-def name_fuzzy(pred: str | None, gold: str) -> float:
-    """Best rapidfuzz ratio between the gold name and any identifier of the prediction, in [0, 1]."""
-    if not pred:
-        return 0.0
-    tokens = _IDENTIFIER.findall(pred)
-    if not tokens:
-        return 0.0
-    return max(fuzz.ratio(gold.strip("."), tok) for tok in tokens) / 100.0
-
-
-def fuzzy_found(pred: str | None, gold: str, threshold: float = FUZZY_THRESHOLD) -> float:
-    """1.0 when rapidfuzz partial_ratio(gold, pred) on processed text reaches ``threshold``."""
-    if not pred:
-        return 0.0
-    return 1.0 if fuzz.partial_ratio(gold, pred, processor=default_process) >= threshold else 0.0
-
-
-Diagnostic = Callable[[str | None, str, str | None], float]
-
-DIAGNOSTICS: Mapping[Family, Mapping[str, Diagnostic]] = {
-    "document": {
-        "recall_nopunct": lambda p, a, _d: recall_nopunct(p, a),
-        "sentence_fuzzy": lambda p, a, _d: sentence_fuzzy(p, a),
-    },
-    "code": {
-        "name_token": lambda p, a, _d: name_token(p, a),
-        "name_normalised": lambda p, a, _d: name_normalised(p, a),
-        "name_fuzzy": lambda p, a, _d: name_fuzzy(p, a),
-    },
-    "database": {
-        "label_fuzzy": lambda p, a, _d: fuzzy_found(p, a),
-        "description_fuzzy": lambda p, _a, d: fuzzy_found(p, d or ""),
-        "label_or_description_fuzzy": lambda p, a, d: max(fuzzy_found(p, a), fuzzy_found(p, d or "")),
-    },
-}
-"""Family -> diagnostic name -> check(prediction, answer, description). Names are stable API."""
+    return _family(family).check(prediction, Target(answer, description))
 
 
 def diagnostic_scores(
     family: Family, prediction: str | None, answer: str, description: str | None = None
 ) -> dict[str, float]:
     """Tolerant per-sample scores in [0, 1], keyed by name (see :data:`DIAGNOSTICS`)."""
-    if family not in DIAGNOSTICS:
-        raise MetricError(f"family: {family!r} is not one of {FAMILIES}")
-    if family == "database" and description is None:
-        raise MetricError("database scoring needs the gold description")
-    return {name: check(prediction, answer, description) for name, check in DIAGNOSTICS[family].items()}
+    target = Target(answer, description)
+    return {name: check(prediction, target) for name, check in _family(family).DIAGNOSTICS.items()}

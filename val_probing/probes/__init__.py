@@ -9,7 +9,8 @@ and how it is asked (``instruction``, the authors' VaLProbing-32K wording), what
 (``unique_strings``), and how to answer a question from the context alone (``oracle``, for tests:
 it finds the key in the context and never reads gold fields); how to find the key of a question in
 any wording (``extract_key``), how the key and the needle item appear in a context (``key_marker``,
-``needle_pattern``).
+``needle_pattern``); and how an answer is scored (``check``, the paper's reference metric, and the
+tolerant ``DIAGNOSTICS``).
 
 Items are joined with ``SEPARATOR`` (a newline for every family), so every item starts a line and
 no key (which never contains a newline) can straddle two items.
@@ -18,9 +19,11 @@ no key (which never contains a newline) can straddle two items.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, Protocol, cast
 
+from val_probing.probes.base import Check, Target
 from val_probing.records import FAMILIES, Family
 
 
@@ -65,6 +68,12 @@ class FamilySpec(Protocol):
     def key_marker(self, key: str) -> str:
         """The text that names the key in a context (its count is the key's count)."""
         ...
+
+    def check(self, value: str | None, target: Target) -> float:
+        """The paper's reference score in [0, 1] of one model output (None: no output)."""
+        ...
+
+    DIAGNOSTICS: Mapping[str, Check]  # tolerant checks by name, never mixed into the reference score
 
     def needle_pattern(self, answer: str, key: str) -> re.Pattern[str]:
         """What matches the needle item in a context (the sentence / ``def NAME`` / ``<id: KEY,``)."""

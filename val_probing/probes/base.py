@@ -1,10 +1,14 @@
-"""What the family modules share: checked fields of pool items, and the rule that finds a question's key."""
+"""What the family modules share: checked fields of pool items, the rule that finds a question's key, and
+the types of the scoring checks."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from val_probing.errors import ValProbingError
 
 
 def text_field(obj: dict[str, Any], name: str) -> str:
@@ -83,3 +87,23 @@ def find_key(
             if context.count(marker(candidate)):
                 return candidate
     return found[0]  # not in the context: the needle check and the skip rules deal with the row
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring: each family's checks are small pure functions of (model output, Target), as inspect_ai's
+
+
+class MetricError(ValProbingError, ValueError):
+    """A gold answer that cannot be scored (e.g. no words in it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The gold of one question: the answer, and the entity description (database only)."""
+
+    answer: str
+    description: str | None = None
+
+
+Check: TypeAlias = Callable[[str | None, Target], float]
+"""A per-sample score in [0, 1] of one model output (None: no output) against the gold."""

@@ -7,10 +7,21 @@ header is the only kind of line that starts at column 0.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from val_probing.probes.base import find_key, one_line, text_field, text_key_candidates
+from rapidfuzz import fuzz
+
+from val_probing.probes.base import (
+    Check,
+    MetricError,
+    Target,
+    find_key,
+    one_line,
+    text_field,
+    text_key_candidates,
+)
 from val_probing.records import Family
 
 NAME: Family = "code"
@@ -119,5 +130,62 @@ def oracle(context: str, instruction: str) -> str:
     title = context[head + len(_HEADER) : end if end >= 0 else len(context)]
     return title.removesuffix(":")
 
+
+# --------------------------------------------------------------------------------------------------
+# Scoring (val_probing.metrics documents the rules)
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def match(pred: str | None, gold: str) -> float:
+    """1.0 when the function name (trailing/leading dots stripped) is a substring of the prediction."""
+    name = gold.strip(".")
+    if not name:
+        raise MetricError(f"code gold {gold!r} is empty after strip('.')")
+    if not pred:
+        return 0.0
+    return 1.0 if name in pred else 0.0
+
+
+def check(value: str | None, target: Target) -> float:
+    """The reference score (the authors' plot.py): the name is a case-sensitive substring."""
+    return match(value, target.answer)
+
+
+def _normalise_identifier(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def name_token(value: str | None, target: Target) -> float:
+    """1.0 when the gold name is a whole identifier of the prediction (``get_num`` != ``get_number``)."""
+    if not value:
+        return 0.0
+    return 1.0 if target.answer.strip(".") in _IDENTIFIER.findall(value) else 0.0
+
+
+def name_normalised(value: str | None, target: Target) -> float:
+    """1.0 when an identifier of the prediction equals the gold name ignoring case and underscores."""
+    if not value:
+        return 0.0
+    wanted = _normalise_identifier(target.answer.strip("."))
+    return 1.0 if any(_normalise_identifier(tok) == wanted for tok in _IDENTIFIER.findall(value)) else 0.0
+
+
+def name_fuzzy(value: str | None, target: Target) -> float:
+    """Best rapidfuzz ratio between the gold name and any identifier of the prediction, in [0, 1]."""
+    if not value:
+        return 0.0
+    tokens = _IDENTIFIER.findall(value)
+    if not tokens:
+        return 0.0
+    return max(fuzz.ratio(target.answer.strip("."), tok) for tok in tokens) / 100.0
+
+
+DIAGNOSTICS: Mapping[str, Check] = {
+    "name_token": name_token,
+    "name_normalised": name_normalised,
+    "name_fuzzy": name_fuzzy,
+}
+"""Tolerant checks, reported under these names (stable API), never as the reference score."""
 
 ITEM = CodeItem

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from val_probing.probes.base import KEY_EDGE, find_key, one_line, text_field
+from rapidfuzz import fuzz
+from rapidfuzz.utils import default_process
+
+from val_probing.probes.base import (
+    KEY_EDGE,
+    Check,
+    MetricError,
+    Target,
+    find_key,
+    one_line,
+    text_field,
+)
 from val_probing.records import Family
 
 NAME: Family = "database"
@@ -112,5 +124,69 @@ def oracle(context: str, instruction: str) -> str:
         return ""
     return f"label: {match['label']}, description: {match['dcpt']}"
 
+
+# --------------------------------------------------------------------------------------------------
+# Scoring (val_probing.metrics documents the rules)
+
+FUZZY_THRESHOLD = 90.0
+"""rapidfuzz partial_ratio (0-100) at or above which a label/description counts as found."""
+
+
+def match(pred: str | None, label: str, description: str | None) -> float:
+    """1.0 when the label or the description (dots stripped, any case) is a substring of the prediction.
+
+    ``description=None`` checks the label alone (the reference always passes both).
+    """
+    golds = []
+    for field, text in (("label", label), ("description", description)):
+        if text is None:
+            continue
+        gold = text.strip(".").lower()
+        if not gold:
+            raise MetricError(f"database {field} {text!r} is empty after strip('.')")
+        golds.append(gold)
+    if not pred:
+        return 0.0
+    text = pred.lower()
+    return 1.0 if any(gold in text for gold in golds) else 0.0
+
+
+def _description(target: Target) -> str:
+    if target.description is None:
+        raise MetricError("database scoring needs the gold description")
+    return target.description
+
+
+def check(value: str | None, target: Target) -> float:
+    """The reference score (the authors' plot.py): the label or the description, any case."""
+    return match(value, target.answer, _description(target))
+
+
+def fuzzy_found(pred: str | None, gold: str, threshold: float = FUZZY_THRESHOLD) -> float:
+    """1.0 when rapidfuzz partial_ratio(gold, pred) on processed text reaches ``threshold``."""
+    if not pred:
+        return 0.0
+    return 1.0 if fuzz.partial_ratio(gold, pred, processor=default_process) >= threshold else 0.0
+
+
+def label_fuzzy(value: str | None, target: Target) -> float:
+    _description(target)
+    return fuzzy_found(value, target.answer)
+
+
+def description_fuzzy(value: str | None, target: Target) -> float:
+    return fuzzy_found(value, _description(target))
+
+
+def label_or_description_fuzzy(value: str | None, target: Target) -> float:
+    return max(fuzzy_found(value, target.answer), fuzzy_found(value, _description(target)))
+
+
+DIAGNOSTICS: Mapping[str, Check] = {
+    "label_fuzzy": label_fuzzy,
+    "description_fuzzy": description_fuzzy,
+    "label_or_description_fuzzy": label_or_description_fuzzy,
+}
+"""Tolerant checks, reported under these names (stable API), never as the reference score."""
 
 ITEM = DatabaseItem

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from val_probing.probes.base import find_key, one_line, text_field, text_key_candidates
+from rapidfuzz import fuzz
+from rapidfuzz.utils import default_process
+
+from val_probing.probes.base import (
+    Check,
+    MetricError,
+    Target,
+    find_key,
+    one_line,
+    text_field,
+    text_key_candidates,
+)
 from val_probing.records import Family
 
 NAME: Family = "document"
@@ -90,5 +102,50 @@ def oracle(context: str, instruction: str) -> str:
     end = context.find(SEPARATOR, at)
     return context[start : end if end >= 0 else len(context)]
 
+
+# --------------------------------------------------------------------------------------------------
+# Scoring (val_probing.metrics documents the rules)
+
+
+def recall(pred: str | None, gold: str) -> float:
+    """Fraction of the gold sentence's distinct lower-cased words that appear in the prediction."""
+    gold_words = set(gold.strip().lower().split())
+    if not gold_words:
+        raise MetricError(f"document gold {gold!r} has no words: recall is undefined")
+    if not pred:
+        return 0.0
+    pred_words = set(pred.strip().lower().split())
+    return len(gold_words & pred_words) / len(gold_words)
+
+
+def check(value: str | None, target: Target) -> float:
+    """The reference score (the authors' plot.py): word-set recall of the gold sentence."""
+    return recall(value, target.answer)
+
+
+def _words(text: str) -> set[str]:
+    """Lower-cased words with punctuation removed (rapidfuzz's default_process), as a set."""
+    return set(default_process(text).split())
+
+
+def recall_nopunct(value: str | None, target: Target) -> float:
+    """Word-set recall that ignores punctuation and case: ``"model."`` counts as ``"model"``."""
+    gold_words = _words(target.answer)
+    if not gold_words:
+        raise MetricError(f"document gold {target.answer!r} has no words once punctuation is removed")
+    if not value:
+        return 0.0
+    return len(gold_words & _words(value)) / len(gold_words)
+
+
+def sentence_fuzzy(value: str | None, target: Target) -> float:
+    """rapidfuzz partial_ratio of the gold sentence against the prediction, scaled to [0, 1]."""
+    if not value:
+        return 0.0
+    return fuzz.partial_ratio(target.answer, value, processor=default_process) / 100.0
+
+
+DIAGNOSTICS: Mapping[str, Check] = {"recall_nopunct": recall_nopunct, "sentence_fuzzy": sentence_fuzzy}
+"""Tolerant checks, reported under these names (stable API), never as the reference score."""
 
 ITEM = DocumentItem
