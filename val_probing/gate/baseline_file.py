@@ -1,0 +1,351 @@
+"""Baseline files: the YAML and its content-addressed samples file, written as one unit, read strictly.
+
+The samples are written first, under a name that carries their content hash
+(``baseline.samples.<sha256[:12]>.jsonl``), then the YAML, atomically, naming that file and its full
+sha256. A reader therefore sees the old pair or the new pair, never a mix: until the YAML is replaced
+it still names the old samples file, which is only removed after. ``read_baseline`` verifies the hash
+(a mismatch is exit 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from val_probing.gate.model import (
+    FORMAT,
+    SETTINGS,
+    Baseline,
+    BaselineTask,
+    GateInputError,
+    Statistics,
+    Tolerances,
+    _task_order,
+)
+from val_probing.outputs import check_output_file, writing
+from val_probing.records import FAMILIES, write_text_atomic
+from val_probing.results import (
+    SampleScore,
+)
+
+SAMPLE_FIELDS = ("task", "set_id", "position_id", "n_items", "key", "score")
+
+
+_TOP_KEYS = ("format", "model", "created_from", "samples", "samples_sha256", "statistics", "tolerances",
+             "tasks")  # fmt: skip
+
+
+_TASK_KEYS = ("settings", "avg", "gap", "n_samples", "buckets", "tolerances")
+
+
+def samples_path_for(path: Path, sha256: str) -> Path:
+    """``ci/baseline.yaml`` + hash -> ``ci/baseline.samples.<sha256[:12]>.jsonl`` (beside it)."""
+    return path.with_name(f"{path.stem}.samples.{sha256[:12]}.jsonl")
+
+
+def _is_samples_file_of(path: Path, candidate: Path) -> bool:
+    """Whether ``candidate`` is a samples file that ``write_baseline`` may have written for ``path``."""
+    stem = f"{path.stem}.samples."
+    return (
+        candidate.parent == path.parent and candidate.name.startswith(stem) and candidate.suffix == ".jsonl"
+    )
+
+
+def _round(x: float) -> float:
+    return round(float(x), 4)
+
+
+def baseline_to_yaml(baseline: Baseline, samples_file: str | None, samples_sha256: str | None) -> str:
+    data: dict[str, Any] = {
+        "format": FORMAT,
+        "model": baseline.model,
+        "created_from": baseline.created_from,
+        "samples": samples_file,
+        "samples_sha256": samples_sha256,
+        "statistics": baseline.statistics.to_dict(),
+        "tolerances": baseline.tolerances.to_dict(),
+        "tasks": {},
+    }
+    for name in sorted(baseline.tasks, key=_task_order):
+        t = baseline.tasks[name]
+        entry: dict[str, Any] = {
+            "settings": dict(t.settings),
+            "avg": _round(t.avg),
+            "gap": _round(t.gap),
+            "n_samples": t.n_samples,
+            "buckets": {i: _round(v) for i, v in sorted(t.buckets.items())},
+        }
+        if t.tolerances != baseline.tolerances:
+            entry["tolerances"] = t.tolerances.to_dict()
+        data["tasks"][name] = entry
+    header = (
+        "# val-probing CI baseline: expected scores (x100) of one run; edit tolerances freely.\n"
+        "# Schema: docs/ci-gate.md. Written by `val-probing baseline`. Commit it with the samples file.\n"
+    )
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def samples_text(baseline: Baseline) -> str:
+    """The samples file's exact content (one JSON object per question, tasks in family order)."""
+    lines = [
+        json.dumps({"task": name, "set_id": s.set_id, "position_id": s.position_id, "n_items": s.n_items,
+                    "key": s.key, "score": s.score}, ensure_ascii=False, sort_keys=True)
+        for name in sorted(baseline.tasks, key=_task_order)
+        for s in baseline.tasks[name].samples or ()
+    ]  # fmt: skip
+    return "".join(line + "\n" for line in lines)
+
+
+def _previous_samples_file(path: Path) -> Path | None:
+    """The samples file the baseline now at ``path`` names (to remove once it is replaced)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # not a baseline we wrote: nothing of ours to clean up
+    name = data.get("samples") if isinstance(data, dict) else None
+    if not isinstance(name, str) or Path(name).name != name:
+        return None
+    candidate = path.parent / name
+    return candidate if _is_samples_file_of(path, candidate) else None
+
+
+def write_baseline(baseline: Baseline, path: Path) -> list[Path]:
+    """Write the baseline as one unit (see above). Returns the files written, the YAML first.
+
+    A failure leaves the previous pair as it was and no new file behind (an ``OutputError`` names
+    the path).
+    """
+    path = check_output_file(path, "baseline YAML")
+    previous = _previous_samples_file(path) if path.is_file() else None
+    if not baseline.has_samples:
+        write_text_atomic(path, baseline_to_yaml(baseline, None, None))
+        written = [path]
+    else:
+        text = samples_text(baseline)
+        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        spath = samples_path_for(path, sha)
+        existed = spath.exists()
+        write_text_atomic(spath, text)
+        try:
+            write_text_atomic(path, baseline_to_yaml(baseline, spath.name, sha))
+        except BaseException:
+            if not existed:
+                spath.unlink(missing_ok=True)
+            raise
+        written = [path, spath]
+    if previous is not None and previous not in written:
+        with writing(previous, "old samples file (remove it by hand)"):
+            previous.unlink(missing_ok=True)
+    return written
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice (YAML would silently keep the last one)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def _check_keys(obj: Mapping[Any, Any], allowed: Sequence[str], where: str) -> None:
+    """Unknown keys are errors naming the key and the closest valid one."""
+    for key in obj:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(allowed)}"
+        raise GateInputError(f"{where}: unknown key {key!r} ({hint})")
+
+
+def _mapping(obj: Mapping[str, Any], name: str, where: str, *, required: bool = True) -> dict[Any, Any]:
+    if name not in obj or obj[name] is None:
+        if required:
+            raise GateInputError(f"{where}: missing field {name!r} (a mapping)")
+        return {}
+    value = obj[name]
+    if not isinstance(value, dict):
+        raise GateInputError(f"{where}.{name}: expected a mapping, got {value!r}")
+    return value
+
+
+def _field(
+    obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str, expected: str
+) -> Any:
+    if name not in obj:
+        raise GateInputError(f"{where}: missing field {name!r} ({expected})")
+    value = obj[name]
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        raise GateInputError(f"{where}.{name}: expected {expected}, got {value!r}")
+    return value
+
+
+def _build(cls: type[Any], obj: Mapping[str, Any], base: Any, where: str) -> Any:
+    """``Tolerances`` / ``Statistics`` from a YAML mapping: known keys only, values checked."""
+    _check_keys(obj, [f.name for f in fields(cls)], where)
+    try:
+        return replace(base, **obj)
+    except ValueError as err:
+        raise GateInputError(f"{where}.{err}") from err
+
+
+def read_baseline(path: Path) -> Baseline:
+    """Parse and validate a baseline file and its samples file; errors name the file and field."""
+    path = Path(path)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except FileNotFoundError as err:
+        raise GateInputError(f"{path}: no such baseline file") from err
+    except IsADirectoryError as err:
+        raise GateInputError(f"{path}: is a folder, not a baseline file") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise GateInputError(f"{path}: cannot read the baseline ({err})") from err
+    except yaml.YAMLError as err:
+        raise GateInputError(f"{path}: not valid YAML ({err})") from err
+    where = str(path)
+    if not isinstance(data, dict):
+        raise GateInputError(f"{where}: expected a mapping at the top level")
+    if data.get("format") == 1:
+        raise GateInputError(
+            f"{where}: a format-1 baseline (written by an older val-probing, without the samples "
+            f"file's hash); re-create it: val-probing baseline RUN_DIR --out {path}"
+        )
+    if data.get("format") != FORMAT:
+        raise GateInputError(f"{where}.format: expected {FORMAT}, got {data.get('format')!r}")
+    _check_keys(data, _TOP_KEYS, where)
+    statistics = _build(Statistics, _mapping(data, "statistics", where, required=False), Statistics(),
+                        f"{where}: statistics")  # fmt: skip
+    tolerances = _build(Tolerances, _mapping(data, "tolerances", where, required=False), Tolerances(),
+                        f"{where}: tolerances")  # fmt: skip
+    tasks_obj = _mapping(data, "tasks", where)
+    if not tasks_obj:
+        raise GateInputError(f"{where}: 'tasks' is empty")
+    _check_keys(tasks_obj, FAMILIES, f"{where}: tasks")
+    samples = _read_baseline_samples(path, data)
+    if samples is not None and set(samples) != set(tasks_obj):
+        raise GateInputError(
+            f"{where}: task mismatch: the YAML has tasks {', '.join(sorted(tasks_obj, key=_task_order))} "
+            f"but the samples file has {', '.join(sorted(samples, key=_task_order)) or 'none'} "
+            "(was a task renamed or removed? re-create the baseline)"
+        )
+    tasks = {}
+    for name, obj in tasks_obj.items():
+        tw = f"{where}: tasks.{name}"
+        if not isinstance(obj, dict):
+            raise GateInputError(f"{tw}: expected a mapping, got {obj!r}")
+        _check_keys(obj, _TASK_KEYS, tw)
+        settings = _mapping(obj, "settings", tw)
+        _check_keys(settings, SETTINGS, f"{tw}.settings")
+        buckets_obj = _mapping(obj, "buckets", tw)
+        buckets = {}
+        for k, v in buckets_obj.items():
+            if (
+                isinstance(k, bool)
+                or not isinstance(k, int)
+                or isinstance(v, bool)
+                or not isinstance(v, int | float)
+            ):
+                raise GateInputError(f"{tw}.buckets: expected bucket index: score, got {k!r}: {v!r}")
+            buckets[k] = float(v)
+        n_samples = _field(obj, "n_samples", int, tw, "an integer")
+        task_samples = None
+        if samples is not None:
+            task_samples = tuple(samples[name])
+            if len(task_samples) != n_samples:
+                raise GateInputError(
+                    f"{tw}: n_samples is {n_samples} but the samples file has {len(task_samples)} "
+                    "for this task"
+                )
+        tasks[name] = BaselineTask(
+            task=name,
+            settings={k: settings.get(k) for k in SETTINGS},
+            avg=float(_field(obj, "avg", (int, float), tw, "a number")),
+            gap=float(_field(obj, "gap", (int, float), tw, "a number")),
+            buckets=buckets,
+            n_samples=n_samples,
+            tolerances=_build(Tolerances, _mapping(obj, "tolerances", tw, required=False), tolerances,
+                              f"{tw}.tolerances"),
+            samples=task_samples,
+        )  # fmt: skip
+    created_from = data.get("created_from")
+    if created_from is not None and not isinstance(created_from, str):
+        raise GateInputError(f"{where}.created_from: expected text, got {created_from!r}")
+    return Baseline(
+        model=str(_field(data, "model", str, where, "the model name")),
+        tasks=tasks,
+        statistics=statistics,
+        tolerances=tolerances,
+        created_from=created_from or "",
+    )
+
+
+def _read_baseline_samples(path: Path, data: Mapping[str, Any]) -> dict[str, list[SampleScore]] | None:
+    name, sha = data.get("samples"), data.get("samples_sha256")
+    if name is None:
+        if sha is not None:
+            raise GateInputError(f"{path}: 'samples_sha256' is set but 'samples' is null")
+        return None
+    if not isinstance(name, str) or Path(name).name != name:
+        raise GateInputError(f"{path}.samples: expected a file name beside the YAML or null, got {name!r}")
+    if not isinstance(sha, str):
+        raise GateInputError(f"{path}.samples_sha256: expected the samples file's sha256, got {sha!r}")
+    spath = path.parent / name
+    try:
+        raw = spath.read_bytes()
+    except FileNotFoundError as err:
+        raise GateInputError(
+            f"{path}: samples file {spath} is missing (commit it with the YAML, or set "
+            "'samples: null' and 'samples_sha256: null' to go without)"
+        ) from err
+    except OSError as err:
+        raise GateInputError(f"{spath}: cannot read the baseline samples ({err.strerror or err})") from err
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != sha:
+        raise GateInputError(
+            f"{spath}: does not match its baseline {path} (sha256 {actual[:12]}..., the YAML records "
+            f"{sha[:12]}...): the pair is mixed or edited; re-create the baseline"
+        )
+    out: dict[str, list[SampleScore]] = defaultdict(list)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise GateInputError(f"{spath}: not UTF-8 text ({err.reason})") from err
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        at = f"{spath}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise GateInputError(f"{at}: malformed JSON ({err.msg})") from err
+        if not isinstance(obj, dict):
+            raise GateInputError(f"{at}: expected a JSON object")
+        _check_keys(obj, SAMPLE_FIELDS, at)
+        missing = [f for f in SAMPLE_FIELDS if f not in obj]
+        if missing:
+            raise GateInputError(f"{at}: missing field {missing[0]!r}")
+        try:
+            out[str(obj["task"])].append(
+                SampleScore(obj["set_id"], obj["position_id"], obj["n_items"], str(obj["key"]), obj["score"])
+            )
+        except (TypeError, ValueError) as err:
+            raise GateInputError(f"{at}: bad sample ({err})") from err
+    return dict(out)

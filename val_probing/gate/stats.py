@@ -1,0 +1,212 @@
+"""The paired permutation tests of the gate: sign flips for linear metrics, swaps for the gap, Holm."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from val_probing.buckets import bucket_of
+from val_probing.gate.model import (
+    GateInputError,
+    Statistics,
+)
+from val_probing.results import (
+    SampleScore,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Paired:
+    """Matched samples of one task: scores (n,) of both runs and each sample's set-bucket cell."""
+
+    old: np.ndarray
+    new: np.ndarray
+    cell: np.ndarray  # cell id per sample
+    cell_bucket: np.ndarray  # bucket of each cell
+    cell_size: np.ndarray
+    bucket_sets: dict[int, int]  # bucket -> number of sets that have it
+    matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, buckets): see _bucket_matrix
+    column: Mapping[int, int] = field(default_factory=dict)  # bucket -> its column of matrix
+    binary: bool = False  # every score on both sides is 0 or 1
+
+
+def _pair(name: str, old: Sequence[SampleScore], new: Sequence[SampleScore], n_buckets: int) -> _Paired:
+    def index(samples: Sequence[SampleScore], which: str) -> dict[tuple[int, int, str], SampleScore]:
+        out: dict[tuple[int, int, str], SampleScore] = {}
+        for s in samples:
+            k = (s.set_id, s.position_id, s.key)
+            if k in out:
+                raise GateInputError(f"{name}: the {which} has two samples for (set, position, key) {k}")
+            out[k] = s
+        return out
+
+    a, b = index(old, "baseline"), index(new, "run")
+    only_a, only_b = a.keys() - b.keys(), b.keys() - a.keys()
+    if only_a or only_b:
+        example = sorted(only_a or only_b)[0]
+        raise GateInputError(
+            f"{name}: the samples do not match: {len(only_a)} baseline questions are not in the run "
+            f"and {len(only_b)} run questions are not in the baseline (e.g. (set, position, key) "
+            f"{example}); same probes and --limit are needed"
+        )
+    keys = sorted(a)
+    cells: dict[tuple[int, int], int] = {}
+    cell_of = np.empty(len(keys), dtype=np.int64)
+    for i, k in enumerate(keys):
+        s = a[k]
+        bucket = bucket_of(s.position_id, s.n_items, n_buckets)
+        cell_of[i] = cells.setdefault((s.set_id, bucket), len(cells))
+    cell_bucket = np.empty(len(cells), dtype=np.int64)
+    for (_set_id, bucket), c in cells.items():
+        cell_bucket[c] = bucket
+    sets_per_bucket: dict[int, int] = defaultdict(int)
+    for _set_id, bucket in cells:
+        sets_per_bucket[bucket] += 1
+    p = _Paired(
+        old=np.array([a[k].score for k in keys]),
+        new=np.array([b[k].score for k in keys]),
+        cell=cell_of,
+        cell_bucket=cell_bucket,
+        cell_size=np.bincount(cell_of, minlength=len(cells)),
+        bucket_sets=dict(sets_per_bucket),
+    )
+    scores = np.concatenate([p.old, p.new])
+    return replace(
+        p,
+        matrix=_bucket_matrix(p),
+        column={b: j for j, b in enumerate(sorted(p.bucket_sets))},
+        binary=bool(((scores == 0) | (scores == 1)).all()),
+    )
+
+
+def _bucket_matrix(p: _Paired) -> np.ndarray:
+    """(n, n_present_buckets) weights: ``scores @ M`` gives every bucket mean at once, as summarize does
+    (the mean over sets of per-set cell means); the avg is the mean of its columns."""
+    sample_bucket = p.cell_bucket[p.cell]
+    sets = np.zeros(int(p.cell_bucket.max()) + 1)
+    for b, n in p.bucket_sets.items():
+        sets[b] = n
+    w = 1.0 / (p.cell_size[p.cell] * sets[sample_bucket])
+    return np.stack([np.where(sample_bucket == b, w, 0.0) for b in sorted(p.bucket_sets)], axis=1)
+
+
+EXACT_MAX = 12  # up to this many changed questions, p-values enumerate all 2**n swaps exactly
+
+
+def _swap_masks(n: int) -> np.ndarray:
+    """Every subset of ``n`` questions as 0/1 rows, shape (2**n, n): the exact permutation set."""
+    return ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
+
+
+SEQUENTIAL_HITS = 20  # Monte Carlo stops after this many resamples at least as extreme as observed
+
+
+def monte_carlo_p(
+    extreme: Callable[[np.ndarray], np.ndarray], n: int, rng: np.random.Generator, resamples: int
+) -> float:
+    """A Monte Carlo permutation p-value from random 0/1 swap rows of length ``n``.
+
+    ``extreme(masks)`` says, per row, whether that swap's statistic is at least as extreme as the
+    observed one. Besag & Clifford's sequential p-value (1991): draw until :data:`SEQUENTIAL_HITS`
+    extreme rows (then p = hits / rows drawn) or ``resamples`` rows (then p = (k + 1) /
+    (resamples + 1)). Both are exact p-values (size at most the level); a clear "no change" stops
+    after a few dozen rows, a real drop uses every resample.
+    """
+    done = hits = 0
+    rows = 64
+    cap = max(1, 2_000_000 // max(1, n))  # bounded memory per chunk
+    while done < resamples:
+        rows = min(rows, cap, resamples - done)
+        bits = np.unpackbits(rng.integers(0, 256, size=(rows, (n + 7) // 8), dtype=np.uint8), axis=1)
+        found = np.flatnonzero(extreme(bits[:, :n].astype(np.float64)))  # fair coin flips, 8 per byte
+        if hits + found.size >= SEQUENTIAL_HITS:
+            return SEQUENTIAL_HITS / (done + int(found[SEQUENTIAL_HITS - hits - 1]) + 1)
+        hits += found.size
+        done += rows
+        rows *= 2
+    return (1 + hits) / (1 + resamples)
+
+
+def sign_flip_p(
+    terms: np.ndarray, rng: np.random.Generator, resamples: int, *, binary: bool = True
+) -> tuple[float, str]:
+    """One-sided p-value of ``sum(terms)`` being this low if each term's sign were a coin flip.
+
+    A term is one question's weighted paired difference; swapping the two runs' outcomes of a
+    question flips its sign, so this is the paired permutation test of a linear metric. When every
+    non-zero term has the same size the exact binomial tail is returned (for 0/1 scores that is
+    McNemar's exact test); with at most :data:`EXACT_MAX` changed questions all sign patterns are
+    enumerated; otherwise ``resamples`` random sign flips, with the (k + 1) / (n + 1) correction.
+    """
+    nz = terms[terms != 0]
+    if nz.size == 0:
+        return 1.0, "no change"
+    size = np.abs(nz)
+    observed = nz.sum() + 1e-12 * size.sum()
+    if np.allclose(size, size[0], rtol=1e-9, atol=0):
+        m, k = nz.size, int((nz < 0).sum())  # p = P(Binom(m, 1/2) >= k)
+        tail = sum(math.comb(m, j) for j in range(k, m + 1))
+        return min(1.0, tail / 2**m), "McNemar exact" if binary else "sign test (exact)"
+    if nz.size <= EXACT_MAX:
+        sums = size.sum() - 2 * (_swap_masks(nz.size) @ size)
+        return float((sums <= observed).mean()), "sign-flip (exact)"
+    total = size.sum()  # a flipped row's sum is total - 2 * (the flipped sizes)
+    return monte_carlo_p(lambda m: total - 2 * (m @ size) <= observed, nz.size, rng, resamples), "sign-flip"
+
+
+def _spread(means: np.ndarray) -> np.ndarray:
+    return means.max(axis=-1) - means.min(axis=-1)
+
+
+def gap_permutation_p(p: _Paired, rng: np.random.Generator, resamples: int) -> tuple[float, str]:
+    """One-sided p-value of "the gap grew": the paired permutation test of the gap difference.
+
+    Under "no change" the two outcomes of each question are exchangeable, so swapping them for any
+    subset of questions gives an equally likely pair of runs. The statistic is
+    ``gap(run) - gap(baseline)``, computed as summarize does (cell means, the mean over sets per
+    bucket, max - min). Only questions whose outcomes differ move it: with at most
+    :data:`EXACT_MAX` of them every subset is enumerated (exact p-value), otherwise ``resamples``
+    random subsets with the (k + 1) / (n + 1) correction. Either way the test's size is at most its
+    level at any run size, unlike a bootstrap.
+    """
+    matrix = p.matrix
+    old_means, new_means = p.old @ matrix, p.new @ matrix
+    changed = np.flatnonzero(p.old != p.new)
+    if changed.size == 0:
+        return 1.0, "no change"
+    # swapping question i moves the run's bucket means by shift_i and the baseline's by -shift_i
+    shift = matrix[changed] * (p.old - p.new)[changed, None]
+    observed = float(_spread(new_means) - _spread(old_means)) - 1e-12
+
+    def stats(masks: np.ndarray) -> np.ndarray:
+        moved = masks @ shift
+        return _spread(new_means + moved) - _spread(old_means - moved)
+
+    if changed.size <= EXACT_MAX:
+        return float((stats(_swap_masks(changed.size)) >= observed).mean()), "permutation (exact)"
+    return monte_carlo_p(lambda m: stats(m) >= observed, changed.size, rng, resamples), "permutation"
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def resamples_for(stats: Statistics, n_tests: int) -> int:
+    """Resamples for Monte Carlo p-values: at least ``10 * n_tests / alpha``.
+
+    A Monte Carlo p-value is never below ``1 / (resamples + 1)``; after Holm the smallest one is
+    multiplied by the number of tests, so too few resamples could make a clear drop unfailable.
+    """
+    return max(stats.resamples, math.ceil(10 * max(1, n_tests) / stats.alpha))
