@@ -532,3 +532,17 @@ def test_samples_cut_short_are_unusable_not_a_pass(
     assert (
         "code: the samples do not match: 1 baseline questions are not in the run" in capsys.readouterr().err
     )
+
+
+def test_the_committed_embedded_baseline_reads_verifies_and_passes_its_own_run(
+    repo_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fast guard for tests/test_ci_gate.py: the committed pair is current (format, hash) and whole."""
+    folder = repo_root / "tests" / "data" / "runs" / "embedded"
+    baseline = gate.read_baseline(folder / "baseline.yaml")  # verifies the samples file's sha256
+    assert baseline.has_samples and list(baseline.tasks) == list(TASKS)
+    assert sorted(p.name for p in folder.glob("baseline.samples.*")) == [
+        samples_of(folder / "baseline.yaml").name
+    ]
+    assert check_cli(folder, folder / "baseline.yaml") == 0
+    assert "PASS" in capsys.readouterr().out
