@@ -29,10 +29,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm import tqdm
 
@@ -56,38 +55,6 @@ FILM_TAIL = " [/INST]"
 
 class OfficialDataError(ValProbingError):
     """The official data cannot be found or read (hub offline, missing split file, ...)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OfficialRow:
-    """One official row, parsed and checked; what scoring needs, without token counts."""
-
-    family: Family
-    row: int
-    set_id: int
-    position_id: int
-    n_items: int
-    context: str
-    instruction: str
-    key: str
-    answer: str
-    description: str | None
-    where: str
-
-
-class KeyedRow(Protocol):
-    """What the skip rule reads from a row (ProbeExample and OfficialRow both have it)."""
-
-    @property
-    def family(self) -> Family: ...
-    @property
-    def row(self) -> int: ...
-    @property
-    def context(self) -> str: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def answer(self) -> str: ...
 
 
 # --------------------------------------------------------------------------------------------------
@@ -145,15 +112,15 @@ def needle_start(family: Family, context: str, answer: str, key: str) -> int | N
     return starts[0] if len(starts) == 1 else None
 
 
-def is_ambiguous(example: KeyedRow) -> bool:
+def is_ambiguous(example: ProbeExample) -> bool:
     """The key occurs more than once in the context (the authors' skip rule), or the needle item
-    cannot be found exactly once. Accepts ProbeExample or OfficialRow."""
+    cannot be found exactly once."""
     return key_count(example.family, example.context, example.key) > 1 or (
         needle_start(example.family, example.context, example.answer, example.key) is None
     )
 
 
-def skip_rows(examples: Iterable[KeyedRow]) -> set[int]:
+def skip_rows(examples: Iterable[ProbeExample]) -> set[int]:
     """The ``row`` of every example to leave out of scoring (see :func:`is_ambiguous`)."""
     return {ex.row for ex in examples if is_ambiguous(ex)}
 
@@ -191,83 +158,92 @@ def _field(obj: dict[str, Any], name: str, where: str, kind: type) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class _Parsed:
-    row: int
-    obj: dict[str, Any]
-    where: str
-    context: str
-    instruction: str
-    key: str
-    set_id: int
-    position_id: int
+def _parse_row(family: Family, row: int, where: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a ProbeExample that one official row gives by itself (no n_items, no tokens)."""
+    prompt = _field(obj, "prompt", where, str)
+    try:
+        context, instruction = split_film_prompt(prompt)
+    except ValueError as err:
+        raise RecordError(f"{where}: field 'prompt' {err}") from err
+    fam = get_family(family)
+    try:
+        key = fam.extract_key(instruction, context)
+    except ValueError as err:
+        raise RecordError(f"{where} (row {row}): field 'prompt': the instruction {err}") from err
+    set_id = _field(obj, "set_id", where, int)
+    position_id = _field(obj, "position_id", where, int)
+    answer, *rest = (_field(obj, name, where, str) for name in fam.OFFICIAL_GOLD)
+    n_items = _field(obj, "n_items", where, int) if "n_items" in obj else None
+    return {
+        "family": family,
+        "set_id": set_id,
+        "position_id": position_id,
+        "n_items": n_items,
+        "context": context,
+        "instruction": instruction,
+        "key": key,
+        "answer": answer,
+        "description": rest[0] if rest else None,
+        "source": "official",
+        "row": row,
+    }
 
 
-def _parse(family: Family, records: Iterable[tuple[str, dict[str, Any]]]) -> list[_Parsed]:
-    parsed = []
-    contexts: dict[str, str] = {}  # one string object per distinct context: 3,200 rows share 4
-    for row, (where, obj) in enumerate(records):
-        prompt = _field(obj, "prompt", where, str)
-        try:
-            context, instruction = split_film_prompt(prompt)
-        except ValueError as err:
-            raise RecordError(f"{where}: field 'prompt' {err}") from err
-        try:
-            key = extract_key(family, instruction, context)
-        except ValueError as err:
-            raise RecordError(f"{where} (row {row}): field 'prompt': the instruction {err}") from err
-        parsed.append(
-            _Parsed(
-                row=row,
-                obj=obj,
-                where=where,
-                context=contexts.setdefault(context, context),
-                instruction=instruction,
-                key=key,
-                set_id=_field(obj, "set_id", where, int),
-                position_id=_field(obj, "position_id", where, int),
-            )
-        )
-    if not parsed:
-        raise OfficialDataError("no rows: the official data is empty")
-    return parsed
+def parse_official(
+    family: Family, records: Iterable[tuple[str, dict[str, Any]]], counter: TokenCounter | None = None
+) -> list[ProbeExample]:
+    """Every official row, in file order, as a ProbeExample (source "official", row = the row index);
+    errors name the location and the field.
 
-
-def _n_items_by_set(parsed: Sequence[_Parsed]) -> dict[int, int]:
-    n_items: dict[int, int] = defaultdict(int)
-    for p in parsed:
-        n_items[p.set_id] = max(n_items[p.set_id], p.position_id + 1)
-    return n_items
-
-
-def _to_row(family: Family, p: _Parsed, derived_n_items: int) -> OfficialRow:
-    n_items = _field(p.obj, "n_items", p.where, int) if "n_items" in p.obj else derived_n_items
-    if p.position_id >= n_items:
-        raise RecordError(f"{p.where}: field 'position_id' {p.position_id} is not below n_items={n_items}")
-    answer, *rest = (_field(p.obj, name, p.where, str) for name in get_family(family).OFFICIAL_GOLD)
-    description = rest[0] if rest else None
-    return OfficialRow(
-        family=family,
-        row=p.row,
-        set_id=p.set_id,
-        position_id=p.position_id,
-        n_items=n_items,
-        context=p.context,
-        instruction=p.instruction,
-        key=p.key,
-        answer=answer,
-        description=description,
-        where=p.where,
-    )
-
-
-def parse_official(family: Family, records: Iterable[tuple[str, dict[str, Any]]]) -> list[OfficialRow]:
-    """Official rows from ``(location, object)`` pairs in file order; errors name location and field."""
+    Token counts come from ``counter`` (default: whitespace words), one tokenization per distinct
+    context. A row whose needle item is not found exactly once in its context keeps its place with
+    ``needle_token_offset=None`` (its offset is undefined; :func:`is_ambiguous` is true for it).
+    """
     if family not in FAMILIES:
         raise ValueError(f"family: {family!r} is not one of {FAMILIES}")
-    parsed = _parse(family, records)
-    n_items = _n_items_by_set(parsed)
-    return [_to_row(family, p, n_items[p.set_id]) for p in parsed]
+    counter = counter or WhitespaceCounter()
+    parsed: list[tuple[str, dict[str, Any]]] = []
+    contexts: dict[str, str] = {}  # one string object per distinct context: 3,200 rows share 4
+    for row, (where, obj) in enumerate(records):
+        fields = _parse_row(family, row, where, obj)
+        fields["context"] = contexts.setdefault(fields["context"], fields["context"])
+        parsed.append((where, fields))
+    if not parsed:
+        raise OfficialDataError("no rows: the official data is empty")
+    set_sizes: dict[int, int] = defaultdict(int)
+    for _where, f in parsed:
+        set_sizes[f["set_id"]] = max(set_sizes[f["set_id"]], f["position_id"] + 1)
+    starts: dict[str, list[int | None]] = defaultdict(list)
+    for where, f in parsed:
+        if f["n_items"] is None:
+            f["n_items"] = set_sizes[f["set_id"]]
+        if f["position_id"] >= f["n_items"]:
+            raise RecordError(
+                f"{where}: field 'position_id' {f['position_id']} is not below n_items={f['n_items']}"
+            )
+        starts[f["context"]].append(needle_start(family, f["context"], f["answer"], f["key"]))
+    tokens: dict[str, tuple[int, list[int | None]]] = {}
+    for context, found in starts.items():
+        # One tokenization per distinct context serves every needle in it.
+        located = [start for start in found if start is not None] + [len(context)]
+        offsets = iter(token_index_at(counter, context, located))
+        needles = [None if start is None else next(offsets) for start in found]
+        tokens[context] = (next(offsets), needles)
+    examples = []
+    seen: dict[str, int] = defaultdict(int)
+    for where, f in parsed:
+        context_tokens, needles = tokens[f["context"]]
+        offset = needles[seen[f["context"]]]
+        seen[f["context"]] += 1
+        try:
+            examples.append(
+                ProbeExample(
+                    **f, needle_token_offset=offset, context_tokens=context_tokens, tokenizer=counter.name
+                )
+            )
+        except ValueError as err:
+            raise RecordError(f"{where}: {err}") from err
+    return examples
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -317,31 +293,27 @@ def official_file(family: Family, data: Path) -> Path:
     raise OfficialDataError(f"{data}: no such file or folder")
 
 
-def read_official(family: Family, data: Path | None = None) -> list[OfficialRow]:
-    """Official rows of one family, from a local folder/file or (data=None) the hub."""
+def read_official(
+    family: Family, data: Path | None = None, *, counter: TokenCounter | None = None
+) -> list[ProbeExample]:
+    """Every official row of one family, from a local folder/file or (data=None) the hub; rows whose
+    needle is not found once have ``needle_token_offset=None`` (see :func:`parse_official`)."""
     records = _hub_records(family) if data is None else _jsonl_records(official_file(family, data))
-    return parse_official(family, records)
+    return parse_official(family, records, counter)
 
 
 def load_official(
     family: Family, *, data: Path | None = None, counter: TokenCounter | None = None
 ) -> list[ProbeExample]:
-    """Official rows as ProbeExample records (source "official", row = the authors' row index).
+    """The official rows whose needle is located (source "official", row = the authors' row index).
 
     Rows whose needle item cannot be found exactly once in the context are left out (the count is
     logged; :func:`skip_rows` lists them too), because their token offset is undefined. Rows whose
     key is ambiguous are kept; leave them out of scoring with :func:`skip_rows`.
     """
-    counter = counter or WhitespaceCounter()
-    rows = read_official(family, data)
-    by_context: dict[str, list[tuple[OfficialRow, int]]] = defaultdict(list)
-    unlocated = []
-    for row in rows:
-        start = needle_start(family, row.context, row.answer, row.key)
-        if start is None:
-            unlocated.append(row.row)
-        else:
-            by_context[row.context].append((row, start))
+    rows = read_official(family, data, counter=counter)
+    examples = [row for row in rows if row.needle_token_offset is not None]
+    unlocated = [row.row for row in rows if row.needle_token_offset is None]
     if unlocated:
         log.warning(
             "%s: %d of %d rows left out, their needle is not found exactly once in the context (rows %s)",
@@ -350,31 +322,6 @@ def load_official(
             len(rows),
             ", ".join(map(str, unlocated[:20])) + (" ..." if len(unlocated) > 20 else ""),
         )
-    examples: list[ProbeExample] = []
-    for context, located in by_context.items():
-        # One tokenization per distinct context serves every needle in it.
-        offsets = token_index_at(counter, context, [start for _row, start in located] + [len(context)])
-        context_tokens = offsets.pop()
-        for (row, _start), offset in zip(located, offsets, strict=True):
-            examples.append(
-                ProbeExample(
-                    family=family,
-                    set_id=row.set_id,
-                    position_id=row.position_id,
-                    n_items=row.n_items,
-                    needle_token_offset=offset,
-                    context_tokens=context_tokens,
-                    tokenizer=counter.name,
-                    context=context,
-                    instruction=row.instruction,
-                    key=row.key,
-                    answer=row.answer,
-                    description=row.description,
-                    source="official",
-                    row=row.row,
-                )
-            )
-    examples.sort(key=lambda ex: ex.row)
     return examples
 
 

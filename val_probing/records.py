@@ -47,7 +47,7 @@ class ProbeExample:
     set_id: int
     position_id: int
     n_items: int
-    needle_token_offset: int
+    needle_token_offset: int | None  # None: an official row whose needle is not found once
     context_tokens: int
     tokenizer: str
     context: str
@@ -61,15 +61,18 @@ class ProbeExample:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"family: {self.family!r} is not one of {FAMILIES}")
+        located = self.needle_token_offset is not None or self.source != "official"
         for name in ("set_id", "position_id", "n_items", "needle_token_offset", "context_tokens", "row"):
             value = getattr(self, name)
+            if name == "needle_token_offset" and not located:
+                continue  # an official row whose needle item is not found exactly once
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
         if self.n_items < 1:
             raise ValueError("n_items: a context holds at least one item")
         if self.position_id >= self.n_items:
             raise ValueError(f"position_id: {self.position_id} is not below n_items={self.n_items}")
-        if self.needle_token_offset > self.context_tokens:
+        if self.needle_token_offset is not None and self.needle_token_offset > self.context_tokens:
             raise ValueError(
                 f"needle_token_offset: {self.needle_token_offset} lies past "
                 f"context_tokens={self.context_tokens}"
