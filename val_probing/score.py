@@ -1,0 +1,254 @@
+"""Scoring model outputs that are row-aligned with probe data (what ``val-probing score`` runs).
+
+Line i of the outputs answers row i of the data. The data is the official schema (the authors'
+VaLProbing-32K JSONL, a folder holding ``<split>.jsonl``, or built probes exported with
+``to_official_row``), a file of probe records as ``val-probing build`` writes them, or (``data=None``)
+the hub split. Every row is a :class:`~val_probing.records.ProbeExample`, whichever it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from val_probing.buckets import Mode, ScoredSample, Summary, bucket_of, is_last_in_bucket, summarize
+from val_probing.errors import ValProbingError
+from val_probing.metrics import MetricError, diagnostic_scores, reference_score
+from val_probing.official import (
+    is_ambiguous,
+    load_skip_list,
+    official_file,
+    read_official,
+)
+from val_probing.probes import get_family
+from val_probing.records import Family, ProbeExample, RecordError, iter_jsonl, read_probes
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FIELDS = ("samples", "sample", "text", "output")
+"""Where an outputs line holds its answer, in the order they are looked for."""
+PAPER_BUCKET = 50  # positions per bucket in the paper (800 -> 16, 750 -> 15)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """The result of one ``score`` run: the reference summary, and diagnostics when asked."""
+
+    task: Family
+    n_rows: int
+    n_items: int | None  # None when the sets differ in size
+    n_skipped: int
+    skip_source: str
+    summary: Summary
+    diagnostics: dict[str, Summary]
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"task": self.task, **self.summary.to_dict()}
+        data.update(n_rows=self.n_rows, n_skipped=self.n_skipped, skip_source=self.skip_source)
+        if self.diagnostics:
+            data["diagnostics"] = {
+                name: {"avg": s.avg, "gap": s.gap, "avg_ci": list(s.avg_ci)}
+                for name, s in self.diagnostics.items()
+            }
+        return data
+
+
+# --------------------------------------------------------------------------------------------------
+# Input
+
+
+def _is_probe_file(path: Path) -> bool:
+    for _lineno, obj in iter_jsonl(path):
+        return "context" in obj and "prompt" not in obj
+    return False
+
+
+def load_rows(task: Family, data: Path | None) -> list[ProbeExample]:
+    """Data rows in file order: probe records, or official rows (``data`` a file, or None: the hub)."""
+    if data is not None and _is_probe_file(data):
+        probes = read_probes(data)
+        wrong = [i for i, ex in enumerate(probes) if ex.family != task]
+        if wrong:
+            raise RecordError(f"{data}: row {wrong[0]} is a {probes[wrong[0]].family} probe, not {task}")
+        return probes
+    return read_official(task, data)
+
+
+def _output_text(obj: dict[str, Any], where: str) -> str | None:
+    for name in OUTPUT_FIELDS:
+        if name not in obj:
+            continue
+        value = obj[name]
+        if name == "samples":
+            if not isinstance(value, list) or not value:
+                raise RecordError(f"{where}: field 'samples' must be a non-empty list, got {value!r}")
+            value = value[0]
+        if value is not None and not isinstance(value, str):
+            raise RecordError(f"{where}: field {name!r} must hold text, got {type(value).__name__}")
+        return value
+    raise RecordError(f"{where}: no answer field (expected one of {', '.join(OUTPUT_FIELDS)})")
+
+
+def read_outputs(path: Path) -> list[str | None]:
+    """Answer texts, one per non-blank line; errors name file, line and field."""
+    if path.is_dir():
+        raise ValProbingError(f"{path}: is a folder; pass the outputs JSONL file")
+    if not path.is_file():
+        raise ValProbingError(f"{path}: no such outputs file")
+    return [_output_text(obj, f"{path}:{lineno}") for lineno, obj in iter_jsonl(path)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring (pure)
+
+
+def default_buckets(rows: Sequence[ProbeExample]) -> int:
+    """The paper's 50-position buckets when n_items is a multiple of 50, else 16 (at most n_items)."""
+    sizes = {row.n_items for row in rows}
+    if len(sizes) > 1:
+        raise ValProbingError(f"sets differ in size (n_items {sorted(sizes)}): pass --buckets N")
+    (n_items,) = sizes
+    if n_items % PAPER_BUCKET == 0:
+        return n_items // PAPER_BUCKET
+    return min(16, n_items)
+
+
+def reference_buckets(rows: Sequence[ProbeExample]) -> int:
+    """The paper's bucket count (n_items / 50); an error when the sets are not of one such size."""
+    sizes = {row.n_items for row in rows}
+    if any(n % PAPER_BUCKET for n in sizes) or len(sizes) > 1:
+        raise ValProbingError(
+            f"--reference uses the paper's 50-position buckets, but n_items is {sorted(sizes)}; "
+            "pass --buckets N to choose the buckets yourself"
+        )
+    return next(iter(sizes)) // PAPER_BUCKET
+
+
+def score_rows(
+    task: Family,
+    rows: Sequence[ProbeExample],
+    predictions: Sequence[str | None],
+    where: str,
+    skip: set[int],
+    *,
+    diagnostics: bool,
+) -> tuple[list[ScoredSample], dict[str, list[ScoredSample]]]:
+    """Reference samples and (when asked) one sample list per diagnostic, skipping ``skip`` rows;
+    errors name ``where`` (the data) and the row."""
+    reference: list[ScoredSample] = []
+    names = get_family(task).DIAGNOSTICS if diagnostics else {}
+    extra: dict[str, list[ScoredSample]] = {name: [] for name in names}
+    for i, (row, pred) in enumerate(zip(rows, predictions, strict=True)):
+        if i in skip:
+            continue
+        try:
+            score = reference_score(task, pred, row.answer, row.description)
+            others = diagnostic_scores(task, pred, row.answer, row.description) if diagnostics else {}
+        except MetricError as err:
+            raise RecordError(f"{where} row {row.row}: {err}") from err
+        reference.append(ScoredSample(row.set_id, row.position_id, row.n_items, score))
+        for name, value in others.items():
+            extra[name].append(ScoredSample(row.set_id, row.position_id, row.n_items, value))
+    return reference, extra
+
+
+def skip_set(
+    rows: Sequence[ProbeExample], skip_list: Path | None, *, reference: bool
+) -> tuple[set[int], str]:
+    """Rows to leave out and where they came from: the authors' list, or derived from the data."""
+    if skip_list is None:
+        if reference:
+            log.info("reference mode with derived skip rows; pass --skip-list for the authors' own list")
+        return {i for i, row in enumerate(rows) if is_ambiguous(row)}, "derived"
+    skip = load_skip_list(skip_list)
+    outside = sorted(i for i in skip if i >= len(rows))
+    if outside:
+        raise ValProbingError(
+            f"{skip_list}: rows {outside[:5]} are past the {len(rows)} data rows "
+            "(a skip list of another split?)"
+        )
+    return skip, str(skip_list)
+
+
+def score_outputs(
+    task: Family,
+    outputs: Path,
+    *,
+    data: Path | None = None,
+    reference: bool = False,
+    skip_list: Path | None = None,
+    n_buckets: int | None = None,
+    diagnostics: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Scored:
+    """Score ``outputs`` against ``data`` (see the module docstring): ``reference`` reproduces the
+    authors' plot.py (50-position buckets minus their last position); ``n_buckets=None`` picks the
+    paper's buckets (else 16)."""
+    data_file = None if data is None else official_file(task, data)  # a folder -> its split
+    rows = load_rows(task, data_file)
+    predictions = read_outputs(outputs)
+    source = data_file if data_file is not None else f"the hub split {get_family(task).OFFICIAL_SPLIT}"
+    if len(rows) != len(predictions):
+        raise ValProbingError(
+            f"row counts differ: {source} has {len(rows)} rows but {outputs} has {len(predictions)} "
+            "answers; line i of the outputs must answer row i of the data"
+        )
+    skip, skip_source = skip_set(rows, skip_list, reference=reference)
+    mode: Mode = "reference" if reference else "default"
+    if n_buckets is None:
+        n_buckets = reference_buckets(rows) if reference else default_buckets(rows)
+    samples, extra = score_rows(task, rows, predictions, str(source), skip, diagnostics=diagnostics)
+    try:
+        summaries = {
+            name: summarize(found, n_buckets=n_buckets, mode=mode, n_boot=n_boot, seed=seed)
+            for name, found in {"reference": samples, **extra}.items()
+        }
+    except ValueError as err:  # bad n_buckets / n_boot for this data
+        raise ValProbingError(str(err)) from err
+    summary = summaries.pop("reference")
+    sizes = {row.n_items for row in rows}
+    n_items = next(iter(sizes)) if len(sizes) == 1 else None
+    return Scored(task, len(rows), n_items, len(skip), skip_source, summary, summaries)
+
+
+# --------------------------------------------------------------------------------------------------
+# Output
+
+
+def _positions(index: int, n_items: int | None, n_buckets: int, mode: Mode) -> str:
+    if n_items is None:
+        return "-"
+    members = [p for p in range(n_items) if bucket_of(p, n_items, n_buckets) == index]
+    if mode == "reference":
+        members = [p for p in members if not is_last_in_bucket(p, n_items, n_buckets)]
+    return f"{members[0]}-{members[-1]}" if members else "-"
+
+
+def format_table(result: Scored) -> str:
+    """The readable table ``val-probing score`` prints (scores x100)."""
+    s = result.summary
+    lines = [
+        f"{result.task}: {result.n_rows} rows, {result.n_skipped} skipped ({result.skip_source}), "
+        f"{s.n_samples} scored in {s.n_sets} sets; mode {s.mode}, {s.n_buckets} buckets; scores x100",
+        f"{'bucket':>6}  {'positions':>9}  {'mean':>6}  {'std':>5}  {'95% CI':>14}  {'n':>5}",
+    ]
+    for b in s.buckets:
+        ci = f"[{b.ci[0]:5.1f}, {b.ci[1]:5.1f}]"
+        positions = _positions(b.index, result.n_items, s.n_buckets, s.mode)
+        lines.append(f"{b.index:>6}  {positions:>9}  {b.mean:6.1f}  {b.std:5.1f}  {ci:>14}  {b.n:>5}")
+    if s.missing_buckets:
+        lines.append(
+            f"no samples in buckets {', '.join(map(str, s.missing_buckets))} (left out of avg and gap)"
+        )
+    lines.append(
+        f"avg {s.avg:.1f}  95% CI [{s.avg_ci[0]:.1f}, {s.avg_ci[1]:.1f}]   gap (max-min) {s.gap:.1f}"
+    )
+    for name, d in result.diagnostics.items():
+        lines.append(
+            f"diagnostic {name}: avg {d.avg:.1f} [{d.avg_ci[0]:.1f}, {d.avg_ci[1]:.1f}]  gap {d.gap:.1f}"
+        )
+    return "\n".join(lines)
