@@ -28,7 +28,7 @@ from val_probing.gate.model import (
     GateInputError,
     Statistics,
     Tolerances,
-    _task_order,
+    task_order,
 )
 from val_probing.outputs import check_output_file, writing
 from val_probing.records import FAMILIES, write_text_atomic
@@ -74,7 +74,7 @@ def baseline_to_yaml(baseline: Baseline, samples_file: str | None, samples_sha25
         "tolerances": baseline.tolerances.to_dict(),
         "tasks": {},
     }
-    for name in sorted(baseline.tasks, key=_task_order):
+    for name in sorted(baseline.tasks, key=task_order):
         t = baseline.tasks[name]
         entry: dict[str, Any] = {
             "settings": dict(t.settings),
@@ -98,7 +98,7 @@ def samples_text(baseline: Baseline) -> str:
     lines = [
         json.dumps({"task": name, "set_id": s.set_id, "position_id": s.position_id, "n_items": s.n_items,
                     "key": s.key, "score": s.score}, ensure_ascii=False, sort_keys=True)
-        for name in sorted(baseline.tasks, key=_task_order)
+        for name in sorted(baseline.tasks, key=task_order)
         for s in baseline.tasks[name].samples or ()
     ]  # fmt: skip
     return "".join(line + "\n" for line in lines)
@@ -242,8 +242,8 @@ def read_baseline(path: Path) -> Baseline:
     samples = _read_baseline_samples(path, data)
     if samples is not None and set(samples) != set(tasks_obj):
         raise GateInputError(
-            f"{where}: task mismatch: the YAML has tasks {', '.join(sorted(tasks_obj, key=_task_order))} "
-            f"but the samples file has {', '.join(sorted(samples, key=_task_order)) or 'none'} "
+            f"{where}: task mismatch: the YAML has tasks {', '.join(sorted(tasks_obj, key=task_order))} "
+            f"but the samples file has {', '.join(sorted(samples, key=task_order)) or 'none'} "
             "(was a task renamed or removed? re-create the baseline)"
         )
     tasks = {}

@@ -18,20 +18,20 @@ from val_probing.gate.model import (
     MetricCheck,
     MetricKind,
     Statistics,
-    _by_task,
-    _one_model,
-    _task_order,
+    by_task,
     metric_name,
+    one_model,
     run_settings,
+    task_order,
 )
 from val_probing.gate.stats import (
-    _pair,
-    _Paired,
-    _spread,
+    Paired,
     gap_permutation_p,
     holm,
+    pair_samples,
     resamples_for,
     sign_flip_p,
+    spread,
 )
 from val_probing.results import (
     ResultsError,
@@ -71,7 +71,7 @@ class _Planned:
     tested: bool  # in the Holm family (can fail the build)
 
 
-def _plan(name: str, p: _Paired, stats: Statistics) -> list[_Planned]:
+def _plan(name: str, p: Paired, stats: Statistics) -> list[_Planned]:
     per_bucket = {b: int(n) for b, n in enumerate(np.bincount(p.cell_bucket[p.cell])) if n}
     rows = [(MetricKind.AVG, None, int(p.old.size))]
     rows += [(MetricKind.BUCKET, b, per_bucket[b]) for b in sorted(p.bucket_sets)]
@@ -82,14 +82,14 @@ def _plan(name: str, p: _Paired, stats: Statistics) -> list[_Planned]:
 
 
 def _paired_check(
-    plan: _Planned, t: BaselineTask, p: _Paired, rng: np.random.Generator, resamples: int
+    plan: _Planned, t: BaselineTask, p: Paired, rng: np.random.Generator, resamples: int
 ) -> MetricCheck:
     tolerance = t.tolerances.for_metric(plan.kind)
     name = metric_name(plan.kind, plan.bucket)
     if plan.kind is MetricKind.GAP:
         matrix = p.matrix
         old_means, new_means = p.old @ matrix, p.new @ matrix
-        old, new = float(_spread(old_means)) * 100, float(_spread(new_means)) * 100
+        old, new = float(spread(old_means)) * 100, float(spread(new_means)) * 100
         pv, method = gap_permutation_p(p, rng, resamples)
         floor_dropped = bool(new_means.min() < old_means.min() - 1e-12)
         return MetricCheck(plan.task, name, plan.kind, old, new, new - old, tolerance, method, pv,
@@ -149,7 +149,7 @@ def _compare(
     baseline: Baseline, current: Mapping[str, TaskResult], stats: Statistics
 ) -> tuple[list[MetricCheck], list[str]]:
     """Paired tests for tasks with samples on both sides (Holm over all of them), tolerances otherwise."""
-    order = sorted(baseline.tasks, key=_task_order)
+    order = sorted(baseline.tasks, key=task_order)
     with_samples = [n for n in order if baseline.tasks[n].samples is not None and current[n].has_samples]
     notes = []
     checks: list[MetricCheck] = []
@@ -158,7 +158,7 @@ def _compare(
         for name in with_samples:
             t = baseline.tasks[name]
             n_buckets = int(t.settings.get("n_buckets") or current[name].summary.n_buckets)
-            paired[name] = _pair(name, t.samples or (), current[name].samples, n_buckets)
+            paired[name] = pair_samples(name, t.samples or (), current[name].samples, n_buckets)
         plans = [plan for name in with_samples for plan in _plan(name, paired[name], stats)]
         family = [plan.tested for plan in plans]
         resamples = resamples_for(stats, sum(family))
@@ -207,8 +207,8 @@ def check(
     """
     if not results:
         raise GateInputError("the run has no VAL results")
-    model = _one_model(results, "the run")
-    current = _by_task(results, "the run")
+    model = one_model(results, "the run")
+    current = by_task(results, "the run")
     unknown = ignore - set(SETTINGS) - {"model"}
     if unknown:
         raise GateInputError(

@@ -139,7 +139,7 @@ def run_settings(result: TaskResult) -> dict[str, Any]:
     return settings
 
 
-def _one_model(results: Sequence[TaskResult], what: str) -> str:
+def one_model(results: Sequence[TaskResult], what: str) -> str:
     names = sorted({r.model for r in results})
     if len(names) != 1:
         raise GateInputError(
@@ -149,7 +149,7 @@ def _one_model(results: Sequence[TaskResult], what: str) -> str:
     return names[0]
 
 
-def _by_task(results: Sequence[TaskResult], what: str) -> dict[str, TaskResult]:
+def by_task(results: Sequence[TaskResult], what: str) -> dict[str, TaskResult]:
     out: dict[str, TaskResult] = {}
     for r in results:
         if r.task in out:
@@ -171,10 +171,10 @@ def make_baseline(
     """A baseline from the results of one model's run (samples kept when the run logged them)."""
     if not results:
         raise GateInputError("no results to make a baseline from")
-    model = _one_model(results, "the run")
+    model = one_model(results, "the run")
     tol = tolerances or Tolerances()
     tasks = {}
-    for task, r in _by_task(results, "the run").items():
+    for task, r in by_task(results, "the run").items():
         tasks[task] = BaselineTask(
             task=task,
             settings=run_settings(r),
@@ -188,7 +188,7 @@ def make_baseline(
     return Baseline(model, tasks, statistics or Statistics(), tol, created_from)
 
 
-def _task_order(task: str) -> tuple[int, str]:
+def task_order(task: str) -> tuple[int, str]:
     return (FAMILIES.index(task) if task in FAMILIES else len(FAMILIES), task)  # type: ignore[arg-type]
 
 

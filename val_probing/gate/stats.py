@@ -20,7 +20,7 @@ from val_probing.results import (
 
 
 @dataclass(frozen=True, slots=True)
-class _Paired:
+class Paired:
     """Matched samples of one task: scores (n,) of both runs and each sample's set-bucket cell."""
 
     old: np.ndarray
@@ -34,7 +34,7 @@ class _Paired:
     binary: bool = False  # every score on both sides is 0 or 1
 
 
-def _pair(name: str, old: Sequence[SampleScore], new: Sequence[SampleScore], n_buckets: int) -> _Paired:
+def pair_samples(name: str, old: Sequence[SampleScore], new: Sequence[SampleScore], n_buckets: int) -> Paired:
     def index(samples: Sequence[SampleScore], which: str) -> dict[tuple[int, int, str], SampleScore]:
         out: dict[tuple[int, int, str], SampleScore] = {}
         for s in samples:
@@ -66,7 +66,7 @@ def _pair(name: str, old: Sequence[SampleScore], new: Sequence[SampleScore], n_b
     sets_per_bucket: dict[int, int] = defaultdict(int)
     for _set_id, bucket in cells:
         sets_per_bucket[bucket] += 1
-    p = _Paired(
+    p = Paired(
         old=np.array([a[k].score for k in keys]),
         new=np.array([b[k].score for k in keys]),
         cell=cell_of,
@@ -83,7 +83,7 @@ def _pair(name: str, old: Sequence[SampleScore], new: Sequence[SampleScore], n_b
     )
 
 
-def _bucket_matrix(p: _Paired) -> np.ndarray:
+def _bucket_matrix(p: Paired) -> np.ndarray:
     """(n, n_present_buckets) weights: ``scores @ M`` gives every bucket mean at once, as summarize does
     (the mean over sets of per-set cell means); the avg is the mean of its columns."""
     sample_bucket = p.cell_bucket[p.cell]
@@ -158,11 +158,11 @@ def sign_flip_p(
     return monte_carlo_p(lambda m: total - 2 * (m @ size) <= observed, nz.size, rng, resamples), "sign-flip"
 
 
-def _spread(means: np.ndarray) -> np.ndarray:
+def spread(means: np.ndarray) -> np.ndarray:
     return means.max(axis=-1) - means.min(axis=-1)
 
 
-def gap_permutation_p(p: _Paired, rng: np.random.Generator, resamples: int) -> tuple[float, str]:
+def gap_permutation_p(p: Paired, rng: np.random.Generator, resamples: int) -> tuple[float, str]:
     """One-sided p-value of "the gap grew": the paired permutation test of the gap difference.
 
     Under "no change" the two outcomes of each question are exchangeable, so swapping them for any
@@ -180,11 +180,11 @@ def gap_permutation_p(p: _Paired, rng: np.random.Generator, resamples: int) -> t
         return 1.0, "no change"
     # swapping question i moves the run's bucket means by shift_i and the baseline's by -shift_i
     shift = matrix[changed] * (p.old - p.new)[changed, None]
-    observed = float(_spread(new_means) - _spread(old_means)) - 1e-12
+    observed = float(spread(new_means) - spread(old_means)) - 1e-12
 
     def stats(masks: np.ndarray) -> np.ndarray:
         moved = masks @ shift
-        return _spread(new_means + moved) - _spread(old_means - moved)
+        return spread(new_means + moved) - spread(old_means - moved)
 
     if changed.size <= EXACT_MAX:
         return float((stats(_swap_masks(changed.size)) >= observed).mean()), "permutation (exact)"
