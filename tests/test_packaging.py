@@ -68,6 +68,8 @@ def test_wheel_carries_tasks_recipes_configs_pools_and_stubs(wheel: Path) -> Non
     stubs = {f"lm_eval/tasks/{FOLDER}/{n}" for n in (*TASK_FILES, MANIFEST)}
     assert stubs <= names
     assert not any(n.startswith(("tests/", "bench/", "notebooks/")) for n in names)
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "val_probing").rglob("*.py")}
+    assert modules <= names, f"modules missing from the wheel (pyproject's packages): {modules - names}"
     stub = zipfile.ZipFile(wheel).read(f"lm_eval/tasks/{FOLDER}/val_code.yaml").decode()
     assert '"../../../val_probing/tasks_yaml/val_code.yaml"' in stub
 
@@ -237,3 +239,13 @@ def test_a_wheel_in_a_fresh_venv_needs_no_include_path(tmp_path: Path, wheel: Pa
     assert _run([py, "-m", "pip", "uninstall", "-y", "val-probing"], cwd=tmp_path).returncode == 0
     assert not (site / "lm_eval" / "tasks" / FOLDER).exists()
     assert not (site / "val_probing").exists()
+
+
+def test_eval_adds_the_include_path_only_when_the_tasks_are_not_registered() -> None:
+    from val_probing.commands.eval import EvalArgumentError, lm_eval_argv
+
+    argv = ["--model", "dummy", "--tasks", "val_*", "--include_path", "mine"]
+    assert lm_eval_argv(argv, None) == ["run", *argv], "registered: the user's --include_path is theirs"
+    assert lm_eval_argv(["ls", "tasks"], None) == ["ls", "tasks"]
+    with pytest.raises(EvalArgumentError, match="val-probing register"):
+        lm_eval_argv(argv, "/tasks")

@@ -1,7 +1,8 @@
-"""``val-probing eval ...``: ``lm_eval`` with the VAL task folder on its include path.
+"""``val-probing eval ...``: ``lm_eval`` with the VAL tasks visible.
 
 Every argument is handed to lm-eval untouched (``cli.py`` routes ``val-probing eval`` here before its
-own parser runs); only ``--include_path`` is added. lm-eval runs in this process, so errors of the
+own parser runs); ``--include_path`` is added only when the tasks are not registered in lm-eval's own
+folder (``val-probing register``). lm-eval runs in this process, so errors of the
 VAL tasks (bad metadata, prompts longer than the model) are printed without a traceback (exit 2).
 """
 
@@ -16,10 +17,11 @@ from val_probing.errors import ValProbingError
 
 log = logging.getLogger(__name__)
 
-HELP = "run lm_eval with the VAL tasks on its include path (all arguments go to lm_eval)"
+HELP = "run lm_eval with the VAL tasks visible (all arguments go to lm_eval)"
 
 EPILOG = """\
-Everything after 'eval' is passed to lm_eval ('lm_eval run --help' lists it); --include_path is added.
+Everything after 'eval' is passed to lm_eval ('lm_eval run --help' lists it). --include_path is added
+when the VAL tasks are not registered (`val-probing register`); once they are, `lm_eval` itself works.
 
 examples:
   # the three tasks and the group's mean ("All"), 4K-token contexts sized with the model's tokenizer
@@ -52,28 +54,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("lm_eval_args", nargs=argparse.REMAINDER, help="arguments for lm_eval")
 
 
-def lm_eval_argv(argv: Sequence[str], tasks_dir: str) -> list[str]:
-    """lm_eval's argv: the subcommand (``run`` unless given), ``--include_path``, then ``argv``."""
+def lm_eval_argv(argv: Sequence[str], tasks_dir: str | None) -> list[str]:
+    """lm_eval's argv: the subcommand (``run`` unless given), ``--include_path tasks_dir``, then ``argv``.
+
+    ``tasks_dir`` None adds no include path (the tasks are registered in lm-eval's own folder), and a
+    ``--include_path`` of the user's goes through untouched.
+    """
     args = list(argv)
-    if any(a == "--include_path" or a.startswith("--include_path=") for a in args):
+    if tasks_dir is not None and any(a == "--include_path" or a.startswith("--include_path=") for a in args):
         raise EvalArgumentError(
-            "val-probing eval adds --include_path itself (lm-eval 0.4 takes one folder); to combine the "
-            "VAL tasks with your own, run lm_eval directly and put both task folders under one folder"
+            "val-probing eval adds --include_path itself (lm-eval 0.4 takes one folder); run "
+            "`val-probing register` once, then your own --include_path works beside the VAL tasks"
         )
     command = args.pop(0) if args and args[0] in _SUBCOMMANDS else "run"
     if command == "run" and not args:
         args = ["--help"]
-    return [command, "--include_path", tasks_dir, *args]
+    include = ["--include_path", tasks_dir] if tasks_dir is not None else []
+    return [command, *include, *args]
 
 
 def forward(argv: list[str]) -> int:
-    """Run lm_eval with ``argv`` plus the VAL include path; returns its exit code."""
+    """Run lm_eval with ``argv`` (plus the VAL include path unless the tasks are registered)."""
     from lm_eval.__main__ import cli_evaluate
 
     from val_probing.lm_eval_tasks import TASKS_DIR
+    from val_probing.registration import is_registered, lm_eval_tasks_folder
 
+    registered = is_registered(lm_eval_tasks_folder())  # lm-eval imported above, so its folder exists
     try:
-        full = lm_eval_argv(argv, TASKS_DIR)
+        full = lm_eval_argv(argv, None if registered else TASKS_DIR)
     except ValProbingError as err:
         print(f"val-probing eval: error: {err}", file=sys.stderr)
         return 2
