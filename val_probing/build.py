@@ -36,7 +36,8 @@ from val_probing.paths import (
 from val_probing.pools import EMBEDDED, PoolItem, file_sha256, pool_path, read_pool
 from val_probing.probes import FamilySpec, get_family
 from val_probing.records import FAMILIES, Family, ProbeExample, RecordError
-from val_probing.tokens import HFTokenCounter, TokenCounter, load_counter, tokenizer_folder
+from val_probing.tokenizers import TokenizerAlias, is_hub_name, load_counter, tokenizer_folder
+from val_probing.tokens import HFTokenCounter, TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -387,8 +388,8 @@ def _counter_fingerprint(counter: TokenCounter) -> str:
 
 def tokenizer_fingerprint(name: str, counter: TokenCounter | None = None) -> str:
     """What identifies a tokenizer: its files for a folder, its loaded vocabulary/model for a hub name."""
-    if name == "whitespace":
-        return "whitespace"
+    if name == TokenizerAlias.WHITESPACE:
+        return TokenizerAlias.WHITESPACE.value
     folder = tokenizer_folder(name)
     if folder is not None:
         return _folder_fingerprint(folder)
@@ -441,7 +442,7 @@ def cached_probes(
     without it); a write that still fails at the end only warns, and the probes are returned.
     """
     counter = None
-    if tokenizer_folder(spec.tokenizer) is None and spec.tokenizer != "whitespace":
+    if is_hub_name(spec.tokenizer):
         counter = load_counter(spec.tokenizer)  # a hub name: fingerprint what was actually loaded
     path = pool_path(spec.family, spec.pool)
     digest = probe_hash(spec, tokenizer_fingerprint(spec.tokenizer, counter), file_sha256(path))

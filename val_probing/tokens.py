@@ -101,19 +101,12 @@ class HFTokenCounter:
         return [start for start, _end in enc["offset_mapping"]]
 
 
-EMBEDDED_TOKENIZER = "embedded"
-"""Alias for the embedded SmolLM2 tokenizer; records keep the alias, so files match across machines."""
-
-
 def load_counter(name_or_path: str) -> TokenCounter:
-    """``"whitespace"``, ``"embedded"`` (SmolLM2's tokenizer) or any Hugging Face tokenizer name / folder."""
-    if name_or_path == "whitespace":
-        return WhitespaceCounter()
-    if name_or_path == EMBEDDED_TOKENIZER:
-        folder = tokenizer_folder(name_or_path)
-        return HFTokenCounter(HFTokenCounter.load(str(folder)).tokenizer, EMBEDDED_TOKENIZER)
-    check_tokenizer_path(name_or_path)
-    return HFTokenCounter.load(name_or_path)
+    """Compatibility name: use :func:`val_probing.tokenizers.load_counter`, which resolves the aliases
+    (this module knows no names). Kept only until the lm-eval adapter imports it from there."""
+    from val_probing.tokenizers import load_counter as resolve
+
+    return resolve(name_or_path)
 
 
 def looks_like_path(name: str) -> bool:
@@ -142,13 +135,3 @@ def check_tokenizer_path(name: str) -> None:
             f"tokenizer {name!r}: the path {path} does not exist (pass a folder with tokenizer files, "
             "'embedded', 'whitespace' or a hub name like ORG/NAME)"
         )
-
-
-def tokenizer_folder(name: str) -> Path | None:
-    """The local folder behind a tokenizer name (``"embedded"`` = SmolLM2's tokenizer), or None."""
-    if name == EMBEDDED_TOKENIZER:
-        from val_probing.embedded import embedded_tokenizer_dir
-
-        return embedded_tokenizer_dir()
-    path = Path(name).expanduser()
-    return path if path.is_dir() else None
