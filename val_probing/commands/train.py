@@ -215,7 +215,7 @@ def _synthesize(args: argparse.Namespace) -> int:
         save_dataset,
         synthesize,
     )
-    from val_probing.tokens import load_counter
+    from val_probing.tokenizers import load_counter
 
     check_dataset_out(args.out, overwrite=args.overwrite)
     generator = _generator(args)  # checks the QA cache path
