@@ -89,10 +89,6 @@ class ProbeSpec:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name}: expected a non-empty string")
 
-    def hash(self) -> str:
-        """Identifies the request (the spec and PROBE_VERSION); see :func:`probe_hash` for the content."""
-        return _digest({**asdict(self), "probe_version": PROBE_VERSION})
-
 
 def _digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
