@@ -13,8 +13,11 @@ from val_probing.buckets import (
     Summary,
     SummaryError,
     bucket_of,
+    fitting_buckets,
+    group_cells,
     is_last_in_bucket,
     summarize,
+    summarize_by,
 )
 
 
@@ -235,3 +238,52 @@ def test_scored_sample_validates(kwargs: dict[str, object], field: str) -> None:
 def test_bad_mode_is_rejected() -> None:
     with pytest.raises(ValueError, match="mode"):
         summarize([ScoredSample(0, 0, 1, 1.0)], n_buckets=1, mode="paper")  # type: ignore[arg-type]
+
+
+def _uneven_samples(seed: int) -> list[ScoredSample]:
+    """3 sets of 12 items; set 2 lacks the last positions, so cells have different sizes."""
+    rng = random.Random(seed)
+    return [
+        ScoredSample(s, p, 12, rng.choice([0.0, 0.5, 1.0]))
+        for s in range(3)
+        for p in range(12)
+        if not (s == 2 and p >= 7)
+        for _repeat in range(1 + (p % 3 == 0))
+    ]
+
+
+def test_sample_weights_give_summarize_bucket_means_and_avg() -> None:
+    samples = _uneven_samples(1)
+    cells = group_cells(samples, 4)
+    summary = summarize(samples, n_buckets=4, n_boot=None)
+    means = cells.flat() @ cells.sample_weights() * 100
+    assert cells.present == tuple(b.index for b in summary.buckets) == (0, 1, 2, 3)
+    assert cells.sample_weights().shape == (len(samples), 4)
+    assert means == pytest.approx([b.mean for b in summary.buckets])
+    assert means.mean() == pytest.approx(summary.avg)
+    assert np.ptp(means) == pytest.approx(summary.gap)
+    assert cells.cell_weights().sum(axis=0) == pytest.approx(np.ones(4))  # a mean over the sets
+
+
+def test_summarize_by_is_summarize_per_group_and_pooled() -> None:
+    a, b = _uneven_samples(2), _uneven_samples(3)
+    pairs = [(1024, s) for s in a] + [(2048, s) for s in b]
+    got = summarize_by(pairs, n_buckets=4, n_boot=50, seed=7, pooled="all")
+    assert list(got) == [1024, 2048, "all"]
+    assert got[1024] == summarize(a, n_buckets=4, n_boot=50, seed=7)
+    assert got[2048] == summarize(b, n_buckets=4, n_boot=50, seed=7)
+    assert got["all"] == summarize(a + b, n_buckets=4, n_boot=50, seed=7)
+    assert list(summarize_by(pairs, n_buckets=4)) == [1024, 2048]
+    with pytest.raises(ValueError, match="pooled"):
+        summarize_by(pairs, n_buckets=4, pooled=1024)
+
+
+def test_fitting_buckets_is_the_largest_count_every_context_fills_evenly() -> None:
+    assert fitting_buckets(16, 800) == 16
+    assert fitting_buckets(15, 750) == 15
+    assert fitting_buckets(16, 14) == 14
+    assert fitting_buckets(16, 40, positions=10) == 10
+    assert fitting_buckets(16, 40, positions=12) == 12
+    assert fitting_buckets(15, 40, positions=32) == 8  # the largest divisor of 32 up to 15
+    with pytest.raises(ValueError, match="min_items"):
+        fitting_buckets(16, 0)

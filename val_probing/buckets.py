@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 
@@ -54,6 +54,7 @@ MODES: tuple[Mode, ...] = get_args(Mode)
 CI_LEVEL = 0.95
 _NO_CI = (float("nan"), float("nan"))
 _CHUNK = 4_000_000  # bootstrap draws held in memory at once (32 MB of int64)
+K = TypeVar("K")
 
 
 class SummaryError(ValProbingError, ValueError):
@@ -75,6 +76,23 @@ def bucket_of(position_id: int, n_items: int, n_buckets: int) -> int:
     if n_buckets > n_items:
         raise ValueError(f"n_buckets: {n_buckets} buckets cannot be filled from {n_items} positions")
     return position_id * n_buckets // n_items
+
+
+def fitting_buckets(wanted: int, min_items: int, positions: int | None = None) -> int:
+    """The default-bucket rule: the largest bucket count <= ``wanted`` that every context can fill.
+
+    At most the fewest items in a context, and, with ``positions`` (needle positions per context),
+    a divisor of it, so every bucket gets the same number of questions. ``wanted`` is the family's
+    default (:data:`val_probing.probes.FamilySpec.DEFAULT_BUCKETS`: 50-position buckets of the
+    official data) or the count a user asked for.
+    """
+    _check_int("wanted", wanted, 1)
+    _check_int("min_items", min_items, 1)
+    top = min(wanted, min_items, positions or min_items)
+    if positions is None:
+        return top
+    _check_int("positions", positions, 1)
+    return max(b for b in range(1, top + 1) if positions % b == 0)
 
 
 def is_last_in_bucket(position_id: int, n_items: int, n_buckets: int) -> bool:
@@ -154,14 +172,47 @@ class Summary:
 
 
 @dataclass(frozen=True, slots=True)
-class _Cells:
-    """Samples grouped into set-bucket cells, in plot.py's order (set, bucket, position, input order)."""
+class Cells:
+    """Samples grouped into set-bucket cells, in plot.py's order (set, bucket, position, input order).
 
-    keys: list[tuple[int, int]]  # (set_id, bucket) per cell, sorted
-    scores: list[list[float]]  # scores per cell
+    The one grouping every aggregation shares: :func:`summarize` (point estimates and bootstrap)
+    and the gate's permutation tests (:meth:`sample_weights`) read the same cells and weights.
+    """
+
+    keys: tuple[tuple[int, int], ...]  # (set_id, bucket) per cell, sorted
+    scores: tuple[tuple[float, ...], ...]  # scores per cell
+    n_sets: int  # sets seen (also those whose samples were all dropped in reference mode)
+    n_used: int  # samples in the cells (reference mode drops some)
+
+    @property
+    def present(self) -> tuple[int, ...]:
+        """The buckets that have at least one sample, ascending."""
+        return tuple(sorted({bucket for _set_id, bucket in self.keys}))
+
+    def cell_weights(self) -> np.ndarray:
+        """(n_cells x n_present) matrix: ``cell_means @ W`` gives every bucket mean (the mean over
+        the sets that have the bucket of their cell means)."""
+        column = {b: j for j, b in enumerate(self.present)}
+        weights = np.zeros((len(self.keys), len(column)))
+        for c, (_set_id, bucket) in enumerate(self.keys):
+            weights[c, column[bucket]] = 1.0
+        return weights / weights.sum(axis=0, keepdims=True)
+
+    def sample_weights(self) -> np.ndarray:
+        """(n_used x n_present) matrix: ``flat_scores @ W`` gives every bucket mean, where
+        ``flat_scores`` lists the cells' scores in order (:meth:`flat`). Bucket means are linear in
+        the scores; the avg is the mean of the columns."""
+        sizes = np.array([len(s) for s in self.scores], dtype=np.float64)
+        return np.repeat(self.cell_weights() / sizes[:, None], sizes.astype(np.int64), axis=0)
+
+    def flat(self) -> np.ndarray:
+        """Every cell's scores, cell after cell (the row order of :meth:`sample_weights`)."""
+        return np.fromiter((x for s in self.scores for x in s), dtype=np.float64, count=self.n_used)
 
 
-def _group(samples: Iterable[ScoredSample], n_buckets: int, mode: Mode) -> tuple[_Cells, int, int]:
+def group_cells(samples: Iterable[ScoredSample], n_buckets: int, mode: Mode = "default") -> Cells:
+    """Group the samples into set-bucket cells (one pass); ``mode="reference"`` drops the last
+    position of every bucket. Raises :class:`SummaryError` when no sample is left."""
     by_cell: dict[tuple[int, int], list[tuple[int, float]]] = defaultdict(list)
     n_items_of_set: dict[int, int] = {}
     n_seen = 0
@@ -182,13 +233,13 @@ def _group(samples: Iterable[ScoredSample], n_buckets: int, mode: Mode) -> tuple
         raise SummaryError("no scored samples to summarize")
     if not by_cell:
         raise SummaryError(f"all {n_seen} samples sit at the last position of a bucket (reference mode)")
-    keys = sorted(by_cell)
+    keys = tuple(sorted(by_cell))
     # sorted() is stable: within a position, samples keep their input order, as in plot.py's lists.
-    scores = [[s for _pos, s in sorted(by_cell[k], key=lambda pair: pair[0])] for k in keys]
-    return _Cells(keys, scores), len(n_items_of_set), n_seen - n_dropped
+    scores = tuple(tuple(s for _pos, s in sorted(by_cell[k], key=lambda pair: pair[0])) for k in keys)
+    return Cells(keys, scores, len(n_items_of_set), n_seen - n_dropped)
 
 
-def _point_estimates(cells: _Cells, n_buckets: int) -> dict[int, list[float]]:
+def _point_estimates(cells: Cells, n_buckets: int) -> dict[int, list[float]]:
     """Bucket -> per-set cell means (sets ascending), with plain Python sums as plot.py does."""
     per_bucket: dict[int, list[float]] = defaultdict(list)
     for (_set_id, bucket), scores in zip(cells.keys, cells.scores, strict=True):
@@ -196,13 +247,11 @@ def _point_estimates(cells: _Cells, n_buckets: int) -> dict[int, list[float]]:
     return {b: per_bucket[b] for b in range(n_buckets) if b in per_bucket}
 
 
-def _bootstrap(
-    cells: _Cells, present: Sequence[int], n_boot: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Resampled bucket means (n_boot x len(present)) and averages (n_boot), in [0, 1]."""
+def _bootstrap(cells: Cells, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resampled bucket means (n_boot x n_present) and averages (n_boot), in [0, 1]."""
     rng = np.random.default_rng(seed)
     sizes = np.array([len(s) for s in cells.scores], dtype=np.int64)
-    flat = np.fromiter((x for s in cells.scores for x in s), dtype=np.float64, count=int(sizes.sum()))
+    flat = cells.flat()
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     cell_of_slot = np.repeat(np.arange(len(sizes)), sizes)
     slot_start = starts[cell_of_slot]
@@ -215,13 +264,7 @@ def _bootstrap(
         rows = min(per_chunk, n_boot - first)
         picks = slot_start + rng.integers(0, slot_size, size=(rows, flat.size))
         cell_means[first : first + rows] = np.add.reduceat(flat[picks], starts, axis=1) / sizes
-    # Bucket mean = mean over the sets that have the bucket: a (n_cells x n_present) averaging matrix.
-    column = {b: j for j, b in enumerate(present)}
-    weights = np.zeros((len(sizes), len(present)))
-    for c, (_set_id, bucket) in enumerate(cells.keys):
-        weights[c, column[bucket]] = 1.0
-    weights /= weights.sum(axis=0, keepdims=True)
-    bucket_means = cell_means @ weights
+    bucket_means = cell_means @ cells.cell_weights()
     return bucket_means, bucket_means.mean(axis=1)
 
 
@@ -246,12 +289,58 @@ def summarize(
     ``mode="reference"`` drops the last position of every bucket, as the authors' plot.py does;
     skip-listed rows must already be left out by the caller. See the module docstring.
     """
+    _check_args(n_buckets, mode, n_boot)
+    cells = group_cells(samples, n_buckets, mode)
+    return summarize_cells(cells, n_buckets=n_buckets, mode=mode, n_boot=n_boot, seed=seed)
+
+
+def summarize_by(
+    samples: Iterable[tuple[K, ScoredSample]],
+    *,
+    n_buckets: int,
+    mode: Mode = "default",
+    n_boot: int | None = None,
+    seed: int = 0,
+    pooled: K | None = None,
+) -> dict[K, Summary]:
+    """One :class:`Summary` per group, from one pass over ``(group, sample)`` pairs.
+
+    Modelled on inspect_ai's ``grouped()`` metric: the call sees every sample once and returns a
+    value per group (groups in first-seen order). ``pooled``: also summarize every sample together
+    under this key (inspect_ai's ``all="samples"``); it must not be one of the groups.
+    """
+    _check_args(n_buckets, mode, n_boot)
+    by_group: dict[K, list[ScoredSample]] = {}
+    everything: list[ScoredSample] = []
+    for group, sample in samples:
+        if pooled is not None and group == pooled:
+            raise ValueError(f"pooled: {pooled!r} is also the key of a group")
+        by_group.setdefault(group, []).append(sample)
+        everything.append(sample)
+    if pooled is not None:
+        by_group[pooled] = everything
+    return {
+        group: summarize_cells(
+            group_cells(members, n_buckets, mode), n_buckets=n_buckets, mode=mode, n_boot=n_boot, seed=seed
+        )
+        for group, members in by_group.items()
+    }
+
+
+def _check_args(n_buckets: int, mode: Mode, n_boot: int | None) -> None:
     if mode not in MODES:
         raise ValueError(f"mode: {mode!r} is not one of {MODES}")
     _check_int("n_buckets", n_buckets, 1)
     if n_boot is not None:
         _check_int("n_boot", n_boot, 1)
-    cells, n_sets, n_used = _group(samples, n_buckets, mode)
+
+
+def summarize_cells(
+    cells: Cells, *, n_buckets: int, mode: Mode = "default", n_boot: int | None = None, seed: int = 0
+) -> Summary:
+    """:func:`summarize` of samples already grouped by :func:`group_cells` (same ``n_buckets``, ``mode``)."""
+    _check_args(n_buckets, mode, n_boot)
+    n_sets, n_used = cells.n_sets, cells.n_used
     per_bucket = _point_estimates(cells, n_buckets)
     present = sorted(per_bucket)
     missing = tuple(b for b in range(n_buckets) if b not in per_bucket)
@@ -266,7 +355,7 @@ def summarize(
     if partial:
         log.warning("buckets %s lack samples in some of the %d sets", partial, n_sets)
     if n_boot is not None:
-        boot_buckets, boot_avg = _bootstrap(cells, present, n_boot, seed)
+        boot_buckets, boot_avg = _bootstrap(cells, n_boot, seed)
         bucket_cis = [_interval(boot_buckets[:, j]) for j in range(len(present))]
         avg_ci = _interval(boot_avg)
     else:
