@@ -18,6 +18,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from val_probing import __version__
 from val_probing.errors import ValProbingError
@@ -39,8 +40,8 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _available_commands() -> dict[str, object]:
-    found = {}
+def _available_commands() -> dict[str, ModuleType]:
+    found: dict[str, ModuleType] = {}
     for name, module in COMMANDS.items():
         try:
             found[name] = importlib.import_module(f"val_probing.commands.{module}")
@@ -64,13 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in _available_commands().items():
         cmd = sub.add_parser(
             name,
-            help=module.HELP,  # type: ignore[attr-defined]
-            description=module.HELP,  # type: ignore[attr-defined]
+            help=module.HELP,
+            description=module.HELP,
             epilog=getattr(module, "EPILOG", None),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        module.add_arguments(cmd)  # type: ignore[attr-defined]
-        cmd.set_defaults(_run=module.run)  # type: ignore[attr-defined]
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
     return parser
 
 

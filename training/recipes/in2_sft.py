@@ -30,7 +30,10 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 log = logging.getLogger("in2_sft")
 
@@ -131,7 +134,8 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
 
     # 5. Nothing altered: TRL's tokenized lengths equal ours, example by example
-    verify_prepared([len(ids) for ids in trainer.train_dataset["input_ids"]], lengths)
+    prepared = cast("Dataset", trainer.train_dataset)  # a map-style Dataset: we passed one
+    verify_prepared([len(ids) for ids in prepared["input_ids"]], lengths)
     return trainer, lengths
 
 

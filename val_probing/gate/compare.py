@@ -73,7 +73,7 @@ class _Planned:
 
 def _plan(name: str, p: Paired, stats: Statistics) -> list[_Planned]:
     per_bucket = {b: int(n) for b, n in enumerate(np.bincount(p.cell_bucket[p.cell])) if n}
-    rows = [(MetricKind.AVG, None, int(p.old.size))]
+    rows: list[tuple[MetricKind, int | None, int]] = [(MetricKind.AVG, None, int(p.old.size))]
     rows += [(MetricKind.BUCKET, b, per_bucket[b]) for b in sorted(p.bucket_sets)]
     rows.append((MetricKind.GAP, None, min(per_bucket.values())))
     return [
@@ -109,7 +109,7 @@ def _tolerance_checks(name: str, t: BaselineTask, r: TaskResult) -> list[MetricC
             f"{name}: buckets differ (baseline {sorted(t.buckets)}, run {sorted(now)}); "
             "are the runs of the same probes?"
         )
-    rows = [
+    rows: list[tuple[MetricKind, int | None, float, float, float]] = [
         (MetricKind.AVG, None, t.avg, s.avg, t.avg - s.avg),
         (MetricKind.GAP, None, t.gap, s.gap, s.gap - t.gap),
     ]
