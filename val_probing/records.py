@@ -6,9 +6,10 @@ Stages talk through JSONL files of these records (schema below, also in docs/sch
     set_id               which fixed context (0-based); every example of a set shares its context
     position_id          index of the needle among the context's items (0-based)
     n_items              number of items in the context (so depth = position_id / n_items)
-    needle_token_offset  tokens of the context before the needle item (with `tokenizer`)
+    needle_token_offset  tokens of the context before the needle item (with `tokenizer`); None only for an
+                         official row whose needle is not found once (official.read_official)
     context_tokens       tokens of the whole context (with `tokenizer`)
-    tokenizer            name or path of the tokenizer that counted, or "whitespace"
+    tokenizer            the tokenizer name as given: an alias (val_probing.tokenizers), a folder, a hub name
     context              the haystack text; identical for every example of a set
     instruction          the question, placed after the context
     key                  what the question asks about (sentence piece / code line / entity id)
