@@ -22,10 +22,9 @@ from val_probing.paths import (
     FOLDER_MANIFEST,
     CacheInvalid,
     check_folder_manifest,
-    remove_orphans,
     write_folder_manifest,
 )
-from val_probing.records import read_probes
+from val_probing.records import read_probes, remove_orphans
 
 _AS_ROOT = os.geteuid() == 0
 _needs_permissions = pytest.mark.skipif(_AS_ROOT, reason="root writes into read-only folders")

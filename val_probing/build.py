@@ -30,12 +30,11 @@ from val_probing.paths import (
     cache_dir,
     cache_root,
     read_verified_jsonl,
-    remove_orphans,
     write_verified_jsonl,
 )
 from val_probing.pools import EMBEDDED, PoolItem, file_sha256, pool_path, read_pool
 from val_probing.probes import FamilySpec, get_family
-from val_probing.records import FAMILIES, Family, ProbeExample, RecordError
+from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, remove_orphans
 from val_probing.tokenizers import TokenizerAlias, is_hub_name, load_counter, tokenizer_folder
 from val_probing.tokens import HFTokenCounter, TokenCounter
 

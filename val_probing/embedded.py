@@ -24,9 +24,9 @@ from val_probing.paths import (
     CacheInvalid,
     cache_root,
     check_folder_manifest,
-    remove_orphans,
     write_folder_manifest,
 )
+from val_probing.records import remove_orphans
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ must contain: the key it was built for, its row count and the sha256 of its cont
   any other is.
 
 A failed check raises :class:`CacheInvalid` with the reason; callers rebuild (one warning naming the
-file) and never return less than the artifact recorded. :func:`remove_orphans` deletes the
+file) and never return less than the artifact recorded. :func:`records.remove_orphans` deletes the
 ``.NAME.PID.tmp`` leftovers of killed runs (``records.atomic_path``) whose process is gone.
 """
 
@@ -27,8 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import re
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,7 +43,6 @@ CACHE_FORMAT = 1  # bump when the header / manifest layout changes
 FOLDER_MANIFEST = "val_probing_manifest.json"
 _HEADER_FIELD = "val_probing_cache"
 _RACY_NS = 100_000_000  # 0.1 s: coarser than the timestamp resolution of common file systems
-_ORPHAN = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$")
 
 
 class CacheInvalid(ValProbingError):
@@ -60,53 +57,6 @@ def cache_root() -> Path:
 def cache_dir(name: str) -> Path:
     """``<cache>/<name>``, checked writable (an ``OutputError`` naming the path and the variable)."""
     return check_output_dir(cache_root() / name, what=f"cache folder (set {CACHE_ENV} to move it)")
-
-
-# --------------------------------------------------------------------------------------------------
-# Leftovers of killed runs
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (a process of another user counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_orphans(folder: Path, name: str | None = None) -> list[Path]:
-    """Delete ``.NAME.PID.tmp`` files and folders in ``folder`` whose process is no longer alive
-    (only those of ``NAME`` = ``name`` when given)."""
-    folder = Path(folder)
-    removed: list[Path] = []
-    try:
-        entries = list(folder.iterdir()) if folder.is_dir() else []
-    except OSError as err:
-        log.warning("cannot list %s for leftovers of killed runs (%s)", folder, err.strerror or err)
-        return removed
-    for path in entries:
-        match = _ORPHAN.match(path.name)
-        if match is None or pid_alive(int(match.group("pid"))):
-            continue
-        if name is not None and path.name != f".{name}.{match.group('pid')}.tmp":
-            continue
-        try:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        except OSError as err:
-            log.warning("cannot remove %s, left by a killed run (%s)", path, err.strerror or err)
-            continue
-        removed.append(path)
-    if removed:
-        log.info("removed %d temporary file(s) left by killed runs in %s", len(removed), folder)
-    return removed
 
 
 # --------------------------------------------------------------------------------------------------

@@ -37,14 +37,13 @@ from val_probing.paths import (
     cache_root,
     check_sidecar,
     file_sha256,
-    remove_orphans,
     write_sidecar,
 )
 from val_probing.probes import get_family
 from val_probing.probes.code import CodeItem
 from val_probing.probes.database import DatabaseItem
 from val_probing.probes.document import DocumentItem
-from val_probing.records import FAMILIES, Family, RecordError, atomic_path, iter_jsonl
+from val_probing.records import FAMILIES, Family, RecordError, atomic_path, iter_jsonl, remove_orphans
 
 log = logging.getLogger(__name__)
 

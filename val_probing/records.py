@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
+import re
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -32,6 +35,8 @@ from typing import Any, Literal, get_args
 
 from val_probing.errors import ValProbingError
 from val_probing.outputs import writing
+
+log = logging.getLogger(__name__)
 
 Family = Literal["document", "code", "database"]
 FAMILIES: tuple[Family, ...] = get_args(Family)
@@ -141,6 +146,52 @@ def read_probes(path: Path) -> list[ProbeExample]:
     return [ProbeExample.from_dict(obj, where=f"{path}:{lineno}") for lineno, obj in iter_jsonl(path)]
 
 
+_ORPHAN = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a process of another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(folder: Path, name: str | None = None) -> list[Path]:
+    """Delete ``.NAME.PID.tmp`` files and folders in ``folder`` whose process is no longer alive
+    (only those of ``NAME`` = ``name`` when given)."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    try:
+        entries = list(folder.iterdir()) if folder.is_dir() else []
+    except OSError as err:
+        log.warning("cannot list %s for leftovers of killed runs (%s)", folder, err.strerror or err)
+        return removed
+    for path in entries:
+        match = _ORPHAN.match(path.name)
+        if match is None or pid_alive(int(match.group("pid"))):
+            continue
+        if name is not None and path.name != f".{name}.{match.group('pid')}.tmp":
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as err:
+            log.warning("cannot remove %s, left by a killed run (%s)", path, err.strerror or err)
+            continue
+        removed.append(path)
+    if removed:
+        log.info("removed %d temporary file(s) left by killed runs in %s", len(removed), folder)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
@@ -148,8 +199,6 @@ def atomic_path(path: Path) -> Iterator[Path]:
     Every file the package writes goes through here, so nothing is ever half-written. Temporary
     files of earlier writes of ``path`` whose process is gone (killed runs) are removed first.
     """
-    from val_probing.paths import remove_orphans  # paths builds on this module
-
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     remove_orphans(path.parent, path.name)  # what a killed earlier write of this file left behind
