@@ -128,19 +128,26 @@ def write_sidecar(path: Path, key: str, rows: int) -> None:
     write_text_atomic(sidecar_path(path), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def _read_manifest(owner: Path, manifest_path: Path, key: str, *, named: str) -> dict[str, Any]:
+    """The manifest of ``owner`` (a file's sidecar, a folder's manifest), when it is a val-probing
+    manifest made for ``key``; messages call it ``named``."""
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise CacheInvalid(f"{owner}: no {named} (unfinished, or an older format)") from err
+    except (OSError, ValueError) as err:
+        raise CacheInvalid(f"{owner}: {named} is unreadable ({err})") from err
+    if not isinstance(manifest, dict) or manifest.get(_HEADER_FIELD) != CACHE_FORMAT:
+        raise CacheInvalid(f"{owner}: {manifest_path.name} is not a val-probing manifest")
+    if manifest.get("key") != key:
+        raise CacheInvalid(f"{owner}: made for {manifest.get('key')!r}, not {key!r}")
+    return manifest
+
+
 def check_sidecar(path: Path, key: str) -> int:
     """Verify ``path`` against its sidecar (key and sha256); return the recorded row count."""
     path, side = Path(path), sidecar_path(path)
-    try:
-        manifest = json.loads(side.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise CacheInvalid(f"{path}: no manifest {side.name} (unfinished, or an older format)") from err
-    except (OSError, ValueError) as err:
-        raise CacheInvalid(f"{path}: its manifest {side.name} is unreadable ({err})") from err
-    if not isinstance(manifest, dict) or manifest.get(_HEADER_FIELD) != CACHE_FORMAT:
-        raise CacheInvalid(f"{path}: {side.name} is not a val-probing manifest")
-    if manifest.get("key") != key:
-        raise CacheInvalid(f"{path}: made for {manifest.get('key')!r}, not {key!r}")
+    manifest = _read_manifest(path, side, key, named=f"manifest {side.name}")
     try:
         actual = file_sha256(path)
     except OSError as err:
@@ -175,16 +182,7 @@ def write_folder_manifest(folder: Path, key: str) -> None:
 def check_folder_manifest(folder: Path, key: str) -> None:
     """Verify that ``folder`` holds exactly the files its manifest records, with their content."""
     folder = Path(folder)
-    try:
-        manifest = json.loads((folder / FOLDER_MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise CacheInvalid(f"{folder}: no {FOLDER_MANIFEST} (unfinished, or an older format)") from err
-    except (OSError, ValueError) as err:
-        raise CacheInvalid(f"{folder}: {FOLDER_MANIFEST} is unreadable ({err})") from err
-    if not isinstance(manifest, dict) or manifest.get(_HEADER_FIELD) != CACHE_FORMAT:
-        raise CacheInvalid(f"{folder}: {FOLDER_MANIFEST} is not a val-probing manifest")
-    if manifest.get("key") != key:
-        raise CacheInvalid(f"{folder}: made for {manifest.get('key')!r}, not {key!r}")
+    manifest = _read_manifest(folder, folder / FOLDER_MANIFEST, key, named=FOLDER_MANIFEST)
     recorded = manifest.get("files")
     if not isinstance(recorded, dict) or not recorded:
         raise CacheInvalid(f"{folder}: {FOLDER_MANIFEST} records no files")
