@@ -89,6 +89,24 @@ def find_key(
     return found[0]  # not in the context: the needle check and the skip rules deal with the row
 
 
+def as_written(key: str) -> str:
+    """The ``key_marker`` of a family whose key appears in the context as written (document, code)."""
+    return key
+
+
+def find_quoted_key(family: str, instruction: str, context: str | None, cue: re.Pattern[str]) -> str:
+    """:func:`find_key` for a family whose question quotes its key (document, code)."""
+    return find_key(
+        family,
+        instruction,
+        context,
+        candidates=text_key_candidates,
+        cue=cue,
+        marker=as_written,
+        what="a quoted piece",
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # Scoring: each family's checks are small pure functions of (model output, Target), as inspect_ai's
 

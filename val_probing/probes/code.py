@@ -17,10 +17,10 @@ from val_probing.probes.base import (
     Check,
     MetricError,
     Target,
-    find_key,
+    as_written,
+    find_quoted_key,
     one_line,
     text_field,
-    text_key_candidates,
 )
 from val_probing.records import Family
 
@@ -94,21 +94,12 @@ def unique_strings(item: CodeItem) -> tuple[str, ...]:
     return (item.piece, f"{_HEADER}{item.function_name}")
 
 
-def key_marker(key: str) -> str:
-    return key
+key_marker = as_written
 
 
 def extract_key(instruction: str, context: str | None = None) -> str:
     """The quoted code line (see :func:`val_probing.probes.base.find_key`)."""
-    return find_key(
-        NAME,
-        instruction,
-        context,
-        candidates=text_key_candidates,
-        cue=_CUE,
-        marker=key_marker,
-        what="a quoted piece",
-    )
+    return find_quoted_key(NAME, instruction, context, _CUE)
 
 
 def needle_pattern(answer: str, key: str) -> re.Pattern[str]:
