@@ -7,6 +7,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from val_probing.pools import EMBEDDED, FILM
 from val_probing.records import FAMILIES
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="Hugging Face tokenizer name or folder, 'embedded' (SmolLM2's) or 'whitespace' (words)",
     )
-    parser.add_argument("--pool", default="embedded", help="embedded | film | PATH (default: %(default)s)")
+    parser.add_argument("--pool", default=EMBEDDED, help=f"{EMBEDDED} | {FILM} | PATH (default: %(default)s)")
     parser.add_argument("--sets", type=_positive, default=4, help="contexts to build (default: %(default)s)")
     parser.add_argument(
         "--positions",
