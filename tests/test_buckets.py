@@ -280,6 +280,8 @@ def test_summarize_by_is_summarize_per_group_and_pooled() -> None:
 
 def test_fitting_buckets_is_the_largest_count_every_context_fills_evenly() -> None:
     assert fitting_buckets(16, 800) == 16
+    assert fitting_buckets(16) == 16  # nothing known yet: the family's default
+    assert fitting_buckets(16, positions=12) == 12
     assert fitting_buckets(15, 750) == 15
     assert fitting_buckets(16, 14) == 14
     assert fitting_buckets(16, 40, positions=10) == 10

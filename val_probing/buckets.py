@@ -78,20 +78,22 @@ def bucket_of(position_id: int, n_items: int, n_buckets: int) -> int:
     return position_id * n_buckets // n_items
 
 
-def fitting_buckets(wanted: int, min_items: int, positions: int | None = None) -> int:
+def fitting_buckets(wanted: int, min_items: int | None = None, positions: int | None = None) -> int:
     """The default-bucket rule: the largest bucket count <= ``wanted`` that every context can fill.
 
-    At most the fewest items in a context, and, with ``positions`` (needle positions per context),
-    a divisor of it, so every bucket gets the same number of questions. ``wanted`` is the family's
-    default (:data:`val_probing.probes.FamilySpec.DEFAULT_BUCKETS`: 50-position buckets of the
-    official data) or the count a user asked for.
+    At most the fewest items in a context (``min_items``, when known), and, with ``positions``
+    (needle positions per context), a divisor of it, so every bucket gets the same number of
+    questions. ``wanted`` is the family's default (``FamilySpec.DEFAULT_BUCKETS`` in
+    :mod:`val_probing.probes`: 50-position buckets of the official data) or the count asked for.
     """
     _check_int("wanted", wanted, 1)
-    _check_int("min_items", min_items, 1)
-    top = min(wanted, min_items, positions or min_items)
+    if min_items is not None:
+        _check_int("min_items", min_items, 1)
+    if positions is not None:
+        _check_int("positions", positions, 1)
+    top = min([wanted, *(n for n in (min_items, positions) if n is not None)])
     if positions is None:
         return top
-    _check_int("positions", positions, 1)
     return max(b for b in range(1, top + 1) if positions % b == 0)
 
 

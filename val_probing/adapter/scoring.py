@@ -1,0 +1,187 @@
+"""The VAL tasks' metrics in lm-eval: per-sample scores and the aggregations of the summary.
+
+``process_results`` returns the per-sample reference score under ``ref_score`` (aggregated by
+lm-eval's own ``mean``, so it has lm-eval's standard error) and, under every other metric, the
+sample's :class:`Item`. The aggregations (``avg``, ``gap``, ``bucket_NN``, and ``avg_<L>`` /
+``gap_<L>`` per context length of a run over several) read one summary of the run, computed by
+:func:`val_probing.buckets.summarize_by` (one pass, a summary per length and one pooled); lm-eval
+calls every aggregation with the same items, so :func:`run_summaries` is cached.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from lm_eval.api.metrics import mean as lm_eval_mean
+
+from val_probing.buckets import ScoredSample, Summary, SummaryError, summarize_by
+from val_probing.metrics import reference_score
+
+Statistic = Literal["avg", "gap", "bucket"]
+Pooled = Literal["all"]
+POOLED: Pooled = "all"
+REF_SCORE = "ref_score"
+
+
+class Item(NamedTuple):
+    """What every summary metric aggregates, per sample (a list in lm-eval's samples file)."""
+
+    context_index: int
+    position_id: int
+    n_items: int
+    score: float
+    context_length: int = 0  # 0 when the data has no length (official)
+
+    @classmethod
+    def of(cls, values: Sequence[Any]) -> Item:
+        """An item from lm-eval's stored value (a tuple or list; older runs had no length)."""
+        context_index, position_id, n_items, score, *rest = values
+        length = int(rest[0]) if rest else 0
+        return cls(int(context_index), int(position_id), int(n_items), float(score), length)
+
+    def sample(self) -> ScoredSample:
+        return ScoredSample(self.context_index, self.position_id, self.n_items, self.score)
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One summary metric: a statistic of the pooled run or of one context length, or one bucket."""
+
+    statistic: Statistic
+    length: int | None = None  # avg/gap of one context length
+    index: int | None = None  # bucket
+
+    def __post_init__(self) -> None:
+        if (self.statistic == "bucket") != (self.index is not None):
+            raise ValueError(f"{self.statistic}: a bucket index goes with, and only with, 'bucket'")
+        if self.statistic == "bucket" and self.length is not None:
+            raise ValueError("bucket metrics are pooled over every context length")
+
+    @property
+    def name(self) -> str:
+        if self.index is not None:
+            return f"bucket_{self.index:02d}"
+        return self.statistic if self.length is None else f"{self.statistic}_{self.length}"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.statistic != "gap"
+
+    def summary(self, summaries: Mapping[int | Pooled, Summary]) -> Summary:
+        """The summary this metric reads: the pooled one, or that of its context length."""
+        key: int | Pooled = POOLED if self.length is None else self.length
+        if key not in summaries:
+            raise SummaryError(f"{self.name}: no scored samples at context length {self.length}")
+        return summaries[key]
+
+    def value(self, summaries: Mapping[int | Pooled, Summary]) -> float | None:
+        """This metric of the run's summaries; a bucket without samples is None (``--limit``)."""
+        summary = self.summary(summaries)
+        if self.statistic == "avg":
+            return summary.avg
+        if self.statistic == "gap":
+            return summary.gap
+        return next((b.mean for b in summary.buckets if b.index == self.index), None)
+
+
+def bucket_metric(index: int) -> str:
+    return Metric("bucket", index=index).name
+
+
+def length_metrics(length: int) -> tuple[str, str]:
+    """The per-length metric names: ``avg_<L>``, ``gap_<L>``."""
+    return Metric("avg", length).name, Metric("gap", length).name
+
+
+def summary_metrics(n_buckets: int, lengths: Sequence[int] = ()) -> list[Metric]:
+    """avg, gap, then avg_<L>/gap_<L> per length, then bucket_00 .. bucket_<n-1>."""
+    return [
+        Metric("avg"),
+        Metric("gap"),
+        *(Metric(stat, length) for length in lengths for stat in ("avg", "gap")),
+        *(Metric("bucket", index=b) for b in range(n_buckets)),
+    ]
+
+
+def process_results(
+    doc: Mapping[str, Any], results: Sequence[str], *, lengths: Sequence[int] = ()
+) -> dict[str, Any]:
+    """Per-sample metrics: the reference score, and the item every summary metric aggregates.
+
+    ``lengths``: the run's context lengths when there are several (one ``avg_<L>``/``gap_<L>`` each).
+    """
+    score = reference_score(doc["family"], results[0] if results else None, doc["answer"], doc["description"])
+    item = Item(
+        int(doc["context_index"]),
+        int(doc["position_id"]),
+        int(doc["n_items"]),
+        score,
+        int(doc.get("context_length") or 0),
+    )
+    return {REF_SCORE: score} | {m.name: item for m in summary_metrics(int(doc["n_buckets"]), lengths)}
+
+
+def run_summaries(
+    items: Iterable[Sequence[Any]], n_buckets: int, by_length: bool
+) -> Mapping[int | Pooled, Summary]:
+    """The run's summary under :data:`POOLED` and, with ``by_length``, one per context length."""
+    return _summaries(tuple(Item.of(v) for v in items), n_buckets, by_length)
+
+
+@functools.lru_cache(maxsize=8)
+def _summaries(items: tuple[Item, ...], n_buckets: int, by_length: bool) -> Mapping[int | Pooled, Summary]:
+    # lm-eval reports no CI (n_boot=None); val-probing score and the results loader do.
+    if by_length:
+        pairs: Iterable[tuple[int | Pooled, ScoredSample]] = (
+            (it.context_length, it.sample()) for it in items
+        )
+        return summarize_by(pairs, n_buckets=n_buckets, pooled=POOLED)
+    return summarize_by(((POOLED, it.sample()) for it in items), n_buckets=n_buckets)
+
+
+def aggregate(
+    items: Sequence[Sequence[Any]], *, n_buckets: int, metric: Metric, by_length: bool = False
+) -> float | None:
+    """The value of ``metric`` over the run's items (lm-eval's aggregation of that metric).
+
+    ``by_length``: the run has per-length metrics (every aggregation then shares one cached call).
+    """
+    return metric.value(run_summaries(items, n_buckets, by_length or metric.length is not None))
+
+
+def aggregate_avg(items: Sequence[Sequence[Any]], *, n_buckets: int, length: int | None = None) -> float:
+    metric = Metric("avg", length)
+    return metric.summary(run_summaries(items, n_buckets, length is not None)).avg
+
+
+def aggregate_gap(items: Sequence[Sequence[Any]], *, n_buckets: int, length: int | None = None) -> float:
+    metric = Metric("gap", length)
+    return metric.summary(run_summaries(items, n_buckets, length is not None)).gap
+
+
+def aggregate_bucket(items: Sequence[Sequence[Any]], *, n_buckets: int, index: int) -> float | None:
+    """Mean of bucket ``index`` (x100), None when no sample falls in it (e.g. with ``--limit``)."""
+    return aggregate(items, n_buckets=n_buckets, metric=Metric("bucket", index=index))
+
+
+def metric_list(n_buckets: int, lengths: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """lm-eval's ``metric_list`` for ``n_buckets`` buckets (the aggregations close over it), with
+    ``avg_<L>``/``gap_<L>`` for each of ``lengths`` (pass them only when there are several).
+
+    ``ref_score`` is aggregated by lm-eval's own ``mean``: lm-eval knows its standard error.
+    """
+
+    def entry(name: str, agg: Callable[..., Any], higher: bool) -> dict[str, Any]:
+        return {"metric": name, "aggregation": agg, "higher_is_better": higher}
+
+    return [entry(REF_SCORE, lm_eval_mean, True)] + [
+        entry(
+            m.name,
+            functools.partial(aggregate, n_buckets=n_buckets, metric=m, by_length=bool(lengths)),
+            m.higher_is_better,
+        )
+        for m in summary_metrics(n_buckets, lengths)
+    ]
