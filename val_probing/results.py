@@ -48,13 +48,13 @@ import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from val_probing.buckets import MODES, BucketStat, Mode, ScoredSample, Summary, summarize
+from val_probing.buckets import MODES, BucketStat, Mode, ScoredSample, Summary, summarize, summarize_by
 from val_probing.errors import ValProbingError
 from val_probing.metrics import reference_score
 from val_probing.records import FAMILIES
@@ -293,7 +293,7 @@ def summary_from_aggregates(
         raise ResultsError(f"{where}: no bucket_NN metrics (is this a VAL probing task?)")
     filt = _PREFERRED_FILTER if _PREFERRED_FILTER in by_filter else sorted(by_filter)[0]
     values = by_filter[filt]
-    total = n_buckets if n_buckets is not None else max(values) + 1
+    total = bucket_count(n_buckets, values) or 1
     present = {b: v for b, v in values.items() if v is not None and b < total}
     if not present:
         raise ResultsError(f"{where}: every bucket_NN value is empty")
@@ -338,7 +338,9 @@ def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
         )
         if not buckets:
             raise ResultsError(f"{where}: 'buckets' is empty")
-        n_buckets = int(data.get("n_buckets", max(b.index for b in buckets) + 1))
+        n_buckets = bucket_count(
+            int(data["n_buckets"]) if "n_buckets" in data else None, (b.index for b in buckets)
+        )
         return Summary(
             buckets=buckets,
             avg=float(data["avg"]),
@@ -361,12 +363,18 @@ def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
 # ---------------------------------------------------------------- one file
 
 
+def bucket_count(recorded: object, indices: Iterable[int]) -> int | None:
+    """A saved run's bucket count: the one it recorded (a positive int), else one more than the
+    highest bucket index it has; None when it has neither."""
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0:
+        return recorded
+    return max(indices, default=-1) + 1 or None
+
+
 def _n_buckets(meta: Mapping[str, Any], task_results: Mapping[str, Any]) -> int | None:
-    value = meta.get("n_buckets")
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    indices = [int(m.group(1)) for m in map(_BUCKET_KEY.match, task_results) if m]
-    return max(indices) + 1 if indices else None
+    return bucket_count(
+        meta.get("n_buckets"), (int(m.group(1)) for m in map(_BUCKET_KEY.match, task_results) if m)
+    )
 
 
 def _model_of_results(data: Mapping[str, Any], path: Path) -> str:
@@ -519,9 +527,14 @@ def _from_samples(
         by_length[length if length is not None else _length(meta.get("context_length"))].append(sample)
     if not by_length:
         raise ResultsError(f"{samples_path}: no samples")
+    summaries = summarize_by(
+        ((length, s.scored()) for length, samples in by_length.items() for s in samples),
+        n_buckets=n_buckets,
+        n_boot=n_boot,
+    )
     for length in sorted(by_length, key=lambda x: (x is None, x or 0)):
         samples = tuple(by_length[length])
-        summary = summarize((s.scored() for s in samples), n_buckets=n_buckets, n_boot=n_boot)
+        summary = summaries[length]
         yield TaskResult(
             model=model,
             task=family,
