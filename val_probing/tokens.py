@@ -101,14 +101,6 @@ class HFTokenCounter:
         return [start for start, _end in enc["offset_mapping"]]
 
 
-def load_counter(name_or_path: str) -> TokenCounter:
-    """Compatibility name: use :func:`val_probing.tokenizers.load_counter`, which resolves the aliases
-    (this module knows no names). Kept only until the lm-eval adapter imports it from there."""
-    from val_probing.tokenizers import load_counter as resolve
-
-    return resolve(name_or_path)
-
-
 def looks_like_path(name: str) -> bool:
     """Whether a tokenizer name can only be a local path: absolute, ``./``/``../``/``~``, a Windows
     drive, or more than one ``/`` (hub ids are ``NAME`` or ``ORG/NAME``)."""
