@@ -29,6 +29,8 @@ from val_probing.records import FAMILIES, Family
 
 class FamilySpec(Protocol):
     NAME: Family
+    LABEL: str  # the family's name in tables ("Document")
+    TITLE: str  # the paper's name of the task, on figures
     SEPARATOR: str
     ITEM: type[Any]  # the pool item: a frozen, checked record with ``from_dict(obj)``
     POOL_FILE: str  # the authors' pool file name (microsoft/FILM VaLProbing/pieces)

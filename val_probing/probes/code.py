@@ -25,6 +25,8 @@ from val_probing.probes.base import (
 from val_probing.records import Family
 
 NAME: Family = "code"
+LABEL = "Code"  # in tables
+TITLE = "Code Function Retrieval (Backward)"  # the paper's name of the task, on figures
 SEPARATOR = "\n"
 POOL_FILE = "code_functions.jsonl"
 # sha256 of the authors' pool file at commit 20ed4da (2024-05-15), the version this package was tested on

@@ -22,6 +22,8 @@ from val_probing.probes.base import (
 from val_probing.records import Family
 
 NAME: Family = "document"
+LABEL = "Document"  # in tables
+TITLE = "Document Sentence Retrieval (Bi-Direction)"  # the paper's name of the task, on figures
 SEPARATOR = "\n"
 POOL_FILE = "document_sentences.jsonl"
 # sha256 of the authors' pool file at commit 20ed4da (2024-05-15), the version this package was tested on
