@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from val_probing.cli import main
-from val_probing.report import CSV_COLUMNS, table_rows, to_csv, to_markdown
+from val_probing.report import (
+    CSV_COLUMNS,
+    MISSING,
+    curve_markdown,
+    markdown_table,
+    table_rows,
+    to_csv,
+    to_markdown,
+)
 from val_probing.results import TaskResult, load_results
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -207,3 +215,33 @@ def test_report_checks_its_output_files_first(tmp_path: Path, capsys: pytest.Cap
     folder.mkdir()
     assert main(["report", str(SYNTHETIC), "--csv", str(folder)]) == 2
     assert f"{folder}: cannot write" in capsys.readouterr().err
+
+
+def test_markdown_table_aligns_escapes_and_leaves_empty_cells_blank() -> None:
+    lines = markdown_table(["a", "b", "c"], [["x|y", "", "1.0"]], right={2})
+    assert lines == ["| a | b | c |", "|---|---|---:|", "| x\\|y | | 1.0 |"]
+
+
+def test_curve_table_has_a_row_per_task_every_bucket_and_the_mean_over_tasks() -> None:
+    from dataclasses import replace
+
+    rows = [
+        r for r in load_results([SYNTHETIC], n_boot=20) if r.model == "u-model" and r.context_length == 4096
+    ]
+    assert len(rows) == 3
+    table = curve_markdown(rows, digits=2).splitlines()
+    n = rows[0].summary.n_buckets
+    assert table[0] == "| task | avg | 95% CI | gap | " + " | ".join(f"b{i:02d}" for i in range(n)) + " |"
+    first = rows[0].summary
+    lo, hi = first.avg_ci
+    assert table[2].startswith(
+        f"| val_{rows[0].task} | {first.avg:.2f} | {lo:.2f}-{hi:.2f} | {first.gap:.2f} |"
+    )
+    assert table[-1] == (
+        f"| all | {sum(r.summary.avg for r in rows) / 3:.2f} | | {sum(r.summary.gap for r in rows) / 3:.2f} |"
+        + " |" * n
+    )
+    # a bucket without samples and an unknown CI are shown as missing, never as a number
+    cut = replace(rows[0], summary=replace(first, buckets=first.buckets[1:], avg_ci=(float("nan"),) * 2))
+    (line,) = [ln for ln in curve_markdown([cut]).splitlines() if ln.startswith("| val_")]
+    assert f"| {MISSING}-{MISSING} |" in line and line.split("|")[5].strip() == MISSING

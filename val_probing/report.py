@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -90,8 +90,26 @@ def table_rows(results: Sequence[TaskResult], *, context_length: int | None = No
     return [Row(label, MappingProxyType(cells[label])) for label in sorted(cells)]
 
 
-def _fmt(value: float | None, digits: int) -> str:
+def fmt_number(value: float | None, digits: int = 1) -> str:
+    """A number with ``digits`` decimals; :data:`MISSING` for None (not there) and NaN (not known)."""
     return MISSING if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _escape(cell: str) -> str:
+    return cell.replace("|", "\\|")
+
+
+def markdown_table(
+    header: Sequence[str], rows: Iterable[Sequence[str]], *, right: Collection[int] = ()
+) -> list[str]:
+    """The lines of a GitHub Markdown table; the columns in ``right`` are right-aligned. An empty
+    cell is one blank (``| |``)."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "|" + "|".join(f" {_escape(c)} " if c else " " for c in cells) + "|"
+
+    rule = "|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|"
+    return [line(header), rule, *(line(cells) for cells in rows)]
 
 
 def _length_text(lengths: tuple[int, ...]) -> str:
@@ -213,22 +231,20 @@ def effective_markdown(found: Sequence[EffectiveLength], *, digits: int = 1) -> 
     if not found:
         return ""
     first = found[0]
-    lines = [
-        f"Effective context length: longest length up to which every tested length has "
-        f"avg >= {first.min_avg:g} and CI gap <= {first.max_gap:g} (docs/plots.md)",
-        "",
-        "| Model | Task | Effective | Tested: avg / CI gap |",
-        "|---|---|---:|---|",
-    ]
+    body = []
     for e in found:
         tested = ", ".join(
             f"{length_label(c.length)} {c.avg:.{digits}f}/{c.ci_gap:.{digits}f}{' ✓' if c.passes else ''}"
             for c in e.checks
         )
         note = "" if e.uses_ci else " (no CIs: plain gap)"
-        model = e.model.replace("|", "\\|")
-        lines.append(f"| {model} | {TASK_NAMES[e.task]} | {e.text()} | {tested}{note} |")
-    return "\n".join(lines) + "\n"
+        body.append([e.model, TASK_NAMES[e.task], e.text(), f"{tested}{note}"])
+    title = (
+        f"Effective context length: longest length up to which every tested length has "
+        f"avg >= {first.min_avg:g} and CI gap <= {first.max_gap:g} (docs/plots.md)"
+    )
+    table = markdown_table(["Model", "Task", "Effective", "Tested: avg / CI gap"], body, right={2})
+    return "\n".join([title, "", *table]) + "\n"
 
 
 def to_markdown(rows: Sequence[Row], *, digits: int = 1) -> str:
@@ -237,18 +253,47 @@ def to_markdown(rows: Sequence[Row], *, digits: int = 1) -> str:
     for task in FAMILIES:
         header += [f"{TASK_NAMES[task]} Avg", f"{TASK_NAMES[task]} Gap↓"]
     header += ["All Avg", "All Gap↓"]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|",
-    ]
+    body = []
     for row in rows:
-        cells = [row.label.replace("|", "\\|"), _length_text(row.context_lengths)]
+        cells = [row.label, _length_text(row.context_lengths)]
         for task in FAMILIES:
             cell = row.cells.get(task)
-            cells += [_fmt(cell.avg if cell else None, digits), _fmt(cell.gap if cell else None, digits)]
-        cells += [_fmt(row.all_avg, digits), _fmt(row.all_gap, digits)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            cells += [
+                fmt_number(cell.avg if cell else None, digits),
+                fmt_number(cell.gap if cell else None, digits),
+            ]
+        cells += [fmt_number(row.all_avg, digits), fmt_number(row.all_gap, digits)]
+        body.append(cells)
+    return "\n".join(markdown_table(header, body, right=range(2, len(header)))) + "\n"
+
+
+def curve_markdown(results: Sequence[TaskResult], *, digits: int = 1) -> str:
+    """One row per result: task, avg, its 95% CI, gap and every bucket mean (x100), then ``all``,
+    the mean over the rows of avg and gap (when there are several). The demo's summary table."""
+    if not results:
+        raise ValueError("results: none to tabulate")
+    n_buckets = max(len(r.summary.buckets) for r in results)
+    header = ["task", "avg", "95% CI", "gap", *(f"b{i:02d}" for i in range(n_buckets))]
+    body = []
+    for r in results:
+        by_index = {b.index: b.mean for b in r.summary.buckets}
+        lo, hi = r.summary.avg_ci
+        body.append(
+            [
+                f"val_{r.task}",
+                fmt_number(r.summary.avg, digits),
+                f"{fmt_number(lo, digits)}-{fmt_number(hi, digits)}",
+                fmt_number(r.summary.gap, digits),
+                *(fmt_number(by_index.get(i), digits) for i in range(n_buckets)),
+            ]
+        )
+    if len(results) > 1:
+        mean_avg = sum(r.summary.avg for r in results) / len(results)
+        mean_gap = sum(r.summary.gap for r in results) / len(results)
+        body.append(
+            ["all", fmt_number(mean_avg, digits), "", fmt_number(mean_gap, digits), *[""] * n_buckets]
+        )
+    return "\n".join(markdown_table(header, body)) + "\n"
 
 
 CSV_COLUMNS: tuple[str, ...] = (

@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING
 from val_probing.errors import ValProbingError
 from val_probing.outputs import check_output_dir, writing
 from val_probing.records import FAMILIES, write_text_atomic
+from val_probing.report import curve_markdown, fmt_number
 
 if TYPE_CHECKING:
     from val_probing.results import TaskResult
@@ -149,32 +150,12 @@ def lm_eval_command(
     return cmd + (["--limit", str(limit)] if limit else [])
 
 
-def _fmt(value: float) -> str:
-    return "n/a" if value != value else f"{value:.1f}"  # NaN != NaN
-
-
 def summary_markdown(rows: Sequence[TaskResult], *, title: str, wall_s: float | None = None) -> str:
-    """A Markdown table: one row per task with avg (95% CI), gap and every bucket mean (all x100)."""
+    """The title, :func:`val_probing.report.curve_markdown` (one row per task: avg, 95% CI, gap and
+    every bucket mean, x100) and what the numbers are."""
     if not rows:
         raise ValProbingError("no task results to summarize")
-    n_buckets = max(len(r.summary.buckets) for r in rows)
-    head = ["task", "avg", "95% CI", "gap", *(f"b{i:02d}" for i in range(n_buckets))]
-    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        by_index = {b.index: b.mean for b in r.summary.buckets}
-        lo, hi = r.summary.avg_ci
-        cells = [
-            f"val_{r.task}",
-            _fmt(r.summary.avg),
-            f"{_fmt(lo)}-{_fmt(hi)}",
-            _fmt(r.summary.gap),
-            *(_fmt(by_index[i]) if i in by_index else "-" for i in range(n_buckets)),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    if len(rows) > 1:
-        mean_avg = sum(r.summary.avg for r in rows) / len(rows)
-        mean_gap = sum(r.summary.gap for r in rows) / len(rows)
-        lines.append(f"| all | {_fmt(mean_avg)} | | {_fmt(mean_gap)} |" + " |" * n_buckets)
+    lines = [f"# {title}", "", *curve_markdown(rows).splitlines()]
     lines += [
         "",
         "Reference metric x100; buckets run from the start of the context (b00) to its end. "
@@ -266,7 +247,8 @@ def task_line(result: TaskResult) -> str:
     s = result.summary
     lo, hi = s.avg_ci
     return (
-        f"  val_{result.task}: avg {_fmt(s.avg)} (95% CI {_fmt(lo)}-{_fmt(hi)}), gap {_fmt(s.gap)}, "
+        f"  val_{result.task}: avg {fmt_number(s.avg)} (95% CI {fmt_number(lo)}-{fmt_number(hi)}), "
+        f"gap {fmt_number(s.gap)}, "
         f"{s.n_samples} questions"
     )
 
