@@ -34,7 +34,7 @@ class FamilySpec(Protocol):
     SEPARATOR: str
     ITEM: type[Any]  # the pool item: a frozen, checked record with ``from_dict(obj)``
     POOL_FILE: str  # the authors' pool file name (microsoft/FILM VaLProbing/pieces)
-    FILM_SHA256: str  # sha256 of that file at the commit this package was tested on
+    FILM_SHA256: str  # sha256 of that file at commit 20ed4da (2024-05-15), the version tested on
     OFFICIAL_SPLIT: str  # the split of In2Training/VaLProbing-32K
     OFFICIAL_GOLD: tuple[str, ...]  # the official row's gold fields: (answer,) or (answer, description)
     DEFAULT_BUCKETS: int  # position buckets of the official data (50 positions each)

@@ -25,15 +25,14 @@ from val_probing.probes.base import (
 from val_probing.records import Family
 
 NAME: Family = "code"
-LABEL = "Code"  # in tables
-TITLE = "Code Function Retrieval (Backward)"  # the paper's name of the task, on figures
+LABEL = "Code"
+TITLE = "Code Function Retrieval (Backward)"
 SEPARATOR = "\n"
 POOL_FILE = "code_functions.jsonl"
-# sha256 of the authors' pool file at commit 20ed4da (2024-05-15), the version this package was tested on
 FILM_SHA256 = "06efc99bf274eba23be55325da349652e55f87c603aa52381b57ef871c060431"
 OFFICIAL_SPLIT = "code_backward_32k"
 OFFICIAL_GOLD = ("completion",)
-DEFAULT_BUCKETS = 16  # 50-position buckets of the official data's 800 positions
+DEFAULT_BUCKETS = 16  # of 800 positions
 _CUE = re.compile(r"function|code|snip|line", re.IGNORECASE)
 _HEADER = "def "
 

@@ -22,15 +22,14 @@ from val_probing.probes.base import (
 from val_probing.records import Family
 
 NAME: Family = "database"
-LABEL = "Database"  # in tables
-TITLE = "Database Entity Retrieval (Forward)"  # the paper's name of the task, on figures
+LABEL = "Database"
+TITLE = "Database Entity Retrieval (Forward)"
 SEPARATOR = "\n"
 POOL_FILE = "database_entities.jsonl"
-# sha256 of the authors' pool file at commit 20ed4da (2024-05-15), the version this package was tested on
 FILM_SHA256 = "cad506afa64bafa3e37e3be39f2d6153e9e0d6005d6fdfded4fe6b86d682310b"
 OFFICIAL_SPLIT = "database_forward_32k"
 OFFICIAL_GOLD = ("label", "description")
-DEFAULT_BUCKETS = 15  # 50-position buckets of the official data's 750 positions
+DEFAULT_BUCKETS = 15  # of 750 positions
 _CUE = re.compile(r"\bid\b|\bidentifier\b", re.IGNORECASE)
 _ID_KEY = re.compile(
     r"\b(?:id|identifier)\b\s*(?:is|of|equals|=|:)?\s*[:=]?\s*(?P<key>[^\s,>]+)", re.IGNORECASE

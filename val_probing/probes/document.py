@@ -22,15 +22,14 @@ from val_probing.probes.base import (
 from val_probing.records import Family
 
 NAME: Family = "document"
-LABEL = "Document"  # in tables
-TITLE = "Document Sentence Retrieval (Bi-Direction)"  # the paper's name of the task, on figures
+LABEL = "Document"
+TITLE = "Document Sentence Retrieval (Bi-Direction)"
 SEPARATOR = "\n"
 POOL_FILE = "document_sentences.jsonl"
-# sha256 of the authors' pool file at commit 20ed4da (2024-05-15), the version this package was tested on
 FILM_SHA256 = "9970b18b6ebedbef18cf3870b5dbc5a4d82a8c8b245c60a564e5a1a1d92fad73"
 OFFICIAL_SPLIT = "document_bi_32k"
 OFFICIAL_GOLD = ("completion",)
-DEFAULT_BUCKETS = 16  # 50-position buckets of the official data's 800 positions
+DEFAULT_BUCKETS = 16  # of 800 positions
 _CUE = re.compile(r"sentence|piece|passage|phrase", re.IGNORECASE)
 
 
