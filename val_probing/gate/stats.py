@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from val_probing.buckets import bucket_of
+from val_probing.buckets import bucket_of, group_cells
 from val_probing.gate.model import (
     GateInputError,
     Statistics,
@@ -29,7 +29,7 @@ class Paired:
     cell_bucket: np.ndarray  # bucket of each cell
     cell_size: np.ndarray
     bucket_sets: dict[int, int]  # bucket -> number of sets that have it
-    matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, buckets): see _bucket_matrix
+    matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, buckets): see pair_samples
     column: Mapping[int, int] = field(default_factory=dict)  # bucket -> its column of matrix
     binary: bool = False  # every score on both sides is 0 or 1
 
@@ -77,21 +77,12 @@ def pair_samples(name: str, old: Sequence[SampleScore], new: Sequence[SampleScor
     scores = np.concatenate([p.old, p.new])
     return replace(
         p,
-        matrix=_bucket_matrix(p),
+        # (n, n_present_buckets): ``scores @ matrix`` gives every bucket mean as summarize does; the
+        # rows follow ``keys`` (group_cells keeps the (set, position) order within each cell)
+        matrix=group_cells([a[k].scored() for k in keys], n_buckets).sample_weights(),
         column={b: j for j, b in enumerate(sorted(p.bucket_sets))},
         binary=bool(((scores == 0) | (scores == 1)).all()),
     )
-
-
-def _bucket_matrix(p: Paired) -> np.ndarray:
-    """(n, n_present_buckets) weights: ``scores @ M`` gives every bucket mean at once, as summarize does
-    (the mean over sets of per-set cell means); the avg is the mean of its columns."""
-    sample_bucket = p.cell_bucket[p.cell]
-    sets = np.zeros(int(p.cell_bucket.max()) + 1)
-    for b, n in p.bucket_sets.items():
-        sets[b] = n
-    w = 1.0 / (p.cell_size[p.cell] * sets[sample_bucket])
-    return np.stack([np.where(sample_bucket == b, w, 0.0) for b in sorted(p.bucket_sets)], axis=1)
 
 
 EXACT_MAX = 12  # up to this many changed questions, p-values enumerate all 2**n swaps exactly
