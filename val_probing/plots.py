@@ -122,15 +122,20 @@ def select_curves(results: Sequence[TaskResult], context_length: int | None = No
     return chosen
 
 
-def curve_labels(results: Sequence[TaskResult]) -> dict[int, str]:
-    """Legend label per result (keyed by ``id``): the model name, plus the run's timestamp for a
-    model that has several runs of one task at one context length (``latest_only=False``)."""
+def run_key(result: TaskResult) -> tuple[str, Path]:
+    """(model, results file): what tells one run's curves from another's (:func:`curve_labels`)."""
+    return result.model, result.source
+
+
+def curve_labels(results: Sequence[TaskResult]) -> dict[tuple[str, Path], str]:
+    """Legend label per run (keyed by :func:`run_key`): the model name, plus the run's timestamp for
+    a model that has several runs of one task at one context length (``latest_only=False``)."""
     runs: dict[tuple[str, str, int | None], set[Path]] = defaultdict(set)
     for r in results:
         runs[(r.model, r.task, r.context_length)].add(r.source)
     several = {model for (model, _t, _l), sources in runs.items() if len(sources) > 1}
     return {
-        id(r): f"{r.model} [{run_stamp(r.source) or r.source.name}]" if r.model in several else r.model
+        run_key(r): f"{r.model} [{run_stamp(r.source) or r.source.name}]" if r.model in several else r.model
         for r in results
     }
 
@@ -234,8 +239,9 @@ def plot_position_curves(
             )
             log.warning("no results for task %s: its panel is empty", task)
             continue
-        for r in sorted(drawn, key=lambda r: labels[id(r)]):
-            _draw_curve(panel, r, labels[id(r)], palette[labels[id(r)]], show_average)
+        for r in sorted(drawn, key=lambda r: labels[run_key(r)]):
+            label = labels[run_key(r)]
+            _draw_curve(panel, r, label, palette[label], show_average)
         panel.legend(fontsize=8, loc="best")
     axes[0].set_ylabel("Score (x100)")
     return fig

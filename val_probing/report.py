@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from val_probing.plots import curve_labels, select_curves
+from val_probing.plots import curve_labels, run_key, select_curves
 from val_probing.records import FAMILIES
 from val_probing.results import TaskResult, has_ci, keep_latest
 
@@ -79,7 +79,7 @@ def table_rows(results: Sequence[TaskResult], *, context_length: int | None = No
     chosen = select_curves(results, context_length)
     cells: dict[str, dict[str, Cell]] = {}
     for r in chosen:
-        label = labels[id(r)]
+        label = labels[run_key(r)]
         cells.setdefault(label, {})[r.task] = Cell(
             avg=r.summary.avg,
             gap=r.summary.gap,
