@@ -293,7 +293,7 @@ def summary_from_aggregates(
         raise ResultsError(f"{where}: no bucket_NN metrics (is this a VAL probing task?)")
     filt = _PREFERRED_FILTER if _PREFERRED_FILTER in by_filter else sorted(by_filter)[0]
     values = by_filter[filt]
-    total = bucket_count(n_buckets, values) or 1
+    total = bucket_count(n_buckets, values) or 1  # values is not empty
     present = {b: v for b, v in values.items() if v is not None and b < total}
     if not present:
         raise ResultsError(f"{where}: every bucket_NN value is empty")
@@ -338,9 +338,8 @@ def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
         )
         if not buckets:
             raise ResultsError(f"{where}: 'buckets' is empty")
-        n_buckets = bucket_count(
-            int(data["n_buckets"]) if "n_buckets" in data else None, (b.index for b in buckets)
-        )
+        recorded = int(data["n_buckets"]) if "n_buckets" in data else None
+        n_buckets = bucket_count(recorded, (b.index for b in buckets)) or 1  # buckets is not empty
         return Summary(
             buckets=buckets,
             avg=float(data["avg"]),
