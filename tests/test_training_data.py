@@ -14,6 +14,8 @@ from val_probing.in2.assemble import (
     LengthRange,
     MixtureRatios,
     assemble_context,
+    edge_band,
+    place_needed,
     plan_counts,
     short_context,
     spread_targets,
@@ -496,3 +498,64 @@ def test_read_corpus_accounts_for_files_not_read(tmp_path: Path, caplog: pytest.
     bad_jsonl.write_bytes(b'{"text": "\xff"}\n')
     with pytest.raises(RecordError, match=rf"{bad_jsonl}: not UTF-8"):
         read_corpus([bad_jsonl])
+
+
+# ---------------------------------------------------------------------------------------------- placement
+
+
+def _fillers_to_nearer_end(order: list[tuple[Segment, int | None]], i: int) -> int:
+    before = sum(rank is None for _seg, rank in order[:i])
+    after = sum(rank is None for _seg, rank in order[i + 1 :])
+    return min(before, after)
+
+
+@pytest.mark.parametrize("n_needed", [1, 2, 4])
+def test_edge_placement_keeps_needed_segments_in_the_edge_band(n_needed: int) -> None:
+    rng = random.Random(5)
+    seen_head = seen_tail = 0
+    for n_fillers in (0, 1, 5, 9, 10, 37, 250):
+        fillers = _segments(n_fillers, 10, rng) if n_fillers else []
+        needed = [Segment(f"need{k}", k, f"need{k} " * 10, 10) for k in range(n_needed)]
+        for seed in range(40):
+            order = place_needed(fillers, needed, random.Random(seed), "edges")
+            assert [s for s, r in order if r is None] == fillers  # fillers untouched, in their order
+            assert sorted(r for _s, r in order if r is not None) == list(range(n_needed))
+            for i, (_seg, rank) in enumerate(order):
+                if rank is not None:
+                    assert _fillers_to_nearer_end(order, i) <= edge_band(n_fillers)
+                    before = sum(r is None for _s, r in order[:i])
+                    seen_head += before <= edge_band(n_fillers)
+                    seen_tail += n_fillers - before <= edge_band(n_fillers)
+    assert edge_band(250) == 25 and edge_band(9) == 0
+    assert seen_head and seen_tail  # both ends are used
+
+
+def test_uniform_and_edge_placement_draw_the_same_fillers_from_one_seed() -> None:
+    rng = random.Random(3)
+    pool = _segments(300, 130, rng)
+    needed = [Segment("needA", 0, "alpha " * 130, 130), Segment("needB", 3, "beta " * 140, 140)]
+    length = LengthRange(2000, 4000)
+    depths = {"uniform": [], "edges": []}
+    for seed in range(50):
+        parts = {}
+        for placement in ("uniform", "edges"):
+            got = assemble_context(needed, pool, 3000, WS, length, random.Random(seed), placement)
+            parts[placement] = got.context.split("\n\n")
+            depths[placement] += [n.depth for n in got.needles]
+            for needle, seg in zip(got.needles, needed, strict=True):
+                assert parts[placement][needle.segment_index] == seg.text
+        assert sorted(parts["uniform"]) == sorted(parts["edges"])  # the same segments, moved
+        fillers = [[p for p in parts[k] if p not in {s.text for s in needed}] for k in parts]
+        assert fillers[0] == fillers[1]  # the same fillers in the same order
+    # edges: at most 10% of the ~20 fillers (2) and the other needed segment lie between a needed segment
+    # and its end of the context (~4 x 4% of a 3000-token context); uniform: the middle too
+    assert all(d < 0.2 or d > 0.8 for d in depths["edges"])
+    assert min(depths["edges"]) == 0.0 and max(depths["edges"]) > 0.9
+    assert sum(0.25 < d < 0.75 for d in depths["uniform"]) > len(depths["uniform"]) / 4
+
+
+def test_a_placement_that_does_not_exist_is_refused() -> None:
+    with pytest.raises(ValProbingError, match="placement"):
+        SynthesisConfig(n_examples=1, placement="middle")  # type: ignore[arg-type]
+    with pytest.raises(ValProbingError, match="placement"):
+        place_needed([], [Segment("n", 0, "n", 1)], random.Random(0), "middle")  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from val_probing.errors import ValProbingError
+from val_probing.in2.assemble import PLACEMENTS
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,13 @@ def _synthesize_arguments(p: argparse.ArgumentParser) -> None:
         default="film",
         help="prompt/completion in the FILM [INST] template, or chat messages for the model's template",
     )
+    p.add_argument(
+        "--placement",
+        choices=PLACEMENTS,
+        default="uniform",
+        help="where long contexts put the needed segment(s): 'uniform' (IN2, anywhere; default) or "
+        "'edges' (control: within the first or last 10%% of the context's filler segments)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="output folder (datasets save_to_disk)")
     p.add_argument("--overwrite", action="store_true")
@@ -227,6 +235,7 @@ def _synthesize(args: argparse.Namespace) -> int:
         segment_tokens=args.segment_tokens,
         on_missing_general=args.on_missing_general,
         seed=args.seed,
+        placement=args.placement,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     corpus = read_corpus(args.texts)

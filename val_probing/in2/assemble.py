@@ -24,6 +24,11 @@ from val_probing.tokens import TokenCounter, token_index_at
 ExampleKind = Literal["fine_grained", "integration", "short_context", "general"]
 EXAMPLE_KINDS: tuple[ExampleKind, ...] = get_args(ExampleKind)
 SEGMENT_SEPARATOR = "\n\n"
+# Where the needed segments of a long context go: "uniform" (IN2: any slot among the fillers) or
+# "edges" (the control arm: within the first or last EDGE_FRACTION of the context, by filler rank).
+Placement = Literal["uniform", "edges"]
+PLACEMENTS: tuple[Placement, ...] = get_args(Placement)
+EDGE_FRACTION = 0.1
 
 
 class ContextRangeError(ValProbingError):
@@ -144,6 +149,59 @@ def _draw_fillers(
     return chosen
 
 
+def edge_band(n_fillers: int, fraction: float = EDGE_FRACTION) -> int:
+    """How many fillers may sit between an edge-placed needed segment and the nearer end of the context:
+    ``floor(fraction * n_fillers)`` (0 for short contexts: the needed segment is first or last)."""
+    return int(fraction * n_fillers)
+
+
+def place_needed(
+    fillers: Sequence[Segment],
+    needed: Sequence[Segment],
+    rng: random.Random,
+    placement: Placement = "uniform",
+    edge_fraction: float = EDGE_FRACTION,
+) -> list[tuple[Segment, int | None]]:
+    """The context's segment order: fillers with the needed segments inserted (tagged with their rank).
+
+    ``uniform`` (IN2): each needed segment goes to a uniformly drawn slot among the segments so far.
+    ``edges`` (control): each needed segment goes to the head or the tail of the context (a fair coin),
+    with at most :func:`edge_band` fillers between it and that end (a uniform draw in the band). The fillers
+    and their order are the same in both placements; only where the needed segments sit differs.
+    """
+    order: list[tuple[Segment, int | None]] = [(s, None) for s in fillers]
+    if placement == "uniform":
+        for k, seg in enumerate(needed):
+            order.insert(rng.randint(0, len(order)), (seg, k))
+        return order
+    if placement != "edges":
+        raise ValProbingError(f"placement: {placement!r} is not one of {', '.join(PLACEMENTS)}")
+    band = edge_band(len(fillers), edge_fraction)
+    head: list[tuple[int, Segment, int]] = []  # (fillers before it, segment, rank)
+    tail: list[tuple[int, Segment, int]] = []  # (fillers after it, segment, rank)
+    for k, seg in enumerate(needed):
+        (head if rng.random() < 0.5 else tail).append((rng.randint(0, band), seg, k))
+    out: list[tuple[Segment, int | None]] = []
+    filler_iter = iter(order)
+    head.sort(key=lambda x: x[0])
+    taken = 0
+    for before, seg, k in head:
+        while taken < before:
+            out.append(next(filler_iter))
+            taken += 1
+        out.append((seg, k))
+    rest = list(filler_iter)
+    back: list[tuple[Segment, int | None]] = []
+    tail.sort(key=lambda x: x[0])
+    taken = 0
+    for after, seg, k in tail:
+        while taken < after and rest:
+            back.append(rest.pop())
+            taken += 1
+        back.append((seg, k))
+    return out + rest + back[::-1]
+
+
 def assemble_context(
     needed: Sequence[Segment],
     pool: Sequence[Segment],
@@ -151,13 +209,12 @@ def assemble_context(
     counter: TokenCounter,
     length: LengthRange,
     rng: random.Random,
+    placement: Placement = "uniform",
 ) -> Assembled:
-    """Needed segments shuffled among random fillers: (context, context_tokens, needle positions)."""
+    """Needed segments placed among random fillers (see :func:`place_needed`): (context, context_tokens,
+    needle positions). The fillers are drawn first, so both placements get the same ones from one seed."""
     fillers = _draw_fillers(needed, pool, target, length, rng)
-    order: list[tuple[Segment, int | None]] = [(s, None) for s in fillers]
-    for k, seg in enumerate(needed):
-        order.insert(rng.randint(0, len(order)), (seg, k))
-    return _join(order, counter)
+    return _join(place_needed(fillers, needed, rng, placement), counter)
 
 
 def _join(order: Sequence[tuple[Segment, int | None]], counter: TokenCounter) -> Assembled:

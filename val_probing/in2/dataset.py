@@ -10,6 +10,7 @@ failed run never leaves a half-written dataset.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -24,10 +25,12 @@ from typing import Any, Literal
 
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import (
+    PLACEMENTS,
     ContextRangeError,
     ExampleKind,
     LengthRange,
     MixtureRatios,
+    Placement,
     TrainingExample,
     assemble_context,
     attach,
@@ -199,6 +202,9 @@ class SynthesisConfig:
     short_max_tokens: int | None = None  # None: the lower end of the context range
     on_missing_general: Literal["renormalise", "error"] = "renormalise"
     seed: int = 0
+    # Where long contexts put their needed segments (assemble.place_needed): a property of assembly
+    # only, so one plan (QA, segments, fillers, seeds) gives both arms of the placement experiment.
+    placement: Placement = "uniform"
 
     def __post_init__(self) -> None:
         lo, hi = self.integration_segments
@@ -206,6 +212,8 @@ class SynthesisConfig:
             raise ValProbingError(f"integration segments: need 2 <= min <= max, got {lo}..{hi}")
         if self.on_missing_general not in ("renormalise", "error"):
             raise ValProbingError(f"on_missing_general: {self.on_missing_general!r}")
+        if self.placement not in PLACEMENTS:
+            raise ValProbingError(f"placement: {self.placement!r} is not one of {', '.join(PLACEMENTS)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +257,15 @@ class Synthesis:
                 yield attach("short_context", item.pair, item.needed, assembled)
             else:
                 rng = random.Random(item.seed)
+                config = self.config
                 assembled = assemble_context(
-                    item.needed, pool, item.target, self.counter, self.config.length, rng
+                    item.needed, pool, item.target, self.counter, config.length, rng, config.placement
                 )
                 yield attach(item.kind, item.pair, item.needed, assembled)
+
+    def with_placement(self, placement: Placement) -> Synthesis:
+        """The same plan (QA pairs, needed segments, fillers, seeds) assembled with another placement."""
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, placement=placement))
 
 
 def resolve_ratios(config: SynthesisConfig, n_general: int | None) -> tuple[MixtureRatios, str | None]:
@@ -549,9 +562,11 @@ def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, ove
             yield to_row(ex, template)
 
     try:
-        fingerprint = hashlib.sha256(
-            json.dumps([synthesis.manifest, template, out_dir.name], sort_keys=True, default=str).encode()
-        ).hexdigest()[:16]
+        placement = synthesis.config.placement
+        keyed: list[Any] = [synthesis.manifest, template, out_dir.name]
+        if placement != "uniform":  # uniform data keeps the fingerprint (and bytes) it always had
+            keyed.append(placement)
+        fingerprint = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
         try:
             dataset = Dataset.from_generator(
                 rows, features=_features(template), cache_dir=str(work / "cache"), fingerprint=fingerprint
@@ -562,7 +577,7 @@ def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, ove
             raise
         with writing(out_dir, "dataset"):  # a full disk or a vanished folder names --out
             dataset.save_to_disk(str(work / "dataset"))
-            manifest = {**synthesis.manifest, **stats.to_dict(), "template": template}
+            manifest = {**synthesis.manifest, **stats.to_dict(), "template": template, "placement": placement}
             (work / "dataset" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
             if out_dir.exists():
                 shutil.rmtree(out_dir)
