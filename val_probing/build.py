@@ -29,10 +29,11 @@ from val_probing.paths import (
     CacheInvalid,
     cache_dir,
     cache_root,
+    file_sha256,
     read_verified_jsonl,
     write_verified_jsonl,
 )
-from val_probing.pools import EMBEDDED, PoolItem, file_sha256, pool_path, read_pool
+from val_probing.pools import EMBEDDED, PoolItem, pool_path, read_pool
 from val_probing.probes import FamilySpec, get_family
 from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, remove_orphans
 from val_probing.tokenizers import TokenizerAlias, is_hub_name, load_counter, tokenizer_folder
@@ -281,7 +282,7 @@ def _examples(
     spec: ProbeSpec, cands: _Candidates, ctx: _Context, set_id: int, row: int
 ) -> list[ProbeExample]:
     fam = cands.fam
-    examples = []
+    examples: list[ProbeExample] = []
     for p in needle_positions(len(ctx.chosen), spec.positions):
         item = cands.items[ctx.chosen[p]]
         key = fam.key(item)

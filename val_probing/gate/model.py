@@ -189,7 +189,7 @@ def make_baseline(
 
 
 def task_order(task: str) -> tuple[int, str]:
-    return (FAMILIES.index(task) if task in FAMILIES else len(FAMILIES), task)  # type: ignore[arg-type]
+    return (FAMILIES.index(task) if task in FAMILIES else len(FAMILIES), task)
 
 
 def metric_name(kind: MetricKind, bucket: int | None = None) -> str:
