@@ -154,3 +154,21 @@ def test_demo_end_to_end_is_quiet_and_writes_the_figure(tmp_path: Path) -> None:
     assert (run_dir / "summary.md").is_file() and (out / "lm_eval.log").stat().st_size > 10_000
     assert f"figure:  {figure}" in proc.stdout and f"log:     {out / 'lm_eval.log'}" in proc.stdout
     assert "| val_document |" in proc.stdout and "Processed prompts" not in proc.stdout
+
+
+def test_demo_counts_must_be_positive_integers(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from val_probing.commands.demo import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--sets", "3"]).sets == 3
+    for bad in ("0", "x"):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(["--positions", bad])
+        assert exit_info.value.code == 2
+        assert (
+            f"--positions: expected an integer >= 1, got {bad if bad == '0' else repr(bad)}"
+            in capsys.readouterr().err
+        )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from val_probing.commands.args import positive_int
 from val_probing.errors import ValProbingError
 from val_probing.outputs import check_output_dir, writing
 from val_probing.records import FAMILIES, write_text_atomic
@@ -60,27 +61,25 @@ GROUP = "valprobing"
 PROMPT_HEADROOM = 1024
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("results/demo"), help="output folder (default: %(default)s)"
     )
     parser.add_argument(
-        "--context-length", type=_positive, default=2048, help="context tokens per set (default: %(default)s)"
+        "--context-length",
+        type=positive_int,
+        default=2048,
+        help="context tokens per set (default: %(default)s)",
     )
-    parser.add_argument("--sets", type=_positive, default=2, help="contexts per task (default: %(default)s)")
     parser.add_argument(
-        "--positions", type=_positive, default=16, help="needle positions per set (default: %(default)s)"
+        "--sets", type=positive_int, default=2, help="contexts per task (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--positions", type=positive_int, default=16, help="needle positions per set (default: %(default)s)"
     )
     parser.add_argument(
         "--buckets",
-        type=_positive,
+        type=positive_int,
         default=8,
         help="position buckets; keep positions a multiple so none is empty (default: %(default)s)",
     )
@@ -93,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also stream the vLLM and lm-eval output (always written to OUT/lm_eval.log)",
     )
-    parser.add_argument("--limit", type=_positive, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--limit", type=positive_int, default=None, help=argparse.SUPPRESS)
 
 
 # ---------------------------------------------------------------- pure parts
