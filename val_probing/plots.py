@@ -32,7 +32,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -175,7 +175,8 @@ def _given_axes(ax: Axes | Sequence[Axes], n: int, what: str) -> tuple[Figure, l
     axes = [ax] if isinstance(ax, Axes) else list(np.ravel(np.asarray(ax, dtype=object)))
     if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
         raise PlotError(f"ax: {what} needs {n} matplotlib Axes (one per panel), got {len(axes)}")
-    return axes[0].figure, axes
+    # the axes' own figure, as given (a SubFigure when the caller drew its axes on one)
+    return cast("Figure", axes[0].figure), axes
 
 
 def _draw_curve(ax: Axes, result: TaskResult, label: str, color: str, show_average: bool) -> None:

@@ -199,7 +199,7 @@ def effective_lengths(
         if r.context_length is not None:
             grouped.setdefault((r.model, r.task), []).append(r)
     out: list[EffectiveLength] = []
-    order = {f: i for i, f in enumerate(FAMILIES)}
+    order: dict[str, int] = {f: i for i, f in enumerate(FAMILIES)}
     for (model, task), group in sorted(grouped.items(), key=lambda kv: (kv[0][0], order[kv[0][1]])):
         if len({r.context_length for r in group}) < 2:
             continue

@@ -317,9 +317,10 @@ def summary_from_aggregates(
 
 
 def _mode(value: object, where: str) -> Mode:
-    if value not in MODES:
-        raise ResultsError(f"{where}: field 'mode' = {value!r} is not one of {MODES}")
-    return value  # type: ignore[return-value]
+    for mode in MODES:
+        if value == mode:
+            return mode
+    raise ResultsError(f"{where}: field 'mode' = {value!r} is not one of {MODES}")
 
 
 def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
@@ -617,7 +618,7 @@ def load_results(
             "'val-probing score --json' files)"
         )
     results = keep_latest(loaded) if latest_only else loaded
-    order = {f: i for i, f in enumerate(FAMILIES)}
+    order: dict[str, int] = {f: i for i, f in enumerate(FAMILIES)}
     results.sort(key=lambda r: (r.model, order[r.task], r.context_length is None, r.context_length or 0))
     _warn_incomplete(results)
     return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import io
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 
 from val_probing.commands.args import positive_int
 from val_probing.errors import ValProbingError
@@ -268,11 +269,11 @@ def run_logged(cmd: Sequence[str], *, env: dict[str, str], log_path: Path, strea
         log_file = log_path.open("w", encoding="utf-8")
     with log_file:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert proc.stdout is not None
+        stdout = cast(io.BufferedReader, proc.stdout)  # a pipe with the default buffering
         pending = ""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # tqdm bars are multibyte
         try:
-            for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            for chunk in iter(lambda: stdout.read1(65536), b""):
                 text = decoder.decode(chunk)
                 with writing(log_path, "lm_eval log"):
                     log_file.write(text)
@@ -302,7 +303,7 @@ def _quiet_progress_bars() -> None:
     """No transformers progress bars in this process (the lm_eval subprocess keeps its own)."""
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers' helper has no hints
 
 
 def _print_all(lines: Sequence[str], stream: IO[str]) -> None:
