@@ -191,6 +191,18 @@ class Cells:
         """The buckets that have at least one sample, ascending."""
         return tuple(sorted({bucket for _set_id, bucket in self.keys}))
 
+    def sizes(self) -> np.ndarray:
+        """Samples per cell."""
+        return np.array([len(s) for s in self.scores], dtype=np.int64)
+
+    def cell_buckets(self) -> np.ndarray:
+        """The bucket of each cell."""
+        return np.array([bucket for _set_id, bucket in self.keys], dtype=np.int64)
+
+    def cell_of_sample(self) -> np.ndarray:
+        """The cell index of each sample, in :meth:`flat` order."""
+        return np.repeat(np.arange(len(self.keys)), self.sizes())
+
     def cell_weights(self) -> np.ndarray:
         """(n_cells x n_present) matrix: ``cell_means @ W`` gives every bucket mean (the mean over
         the sets that have the bucket of their cell means)."""
@@ -204,8 +216,8 @@ class Cells:
         """(n_used x n_present) matrix: ``flat_scores @ W`` gives every bucket mean, where
         ``flat_scores`` lists the cells' scores in order (:meth:`flat`). Bucket means are linear in
         the scores; the avg is the mean of the columns."""
-        sizes = np.array([len(s) for s in self.scores], dtype=np.float64)
-        return np.repeat(self.cell_weights() / sizes[:, None], sizes.astype(np.int64), axis=0)
+        sizes = self.sizes()
+        return np.repeat(self.cell_weights() / sizes[:, None], sizes, axis=0)
 
     def flat(self) -> np.ndarray:
         """Every cell's scores, cell after cell (the row order of :meth:`sample_weights`)."""
@@ -252,10 +264,10 @@ def _point_estimates(cells: Cells, n_buckets: int) -> dict[int, list[float]]:
 def _bootstrap(cells: Cells, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Resampled bucket means (n_boot x n_present) and averages (n_boot), in [0, 1]."""
     rng = np.random.default_rng(seed)
-    sizes = np.array([len(s) for s in cells.scores], dtype=np.int64)
+    sizes = cells.sizes()
     flat = cells.flat()
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    cell_of_slot = np.repeat(np.arange(len(sizes)), sizes)
+    cell_of_slot = cells.cell_of_sample()
     slot_start = starts[cell_of_slot]
     slot_size = sizes[cell_of_slot]
     # Every slot of every cell redraws one sample of its own cell; resamples go in chunks of about

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from val_probing.buckets import bucket_of, group_cells
+from val_probing.buckets import group_cells
 from val_probing.gate.model import (
     GateInputError,
     Statistics,
@@ -54,32 +54,21 @@ def pair_samples(name: str, old: Sequence[SampleScore], new: Sequence[SampleScor
             f"{example}); same probes and --limit are needed"
         )
     keys = sorted(a)
-    cells: dict[tuple[int, int], int] = {}
-    cell_of = np.empty(len(keys), dtype=np.int64)
-    for i, k in enumerate(keys):
-        s = a[k]
-        bucket = bucket_of(s.position_id, s.n_items, n_buckets)
-        cell_of[i] = cells.setdefault((s.set_id, bucket), len(cells))
-    cell_bucket = np.empty(len(cells), dtype=np.int64)
-    for (_set_id, bucket), c in cells.items():
-        cell_bucket[c] = bucket
-    sets_per_bucket: dict[int, int] = defaultdict(int)
-    for _set_id, bucket in cells:
-        sets_per_bucket[bucket] += 1
+    # summarize's cells and weights; group_cells keeps the (set, position) order within each cell,
+    # so its sample order is that of ``keys``
+    cells = group_cells([a[k].scored() for k in keys], n_buckets)
     p = Paired(
         old=np.array([a[k].score for k in keys]),
         new=np.array([b[k].score for k in keys]),
-        cell=cell_of,
-        cell_bucket=cell_bucket,
-        cell_size=np.bincount(cell_of, minlength=len(cells)),
-        bucket_sets=dict(sets_per_bucket),
+        cell=cells.cell_of_sample(),
+        cell_bucket=cells.cell_buckets(),
+        cell_size=cells.sizes(),
+        bucket_sets=dict(Counter(bucket for _set_id, bucket in cells.keys)),
     )
     scores = np.concatenate([p.old, p.new])
     return replace(
         p,
-        # (n, n_present_buckets): ``scores @ matrix`` gives every bucket mean as summarize does; the
-        # rows follow ``keys`` (group_cells keeps the (set, position) order within each cell)
-        matrix=group_cells([a[k].scored() for k in keys], n_buckets).sample_weights(),
+        matrix=cells.sample_weights(),  # (n, n_present_buckets): scores @ matrix = bucket means
         column={b: j for j, b in enumerate(sorted(p.bucket_sets))},
         binary=bool(((scores == 0) | (scores == 1)).all()),
     )
