@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from val_probing.errors import ValProbingError
+from val_probing.probes import get_family
 from val_probing.records import FAMILIES, atomic_path
 from val_probing.results import TaskResult, run_stamp
 
@@ -48,11 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TASK_TITLES: dict[str, str] = {
-    "document": "Document Sentence Retrieval (Bi-Direction)",
-    "code": "Code Function Retrieval (Backward)",
-    "database": "Database Entity Retrieval (Forward)",
-}
+TASK_TITLES: dict[str, str] = {family: get_family(family).TITLE for family in FAMILIES}  # the paper's names
 PALETTE: tuple[str, ...] = (
     "#1f77b4",
     "#ff7f0e",

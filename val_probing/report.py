@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from val_probing.plots import curve_labels, run_key, select_curves
+from val_probing.probes import get_family
 from val_probing.records import FAMILIES
 from val_probing.results import TaskResult, has_ci, keep_latest
 
-TASK_NAMES: dict[str, str] = {"document": "Document", "code": "Code", "database": "Database"}
+TASK_NAMES: dict[str, str] = {family: get_family(family).LABEL for family in FAMILIES}
 MISSING = "–"
 DEFAULT_MIN_AVG = 80.0
 DEFAULT_MAX_GAP = 20.0
