@@ -26,8 +26,8 @@ def recipes() -> dict[str, Path]:
 
 
 def configs() -> dict[str, Path]:
-    """The shipped configs (training and accelerate), by name."""
-    return _shipped("configs", ".yaml")
+    """The shipped configs (training, accelerate and, under ``configs/experiments``, experiments), by name."""
+    return {**_shipped("configs", ".yaml"), **_shipped("configs/experiments", ".yaml")}
 
 
 def _resolve(value: str, shipped: dict[str, Path], what: str) -> Path:

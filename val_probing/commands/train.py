@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
     )
     _run_arguments(run)
+    exp = sub.add_parser(
+        "experiment",
+        help="the IN2 placement experiment (issue 13): data, two arms, training, VAL curves, paired tests",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXPERIMENT_EPILOG,
+    )
+    _experiment_arguments(exp)
 
 
 def _synthesize_arguments(p: argparse.ArgumentParser) -> None:
@@ -162,6 +169,51 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accelerate-args", default="", help="more `accelerate launch` flags, quoted")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override settings of the config")
     p.set_defaults(_train=_run)
+
+
+EXPERIMENT_EPILOG = """\
+Stages (each finished one is kept and skipped on the next run; a changed setting re-runs what depends
+on it): model, probes, corpus, data, train_uniform, train_edges, eval_base, eval_uniform, eval_edges,
+compare. Results land in OUT/stages/compare/ (summary.md, results.json, curves.png); docs/in2-experiment.md.
+
+examples:
+  # the full run (about two hours of a 2-core CPU), in the background; re-run the same line to continue
+  nohup val-probing train experiment --config in2_placement_cpu --out runs/in2-placement \\
+      > runs/in2-placement.log 2>&1 &
+  val-probing train experiment --config in2_placement_cpu --out runs/in2-placement --status
+
+  # the smoke version (tiny random Llama, a few steps, short contexts; about a minute)
+  val-probing train experiment --config in2_placement_smoke --out runs/in2-smoke
+"""
+
+
+def _experiment_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        required=True,
+        help="experiment YAML: a path or a shipped name (in2_placement_cpu, in2_placement_smoke)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="experiment folder (created; reused to continue)")
+    p.add_argument("--status", action="store_true", help="print which stages are done, run nothing")
+    p.add_argument("--until", metavar="STAGE", help="stop after this stage")
+    p.set_defaults(_train=_experiment)
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from val_probing.in2.experiment import load_experiment, run_experiment, stage_status
+
+    config, path = load_experiment(args.config)
+    if args.status:
+        for name, state in stage_status(config, args.out):
+            print(f"{name:14s} {state}")
+        return 0
+    run = run_experiment(config, args.out, config_file=path, until=args.until)
+    print(
+        f"results: {run.stage_dir('compare')}/summary.md"
+        if "compare" in run.done
+        else f"stopped in {run.out}"
+    )
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,227 @@
+"""The IN2 placement experiment (issue 13): two arms from one plan, resumable stages, the whole path."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from test_training_data import make_corpus
+from val_probing.in2 import experiment as ex
+from val_probing.in2.assemble import SEGMENT_SEPARATOR, LengthRange, MixtureRatios, edge_band
+from val_probing.in2.dataset import SynthesisConfig, save_dataset, synthesize
+from val_probing.in2.qa import ExtractiveLocalGenerator
+from val_probing.tokens import WhitespaceCounter
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def _plan(seed: int = 0) -> Any:
+    config = SynthesisConfig(
+        n_examples=40,
+        ratios=MixtureRatios(fine_grained=0.75, integration=0.25, short_context=0.0, general=0.0),
+        length=LengthRange(600, 1200, slack_tokens=64),
+        segment_tokens=40,
+        seed=seed,
+    )
+    corpus = make_corpus(30, 10, random.Random(seed))
+    return synthesize(corpus, WhitespaceCounter(), ExtractiveLocalGenerator(), config, random.Random(seed))
+
+
+# ---------------------------------------------------------------------------------------------- the two arms
+
+
+def test_both_arms_come_from_one_plan_and_differ_only_in_placement() -> None:
+    plan = _plan()
+    uniform = list(plan.with_placement("uniform").examples())
+    edges = list(plan.with_placement("edges").examples())
+    assert list(plan.examples()) == uniform  # the default is the IN2 placement
+    assert len(uniform) == len(edges) == len(plan)
+    middle = 0
+    for a, b in zip(uniform, edges, strict=True):
+        # same QA pair, same needed segments, the same multiset of context segments
+        assert (a.kind, a.instruction, a.answer, a.sources) == (b.kind, b.instruction, b.answer, b.sources)
+        parts_a, parts_b = a.context.split(SEGMENT_SEPARATOR), b.context.split(SEGMENT_SEPARATOR)
+        assert sorted(parts_a) == sorted(parts_b) and a.context_tokens == b.context_tokens
+        needed = {parts_b[n.segment_index] for n in b.needles}
+        fillers = [p for p in parts_b if p not in needed]
+        assert fillers == [p for p in parts_a if p not in needed]  # fillers in the same order too
+        band = edge_band(len(fillers))
+        for n in b.needles:  # edges: within the band of fillers nearest an end
+            before = sum(p not in needed for p in parts_b[: n.segment_index])
+            assert min(before, len(fillers) - before) <= band
+        middle += any(0.3 < n.depth < 0.7 for n in a.needles)
+    assert middle >= len(uniform) // 4  # uniform: the needed segment is often in the middle
+    edge_depths = [n.depth for e in edges for n in e.needles]
+    assert min(edge_depths) == 0.0 and max(edge_depths) > 0.85
+
+
+def test_saved_arms_pass_the_arm_check_and_a_different_plan_fails_it(tmp_path: Path) -> None:
+    plan = _plan()
+    for placement in ("uniform", "edges"):
+        save_dataset(tmp_path / placement, plan.with_placement(placement), "film")
+    ex.check_arms(tmp_path / "uniform", tmp_path / "edges")
+    manifest = json.loads((tmp_path / "edges" / "manifest.json").read_text())
+    assert manifest["placement"] == "edges"
+    save_dataset(tmp_path / "other", _plan(seed=1).with_placement("edges"), "film")
+    with pytest.raises(ex.ExperimentError, match="differ beyond placement"):
+        ex.check_arms(tmp_path / "uniform", tmp_path / "other")
+
+
+# ---------------------------------------------------------------------------------------------- stages
+
+
+def _config() -> ex.ExperimentConfig:
+    return ex.load_experiment("in2_placement_smoke")[0]
+
+
+def _counting_stage(name: str, needs: tuple[str, ...], calls: list[str], setting: dict[str, Any]) -> ex.Stage:
+    def body(run: ex.Run, folder: Path) -> dict[str, Any]:
+        calls.append(name)
+        upstream = "".join((run.stage_dir(n) / "out.txt").read_text() for n in needs)
+        (folder / "out.txt").write_text(f"{name}:{setting['value']}:{upstream}")
+        return {"value": setting["value"]}
+
+    return ex.Stage(name, needs, lambda _run: dict(setting), body)
+
+
+def test_a_finished_stage_is_skipped_and_a_broken_or_changed_one_runs_again(tmp_path: Path) -> None:
+    calls: list[str] = []
+    first_setting, second_setting = {"value": 1}, {"value": 10}
+    first = _counting_stage("first", (), calls, first_setting)
+    second = _counting_stage("second", ("first",), calls, second_setting)
+
+    def go() -> ex.Run:
+        run = ex.Run(_config(), tmp_path)
+        for stage in (first, second):
+            ex.run_stage(run, stage)
+        return run
+
+    go()
+    assert calls == ["first", "second"]
+    record = json.loads((tmp_path / "stages" / "first" / ex.STAGE_FILE).read_text())
+    assert record["summary"] == {"value": 1} and record["inputs"] == {"value": 1}
+    assert record["versions"]["python"] and record["seconds"] >= 0 and record["finished"]
+
+    go()  # everything finished: nothing runs
+    assert calls == ["first", "second"]
+
+    # a killed run: the second stage's temporary folder is left, its final folder gone
+    (tmp_path / "stages" / ".second.tmp").mkdir()
+    (tmp_path / "stages" / "second" / "out.txt").unlink()
+    go()
+    assert calls == ["first", "second", "second"]
+    assert not (tmp_path / "stages" / ".second.tmp").exists()
+
+    # a corrupted stage manifest re-runs that stage (and, its outputs being the same, nothing after it)
+    (tmp_path / "stages" / "first" / ex.STAGE_FILE).write_text("{ not json")
+    go()
+    assert calls == ["first", "second", "second", "first"]
+
+    # a changed setting re-runs the stage and everything that reads it
+    first_setting["value"] = 2
+    run = go()
+    assert calls[-2:] == ["first", "second"]
+    assert (run.stage_dir("second") / "out.txt").read_text() == "second:10:first:2:"
+    go()
+    assert len(calls) == 6
+
+
+def test_status_lists_every_stage_pending_on_a_new_folder(tmp_path: Path) -> None:
+    rows = ex.stage_status(_config(), tmp_path / "new")
+    assert [name for name, _ in rows] == ex.stage_names()
+    assert {state for _, state in rows} == {"pending"}
+
+
+def test_configs_are_found_by_name_and_checked(tmp_path: Path) -> None:
+    full = ex.load_experiment("in2_placement_cpu")[0]
+    assert full.model == "embedded" and full.evaluation.backend == "vllm"
+    assert full.synthesis.n_examples == 250 and 768 <= full.synthesis.max_context <= 1024
+    # enough questions per bucket for the gate to test every metric
+    assert full.probes.sets * full.probes.positions // full.probes.n_buckets >= 16
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: tiny-llama\nprobes:\n  contxt_length: 5\n")
+    with pytest.raises(ex.ExperimentError, match=r"probes: unknown setting\(s\) contxt_length"):
+        ex.load_experiment(bad)
+    bad.write_text("name: x\nmodel: tiny-llama\nprobes:\n  positions: 5\n  n_buckets: 2\n")
+    with pytest.raises(ex.ExperimentError, match="multiple of n_buckets"):
+        ex.load_experiment(bad)
+
+
+def test_the_corpus_is_installed_package_prose() -> None:
+    texts = ex.package_texts(min_words=150)
+    assert len(texts) >= 10  # numpy, transformers, datasets, tqdm ... in any install of the project
+    ids = [i for i, _t in texts]
+    names = [i.partition("==")[0] for i in ids]
+    assert len(set(names)) == len(names) and names == sorted(names)
+    assert all(len(t.split()) >= 150 for _i, t in texts)
+    fences = [line for _i, t in texts for line in t.splitlines() if re.fullmatch(r"\s*```[\w-]*\s*", line)]
+    assert not fences  # code blocks are left out
+    assert ex.package_texts(min_words=150, max_texts=3) == texts[:3]
+
+
+def test_power_rises_with_the_effect_through_the_gate() -> None:
+    config = _config()
+    layout = ex.ProbeSettings(context_length=384, sets=4, positions=16, n_buckets=4)
+    settings = ex.ComparisonSettings(power_effects=(0.0, 40.0), power_draws=4, resamples=400)
+    config = ex.ExperimentConfig("p", "tiny-llama", probes=layout, comparison=settings)
+    power = ex.simulated_power(config, {"document": 64})
+    assert power["questions_per_bucket"] == 16 and power["tested"]
+    assert power["by_effect"]["40"]["avg"] >= 0.75
+    assert power["by_effect"]["0"]["avg"] <= 0.25
+
+
+# ---------------------------------------------------------------------------------------------- smoke
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "val_probing.cli", "train", "experiment", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=600,
+        env={**os.environ, **OFFLINE},
+    )
+
+
+@pytest.mark.slow
+def test_the_smoke_experiment_runs_the_whole_path_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    done = _cli("--config", "in2_placement_smoke", "--out", str(out))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    compare = out / "stages" / "compare"
+    found = json.loads((compare / "results.json").read_text())
+    assert set(found["comparisons"]) == {"uniform vs base", "edges vs base", "uniform vs edges"}
+    for per_task in found["comparisons"].values():
+        assert set(per_task) == {"document", "code", "database"}
+        for r in per_task.values():
+            assert r["questions"] == 4 and set(r["buckets"]) == {"00", "01"}
+            assert r["verdict"]["avg"] in ("better", "worse", "no detectable effect")
+    assert found["power"]["questions_per_bucket"] == 2 and not found["power"]["tested"]
+    summary = (compare / "summary.md").read_text()
+    assert "A uniform (IN2)" in summary and "B edges (control)" in summary and "low power" in summary
+    assert (compare / "curves.png").stat().st_size > 10_000
+    data = json.loads((out / "stages" / "data" / ex.STAGE_FILE).read_text())["summary"]
+    assert data["contamination"]["probes"] == 12 and data["contamination"]["texts_in"] == 40
+    finished = {
+        p.name: json.loads((p / ex.STAGE_FILE).read_text())["finished"] for p in (out / "stages").iterdir()
+    }
+    assert sorted(finished) == sorted(ex.stage_names())
+
+    status = _cli("--config", "in2_placement_smoke", "--out", str(out), "--status")
+    assert status.returncode == 0 and status.stdout.count(" done (") == len(ex.stage_names())
+    again = _cli("--config", "in2_placement_smoke", "--out", str(out))
+    assert again.returncode == 0 and " stage " not in again.stdout  # nothing ran again
+    assert finished == {
+        p.name: json.loads((p / ex.STAGE_FILE).read_text())["finished"] for p in (out / "stages").iterdir()
+    }
