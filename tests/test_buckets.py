@@ -68,7 +68,7 @@ def synthetic_rows(n_sets: int, total_len: int, seed: int) -> list[tuple[int, in
 
 def to_samples(rows: list[tuple[int, int, float]], total_len: int, skip: set[int]) -> list[ScoredSample]:
     return [
-        ScoredSample(set_id=s, position_id=p, n_items=total_len, score=x)
+        ScoredSample(set_id=s, position_id=p, n_items=total_len, key=f"{s}-{p}", score=x)
         for idx, (s, p, x) in enumerate(rows)
         if idx not in skip
     ]
@@ -137,7 +137,7 @@ def test_default_mode_statistics_by_hand() -> None:
         (1, 2): 0.0,
         (1, 3): 0.0,
     }
-    samples = [ScoredSample(s, p, 4, x) for (s, p), x in scores.items()]
+    samples = [ScoredSample(s, p, 4, "", x) for (s, p), x in scores.items()]
     summary = summarize(samples, n_buckets=2, n_boot=200)
     first, second = summary.buckets
     assert first.mean == pytest.approx(75.0)  # sets: 100 and 50
@@ -149,7 +149,7 @@ def test_default_mode_statistics_by_hand() -> None:
 
 
 def test_to_dict_has_the_contract_keys() -> None:
-    samples = [ScoredSample(0, p, 4, 1.0) for p in range(4)]
+    samples = [ScoredSample(0, p, 4, "", 1.0) for p in range(4)]
     data = summarize(samples, n_buckets=2, n_boot=10).to_dict()
     assert {"avg", "gap", "avg_ci", "buckets", "n_sets", "n_samples", "mode"} <= set(data)
     assert set(data["buckets"][0]) >= {"index", "mean", "std", "ci", "n"}
@@ -161,7 +161,7 @@ def test_bootstrap_ci_contains_the_mean_and_shrinks_with_more_samples() -> None:
     def summary_for(n_per_cell: int) -> Summary:
         rng = random.Random(7)
         samples = [
-            ScoredSample(s, p, 4 * n_per_cell, float(rng.random() < 0.6))
+            ScoredSample(s, p, 4 * n_per_cell, "", float(rng.random() < 0.6))
             for s in range(4)
             for p in range(4 * n_per_cell)
         ]
@@ -179,7 +179,7 @@ def test_bootstrap_ci_contains_the_mean_and_shrinks_with_more_samples() -> None:
 
 def test_bootstrap_is_seeded() -> None:
     rng = random.Random(1)
-    samples = [ScoredSample(s, p, 100, rng.random()) for s in range(2) for p in range(100)]
+    samples = [ScoredSample(s, p, 100, "", rng.random()) for s in range(2) for p in range(100)]
     a = summarize(samples, n_buckets=5, seed=11)
     b = summarize(samples, n_buckets=5, seed=11)
     c = summarize(samples, n_buckets=5, seed=12)
@@ -190,7 +190,7 @@ def test_bootstrap_is_seeded() -> None:
 
 def test_empty_buckets_are_left_out_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     # Like lm_eval --limit 120: only the first 120 positions of set 0.
-    samples = [ScoredSample(0, p, 800, 1.0 if p < 50 else 0.0) for p in range(120)]
+    samples = [ScoredSample(0, p, 800, "", 1.0 if p < 50 else 0.0) for p in range(120)]
     with caplog.at_level(logging.WARNING, logger="val_probing.buckets"):
         summary = summarize(samples, n_buckets=16, n_boot=50)
     assert [b.index for b in summary.buckets] == [0, 1, 2]
@@ -202,7 +202,7 @@ def test_empty_buckets_are_left_out_with_a_warning(caplog: pytest.LogCaptureFixt
 
 
 def test_partial_sets_average_over_the_sets_present() -> None:
-    samples = [ScoredSample(0, 0, 2, 1.0), ScoredSample(1, 0, 2, 0.0), ScoredSample(0, 1, 2, 0.5)]
+    samples = [ScoredSample(0, 0, 2, "", 1.0), ScoredSample(1, 0, 2, "", 0.0), ScoredSample(0, 1, 2, "", 0.5)]
     summary = summarize(samples, n_buckets=2, n_boot=20)
     assert [(b.mean, b.n_sets) for b in summary.buckets] == [(50.0, 2), (50.0, 1)]
 
@@ -213,7 +213,7 @@ def test_no_samples_is_an_error() -> None:
 
 
 def test_inconsistent_n_items_in_a_set_is_an_error() -> None:
-    samples = [ScoredSample(0, 0, 800, 1.0), ScoredSample(0, 1, 750, 1.0)]
+    samples = [ScoredSample(0, 0, 800, "", 1.0), ScoredSample(0, 1, 750, "", 1.0)]
     with pytest.raises(SummaryError, match="n_items"):
         summarize(samples, n_buckets=15)
 
@@ -230,21 +230,21 @@ def test_inconsistent_n_items_in_a_set_is_an_error() -> None:
     ],
 )
 def test_scored_sample_validates(kwargs: dict[str, object], field: str) -> None:
-    base: dict[str, object] = {"set_id": 0, "position_id": 0, "n_items": 800, "score": 0.5}
+    base: dict[str, object] = {"set_id": 0, "position_id": 0, "n_items": 800, "key": "k", "score": 0.5}
     with pytest.raises(ValueError, match=field):
         ScoredSample(**{**base, **kwargs})  # type: ignore[arg-type]
 
 
 def test_bad_mode_is_rejected() -> None:
     with pytest.raises(ValueError, match="mode"):
-        summarize([ScoredSample(0, 0, 1, 1.0)], n_buckets=1, mode="paper")  # type: ignore[arg-type]
+        summarize([ScoredSample(0, 0, 1, "", 1.0)], n_buckets=1, mode="paper")  # type: ignore[arg-type]
 
 
 def _uneven_samples(seed: int) -> list[ScoredSample]:
     """3 sets of 12 items; set 2 lacks the last positions, so cells have different sizes."""
     rng = random.Random(seed)
     return [
-        ScoredSample(s, p, 12, rng.choice([0.0, 0.5, 1.0]))
+        ScoredSample(s, p, 12, "", rng.choice([0.0, 0.5, 1.0]))
         for s in range(3)
         for p in range(12)
         if not (s == 2 and p >= 7)

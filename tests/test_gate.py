@@ -84,7 +84,7 @@ def write_run(
     for task, values in scores.items():
         name = f"val_{task}"
         summary = summarize(
-            [ScoredSample(s, p, N_ITEMS, v) for (s, p), v in zip(keys(), values, strict=True)],
+            [ScoredSample(s, p, N_ITEMS, "", v) for (s, p), v in zip(keys(), values, strict=True)],
             n_buckets=N_BUCKETS,
             n_boot=10,
         )
@@ -174,7 +174,7 @@ def test_baseline_file_records_numbers_settings_and_samples(baseline_file: Path,
     assert code.settings["n_buckets"] == N_BUCKETS and code.settings["limit"] is None
     # the numbers are the recomputed curve of the samples
     expected = summarize(
-        [ScoredSample(s, p, N_ITEMS, v) for (s, p), v in zip(keys(), base_scores["code"], strict=True)],
+        [ScoredSample(s, p, N_ITEMS, "", v) for (s, p), v in zip(keys(), base_scores["code"], strict=True)],
         n_buckets=N_BUCKETS,
         n_boot=10,
     )

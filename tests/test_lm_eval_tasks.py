@@ -464,7 +464,7 @@ def test_process_results_and_aggregations_match_summarize() -> None:
     per_sample = [process_results(d, [p]) for d, p in zip(docs, preds, strict=True)]
     expected = summarize(
         [
-            ScoredSample(d["set_id"], d["position_id"], 20, m["ref_score"])
+            ScoredSample(d["set_id"], d["position_id"], 20, "", m["ref_score"])
             for d, m in zip(docs, per_sample, strict=True)
         ],
         n_buckets=5,

@@ -29,6 +29,7 @@ def _oracle_summary(examples: list[ProbeExample], answers: list[str]) -> tuple[f
             set_id=ex.set_id,
             position_id=ex.position_id,
             n_items=ex.n_items,
+            key=ex.key,
             score=reference_score(ex.family, answer, ex.answer, ex.description),
         )
         for ex, answer in zip(examples, answers, strict=True)

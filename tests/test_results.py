@@ -45,7 +45,7 @@ def test_loads_every_model_and_task_recomputed_from_samples() -> None:
         assert len(r.samples) == 32
         # recomputed with summarize(): same numbers as a direct call on the same samples
         direct = summarize(
-            [ScoredSample(s.set_id, s.position_id, s.n_items, s.score) for s in r.samples],
+            [ScoredSample(s.set_id, s.position_id, s.n_items, s.key, s.score) for s in r.samples],
             n_buckets=8,
             n_boot=50,
         )

@@ -104,14 +104,23 @@ def is_last_in_bucket(position_id: int, n_items: int, n_buckets: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ScoredSample:
-    """One scored question: which context (set), where the needle was, and its score in [0, 1]."""
+    """One scored question: which context (set), where the needle was, which question, its score.
+
+    ``key`` is the question's identity (the probe's key) that the gate pairs a baseline's samples
+    with a run's on, together with ``set_id`` and ``position_id``; ``""`` where the producer has
+    none to give (lm-eval's aggregation items carry no key; they are only summarised, never paired).
+    ``score`` is the reference score, in [0, 1].
+    """
 
     set_id: int
     position_id: int
     n_items: int
+    key: str
     score: float
 
     def __post_init__(self) -> None:
+        if not isinstance(self.key, str):
+            raise ValueError(f"key: expected a text, got {self.key!r}")
         _check_int("set_id", self.set_id, 0)
         _check_int("n_items", self.n_items, 1)
         _check_int("position_id", self.position_id, 0)
@@ -121,6 +130,10 @@ class ScoredSample:
             raise ValueError(f"score: expected a number, got {self.score!r}")
         if not 0.0 <= self.score <= 1.0:  # also rejects NaN
             raise ValueError(f"score: {self.score!r} is not in [0, 1]")
+
+    def scored(self) -> ScoredSample:
+        """The sample itself: for callers written against ``results.SampleScore`` (now this type)."""
+        return self
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,22 +77,8 @@ class ResultsError(ValProbingError, ValueError):
     """A results or samples file that cannot be read, naming the file, line and field."""
 
 
-@dataclass(frozen=True, slots=True)
-class SampleScore:
-    """One scored question (reference metric, in [0, 1])."""
-
-    set_id: int
-    position_id: int
-    n_items: int
-    key: str
-    score: float
-
-    def __post_init__(self) -> None:
-        # ScoredSample validates ids, ranges and the score; reuse it rather than repeat the rules.
-        self.scored()
-
-    def scored(self) -> ScoredSample:
-        return ScoredSample(self.set_id, self.position_id, self.n_items, self.score)
+SampleScore = ScoredSample
+"""The one scored-sample type, under the name this module used to give it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +91,7 @@ class TaskResult:
     context_length: int | None
     metadata: Mapping[str, Any]
     summary: Summary
-    samples: tuple[SampleScore, ...]
+    samples: tuple[ScoredSample, ...]
 
     def __post_init__(self) -> None:
         if self.task not in FAMILIES:
@@ -176,7 +162,7 @@ def _int_field(obj: Mapping[str, Any], name: str, where: str) -> int:
 # ---------------------------------------------------------------- samples files
 
 
-def read_samples(path: Path) -> list[tuple[int | None, SampleScore]]:
+def read_samples(path: Path) -> list[tuple[int | None, ScoredSample]]:
     """(context_length, sample) for every line of an lm-eval ``samples_<task>_*.jsonl`` file.
 
     The file is streamed (lm-eval lines carry the whole prompt: official runs are hundreds of MB).
@@ -185,7 +171,7 @@ def read_samples(path: Path) -> list[tuple[int | None, SampleScore]]:
     A truncated last line (a run killed mid-write) is dropped with a warning; any other bad line
     is a :class:`ResultsError` naming the file, line and field.
     """
-    out: list[tuple[str, int | None, SampleScore]] = []
+    out: list[tuple[str, int | None, ScoredSample]] = []
     broken: tuple[int, json.JSONDecodeError] | None = None
     from_responses = 0
     with Path(path).open(encoding="utf-8") as handle:
@@ -241,7 +227,7 @@ def score_response(obj: Mapping[str, Any], doc: Mapping[str, Any], where: str) -
     return reference_score(family, response, answer, description if isinstance(description, str) else None)
 
 
-def _sample_from_line(obj: object, where: str) -> tuple[int | None, SampleScore, bool]:
+def _sample_from_line(obj: object, where: str) -> tuple[int | None, ScoredSample, bool]:
     """(context length, sample, whether the score was computed here from the response)."""
     if not isinstance(obj, dict):
         raise ResultsError(f"{where}: expected a JSON object")
@@ -258,7 +244,7 @@ def _sample_from_line(obj: object, where: str) -> tuple[int | None, SampleScore,
     if length is not None and (isinstance(length, bool) or not isinstance(length, int)):
         raise ResultsError(f"{where}: field 'doc.context_length' must be an integer, got {length!r}")
     try:
-        sample = SampleScore(
+        sample = ScoredSample(
             set_id=_int_field(doc, "set_id", where),
             position_id=_int_field(doc, "position_id", where),
             n_items=_int_field(doc, "n_items", where),
@@ -522,13 +508,13 @@ def _from_samples(
     n_buckets: int,
     n_boot: int | None,
 ) -> Iterator[TaskResult]:
-    by_length: dict[int | None, list[SampleScore]] = defaultdict(list)
+    by_length: dict[int | None, list[ScoredSample]] = defaultdict(list)
     for length, sample in read_samples(samples_path):
         by_length[length if length is not None else _length(meta.get("context_length"))].append(sample)
     if not by_length:
         raise ResultsError(f"{samples_path}: no samples")
     summaries = summarize_by(
-        ((length, s.scored()) for length, samples in by_length.items() for s in samples),
+        ((length, s) for length, samples in by_length.items() for s in samples),
         n_buckets=n_buckets,
         n_boot=n_boot,
     )
@@ -661,7 +647,7 @@ def with_ci(result: TaskResult, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) 
     if has_ci(result) or not result.has_samples:
         return result
     summary = summarize(
-        (s.scored() for s in result.samples),
+        result.samples,
         n_buckets=result.summary.n_buckets,
         mode=result.summary.mode,
         n_boot=n_boot,

@@ -149,9 +149,9 @@ def score_rows(
             others = diagnostic_scores(task, pred, row.answer, row.description) if diagnostics else {}
         except MetricError as err:
             raise RecordError(f"{where} row {row.row}: {err}") from err
-        reference.append(ScoredSample(row.set_id, row.position_id, row.n_items, score))
+        reference.append(ScoredSample(row.set_id, row.position_id, row.n_items, row.key, score))
         for name, value in others.items():
-            extra[name].append(ScoredSample(row.set_id, row.position_id, row.n_items, value))
+            extra[name].append(ScoredSample(row.set_id, row.position_id, row.n_items, row.key, value))
     return reference, extra
 
 

@@ -82,6 +82,7 @@ def _summary(lines: list[dict]):
             contexts[(ln["doc"]["context_length"], ln["doc"]["set_id"])],
             ln["doc"]["position_id"],
             N_ITEMS,
+            ln["doc"]["key"],
             ln["ref_score"],
         )
         for ln in lines
@@ -180,7 +181,7 @@ def write_run(
 
 def write_score_json(path: Path) -> None:
     samples = [
-        ScoredSample(s, p, N_ITEMS, score("org/u-model", "document", s, p, 8192))
+        ScoredSample(s, p, N_ITEMS, "", score("org/u-model", "document", s, p, 8192))
         for s in range(N_SETS)
         for p in range(N_ITEMS)
     ]

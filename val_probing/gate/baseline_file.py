@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from val_probing.buckets import ScoredSample
 from val_probing.gate.model import (
     FORMAT,
     SETTINGS,
@@ -32,9 +33,6 @@ from val_probing.gate.model import (
 )
 from val_probing.outputs import check_output_file, writing
 from val_probing.records import FAMILIES, write_text_atomic
-from val_probing.results import (
-    SampleScore,
-)
 
 SAMPLE_FIELDS = ("task", "set_id", "position_id", "n_items", "key", "score")
 
@@ -297,7 +295,7 @@ def read_baseline(path: Path) -> Baseline:
     )
 
 
-def _read_baseline_samples(path: Path, data: Mapping[str, Any]) -> dict[str, list[SampleScore]] | None:
+def _read_baseline_samples(path: Path, data: Mapping[str, Any]) -> dict[str, list[ScoredSample]] | None:
     name, sha = data.get("samples"), data.get("samples_sha256")
     if name is None:
         if sha is not None:
@@ -323,7 +321,7 @@ def _read_baseline_samples(path: Path, data: Mapping[str, Any]) -> dict[str, lis
             f"{spath}: does not match its baseline {path} (sha256 {actual[:12]}..., the YAML records "
             f"{sha[:12]}...): the pair is mixed or edited; re-create the baseline"
         )
-    out: dict[str, list[SampleScore]] = defaultdict(list)
+    out: dict[str, list[ScoredSample]] = defaultdict(list)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -344,7 +342,7 @@ def _read_baseline_samples(path: Path, data: Mapping[str, Any]) -> dict[str, lis
             raise GateInputError(f"{at}: missing field {missing[0]!r}")
         try:
             out[str(obj["task"])].append(
-                SampleScore(obj["set_id"], obj["position_id"], obj["n_items"], str(obj["key"]), obj["score"])
+                ScoredSample(obj["set_id"], obj["position_id"], obj["n_items"], str(obj["key"]), obj["score"])
             )
         except (TypeError, ValueError) as err:
             raise GateInputError(f"{at}: bad sample ({err})") from err

@@ -7,12 +7,10 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, Literal
 
+from val_probing.buckets import ScoredSample
 from val_probing.errors import ValProbingError
 from val_probing.records import FAMILIES
-from val_probing.results import (
-    SampleScore,
-    TaskResult,
-)
+from val_probing.results import TaskResult
 
 FORMAT = 2  # 2: the samples file is content-addressed and its sha256 recorded (format 1 is refused)
 
@@ -113,7 +111,7 @@ class BaselineTask:
     buckets: Mapping[int, float]
     n_samples: int
     tolerances: Tolerances
-    samples: tuple[SampleScore, ...] | None = None
+    samples: tuple[ScoredSample, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,13 +9,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from val_probing.buckets import group_cells
+from val_probing.buckets import ScoredSample, group_cells
 from val_probing.gate.model import (
     GateInputError,
     Statistics,
-)
-from val_probing.results import (
-    SampleScore,
 )
 
 
@@ -34,9 +31,11 @@ class Paired:
     binary: bool = False  # every score on both sides is 0 or 1
 
 
-def pair_samples(name: str, old: Sequence[SampleScore], new: Sequence[SampleScore], n_buckets: int) -> Paired:
-    def index(samples: Sequence[SampleScore], which: str) -> dict[tuple[int, int, str], SampleScore]:
-        out: dict[tuple[int, int, str], SampleScore] = {}
+def pair_samples(
+    name: str, old: Sequence[ScoredSample], new: Sequence[ScoredSample], n_buckets: int
+) -> Paired:
+    def index(samples: Sequence[ScoredSample], which: str) -> dict[tuple[int, int, str], ScoredSample]:
+        out: dict[tuple[int, int, str], ScoredSample] = {}
         for s in samples:
             k = (s.set_id, s.position_id, s.key)
             if k in out:
@@ -56,7 +55,7 @@ def pair_samples(name: str, old: Sequence[SampleScore], new: Sequence[SampleScor
     keys = sorted(a)
     # summarize's cells and weights; group_cells keeps the (set, position) order within each cell,
     # so its sample order is that of ``keys``
-    cells = group_cells([a[k].scored() for k in keys], n_buckets)
+    cells = group_cells([a[k] for k in keys], n_buckets)
     p = Paired(
         old=np.array([a[k].score for k in keys]),
         new=np.array([b[k].score for k in keys]),
