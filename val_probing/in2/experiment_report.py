@@ -108,7 +108,9 @@ def verdict(diff: Mapping[str, Any], tests: Mapping[str, Any], alpha: float) -> 
     se = diff["avg"]["se"]
     mde = z * se
     avg = tests.get("avg", {})
-    if avg.get("y_better_fails"):
+    if avg.get("y_better") is None and avg.get("y_worse") is None:
+        said = "not tested (low power)"  # fewer than min_questions per bucket: the gate does not test it
+    elif avg.get("y_better_fails"):
         said = "better"
     elif avg.get("y_worse_fails"):
         said = "worse"
@@ -116,7 +118,7 @@ def verdict(diff: Mapping[str, Any], tests: Mapping[str, Any], alpha: float) -> 
         said = "no detectable effect"
     observed = abs(diff["avg"]["diff"])
     needed = None
-    if said == "no detectable effect" and observed > 0 and se > 0:
+    if said in ("no detectable effect", "not tested (low power)") and observed > 0 and se > 0:
         needed = int(np.ceil(diff["questions"] * (mde / observed) ** 2))
     return {
         "avg": said,
