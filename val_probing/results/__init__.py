@@ -1,31 +1,44 @@
-"""Load saved VAL results into typed records: :mod:`val_probing.results.load` (for now the whole of it)."""
+"""Saved VAL results as typed records; the public names of the four modules, re-exported.
 
-from val_probing.results.load import (
+* :mod:`~val_probing.results.model`: :class:`TaskResult`, :class:`ResultsError`, task/model names;
+* :mod:`~val_probing.results.readers`: lm-eval samples files, aggregates and ``score --json`` summaries;
+* :mod:`~val_probing.results.load`: :func:`load_results` over files and folders (what is accepted,
+  how bad input is reported: its docstring);
+* :mod:`~val_probing.results.frame`: CIs on request and the DataFrame of the notebooks.
+"""
+
+from val_probing.results.frame import (
     DEFAULT_N_BOOT,
     FRAME_COLUMNS,
-    NAN,
-    TASK_PREFIX,
-    PathLike,
-    ResultsError,
-    SampleScore,
-    TaskResult,
-    bucket_count,
-    display_name,
     ensure_ci,
-    find_results_files,
     frame_records,
     has_ci,
+    results_frame,
+    with_ci,
+)
+from val_probing.results.load import (
+    PathLike,
+    find_results_files,
     keep_latest,
     load_results,
     load_results_file,
-    read_samples,
-    results_frame,
+)
+from val_probing.results.model import (
+    NAN,
+    TASK_PREFIX,
+    ResultsError,
+    SampleScore,
+    TaskResult,
+    display_name,
     run_stamp,
+    task_family,
+)
+from val_probing.results.readers import (
+    bucket_count,
+    read_samples,
     score_response,
     summary_from_aggregates,
     summary_from_dict,
-    task_family,
-    with_ci,
 )
 
 __all__ = [

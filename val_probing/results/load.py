@@ -42,324 +42,34 @@ warnings, and whatever is valid is still returned. When nothing at all can be lo
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from val_probing.buckets import MODES, BucketStat, Mode, ScoredSample, Summary, summarize, summarize_by
-from val_probing.errors import ValProbingError
-from val_probing.metrics import reference_score
+from val_probing.buckets import ScoredSample, summarize_by
 from val_probing.records import FAMILIES
-
-if TYPE_CHECKING:
-    import pandas as pd
+from val_probing.results.model import ResultsError, TaskResult, display_name, run_stamp, task_family
+from val_probing.results.readers import (
+    BUCKET_KEY,
+    bucket_count,
+    read_json,
+    read_samples,
+    summary_from_aggregates,
+    summary_from_dict,
+)
 
 log = logging.getLogger(__name__)
 
-TASK_PREFIX = "val_"
-NAN = float("nan")
-_BUCKET_KEY = re.compile(r"^bucket_(\d+),(.+)$")
-_STAMP = re.compile(r"_(\d{4}-\d{2}-\d{2}T[\d\-.]+)\.json$")
-_PREFERRED_FILTER = "none"
-DEFAULT_N_BOOT = 1000
 PathLike = str | os.PathLike[str]
-
-
-class ResultsError(ValProbingError, ValueError):
-    """A results or samples file that cannot be read, naming the file, line and field."""
-
-
-SampleScore = ScoredSample
-"""The one scored-sample type, under the name this module used to give it."""
-
-
-@dataclass(frozen=True, slots=True)
-class TaskResult:
-    """One model's result on one task (at one context length)."""
-
-    model: str
-    task: str
-    source: Path
-    context_length: int | None
-    metadata: Mapping[str, Any]
-    summary: Summary
-    samples: tuple[ScoredSample, ...]
-
-    def __post_init__(self) -> None:
-        if self.task not in FAMILIES:
-            raise ValueError(f"task: {self.task!r} is not one of {FAMILIES}")
-        if not self.model:
-            raise ValueError("model: empty name")
-
-    @property
-    def has_samples(self) -> bool:
-        """True when the summary was recomputed from samples (std and CIs known)."""
-        return bool(self.samples)
-
-    @property
-    def has_spread(self) -> bool:
-        """True when the across-set std of the buckets is known (not NaN)."""
-        return all(not math.isnan(b.std) for b in self.summary.buckets)
-
-
-# ---------------------------------------------------------------- small helpers
-
-
-def task_family(task_name: str) -> str | None:
-    """``"val_document"`` -> ``"document"``; None for tasks that are not VAL probing tasks."""
-    if task_name.startswith(TASK_PREFIX) and task_name[len(TASK_PREFIX) :] in FAMILIES:
-        return task_name[len(TASK_PREFIX) :]
-    return None
-
-
-def display_name(model_name: str) -> str:
-    """The last path component of a model name or folder (``org/Model`` -> ``Model``)."""
-    stripped = model_name.rstrip("/\\")
-    return re.split(r"[/\\]", stripped)[-1] or model_name
-
-
-def run_stamp(path: Path) -> str | None:
-    """lm-eval's timestamp in a results file name (ISO with ``-`` for ``:``), sortable as text."""
-    match = _STAMP.search(path.name)
-    return match.group(1) if match else None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ResultsError(f"{path}: no such file") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise ResultsError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        return None
-    return float(value)
-
-
-def _int_field(obj: Mapping[str, Any], name: str, where: str) -> int:
-    if name not in obj:
-        raise ResultsError(f"{where}: missing field {name!r}")
-    value = obj[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ResultsError(f"{where}: field {name!r} must be an integer, got {value!r}")
-    return value
-
-
-# ---------------------------------------------------------------- samples files
-
-
-def read_samples(path: Path) -> list[tuple[int | None, ScoredSample]]:
-    """(context_length, sample) for every line of an lm-eval ``samples_<task>_*.jsonl`` file.
-
-    The file is streamed (lm-eval lines carry the whole prompt: official runs are hundreds of MB).
-    lm-eval writes one line per question and filter: with several filters, ``"none"`` (else the
-    first by name) is read.
-    A truncated last line (a run killed mid-write) is dropped with a warning; any other bad line
-    is a :class:`ResultsError` naming the file, line and field.
-    """
-    out: list[tuple[str, int | None, ScoredSample]] = []
-    broken: tuple[int, json.JSONDecodeError] | None = None
-    from_responses = 0
-    with Path(path).open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            if broken is not None:  # the bad line was not the last one
-                raise ResultsError(f"{path}:{broken[0]}: malformed JSON ({broken[1].msg})") from broken[1]
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                broken = (lineno, err)
-                continue
-            length, sample, rescored = _sample_from_line(obj, f"{path}:{lineno}")
-            from_responses += rescored
-            out.append((str(obj.get("filter", _PREFERRED_FILTER)), length, sample))
-    if from_responses:
-        log.info(
-            "%s: %d samples without scores (a --predict_only run) scored from their responses "
-            "with the reference metric",
-            path,
-            from_responses,
-        )
-    if broken is not None:
-        log.warning("%s:%d: last line is truncated (a run stopped while writing?); ignored", path, broken[0])
-    filters = sorted({f for f, _l, _s in out})
-    if len(filters) > 1:  # lm-eval writes one line per (question, filter)
-        keep = _PREFERRED_FILTER if _PREFERRED_FILTER in filters else filters[0]
-        log.info("%s: filters %s; reading filter %r", path, ", ".join(filters), keep)
-        out = [row for row in out if row[0] == keep]
-    return [(length, sample) for _f, length, sample in out]
-
-
-def score_response(obj: Mapping[str, Any], doc: Mapping[str, Any], where: str) -> float:
-    """The reference score of an unscored samples line (``--predict_only``): its filtered response."""
-    family = doc.get("family")
-    if family not in FAMILIES:
-        raise ResultsError(
-            f"{where}: no 'ref_score' and field 'doc.family' = {family!r} is not one of {FAMILIES}"
-        )
-    responses = obj.get("filtered_resps")
-    if not isinstance(responses, list) or not responses:
-        raise ResultsError(f"{where}: no 'ref_score' and no 'filtered_resps' to score")
-    response = responses[0]
-    while isinstance(response, list) and response:  # lm-eval nests per-repeat lists in some versions
-        response = response[0]
-    if not isinstance(response, str):
-        raise ResultsError(f"{where}: field 'filtered_resps' holds {response!r}, not a text")
-    answer = doc.get("answer")
-    if not isinstance(answer, str):
-        raise ResultsError(f"{where}: field 'doc.answer' must be a text, got {answer!r}")
-    description = doc.get("description")
-    return reference_score(family, response, answer, description if isinstance(description, str) else None)
-
-
-def _sample_from_line(obj: object, where: str) -> tuple[int | None, ScoredSample, bool]:
-    """(context length, sample, whether the score was computed here from the response)."""
-    if not isinstance(obj, dict):
-        raise ResultsError(f"{where}: expected a JSON object")
-    doc = obj.get("doc")
-    if not isinstance(doc, dict):
-        raise ResultsError(f"{where}: missing field 'doc' (not an lm-eval samples line)")
-    rescored = "ref_score" not in obj and "bypass" in obj
-    score = score_response(obj, doc, where) if rescored else _number(obj.get("ref_score"))
-    if score is None:
-        raise ResultsError(
-            f"{where}: field 'ref_score' must be a number in [0, 1], got {obj.get('ref_score')!r}"
-        )
-    length = doc.get("context_length")
-    if length is not None and (isinstance(length, bool) or not isinstance(length, int)):
-        raise ResultsError(f"{where}: field 'doc.context_length' must be an integer, got {length!r}")
-    try:
-        sample = ScoredSample(
-            set_id=_int_field(doc, "set_id", where),
-            position_id=_int_field(doc, "position_id", where),
-            n_items=_int_field(doc, "n_items", where),
-            key=str(doc.get("key", "")),
-            score=score,
-        )
-    except ValueError as err:
-        if isinstance(err, ResultsError):
-            raise
-        raise ResultsError(f"{where}: {err}") from err
-    return length, sample, rescored
-
-
-# ---------------------------------------------------------------- summaries without samples
-
-
-def summary_from_aggregates(
-    task_results: Mapping[str, Any], *, n_buckets: int | None, where: str, n_samples: int = 0
-) -> Summary:
-    """A Summary from lm-eval's ``bucket_NN`` / ``avg`` / ``gap`` numbers (x100); spread unknown (NaN)."""
-    by_filter: dict[str, dict[int, float | None]] = defaultdict(dict)
-    for name, value in task_results.items():
-        match = _BUCKET_KEY.match(name)
-        if match:
-            by_filter[match.group(2)][int(match.group(1))] = _number(value)
-    if not by_filter:
-        if any(name.startswith("bypass,") for name in task_results):
-            raise ResultsError(
-                f"{where}: a --predict_only run (metric 'bypass') has no scores; its samples file "
-                "(samples_<task>_<timestamp>.jsonl beside it) is needed to score it"
-            )
-        raise ResultsError(f"{where}: no bucket_NN metrics (is this a VAL probing task?)")
-    filt = _PREFERRED_FILTER if _PREFERRED_FILTER in by_filter else sorted(by_filter)[0]
-    values = by_filter[filt]
-    total = bucket_count(n_buckets, values) or 1  # values is not empty
-    present = {b: v for b, v in values.items() if v is not None and b < total}
-    if not present:
-        raise ResultsError(f"{where}: every bucket_NN value is empty")
-    buckets = tuple(
-        BucketStat(index=b, mean=present[b], std=NAN, ci=(NAN, NAN), n=0, n_sets=0) for b in sorted(present)
-    )
-    means = [b.mean for b in buckets]
-    avg = _number(task_results.get(f"avg,{filt}"))
-    gap = _number(task_results.get(f"gap,{filt}"))
-    return Summary(
-        buckets=buckets,
-        avg=avg if avg is not None else sum(means) / len(means),
-        avg_ci=(NAN, NAN),
-        gap=gap if gap is not None else max(means) - min(means),
-        n_sets=0,
-        n_samples=n_samples,
-        mode="default",
-        n_buckets=total,
-        missing_buckets=tuple(b for b in range(total) if b not in present),
-    )
-
-
-def _mode(value: object, where: str) -> Mode:
-    for mode in MODES:
-        if value == mode:
-            return mode
-    raise ResultsError(f"{where}: field 'mode' = {value!r} is not one of {MODES}")
-
-
-def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
-    """Inverse of ``Summary.to_dict()`` (a ``score --json`` file)."""
-    try:
-        buckets = tuple(
-            BucketStat(
-                index=int(b["index"]),
-                mean=float(b["mean"]),
-                std=float(b["std"]) if b.get("std") is not None else NAN,
-                ci=tuple(float(x) for x in b["ci"]) if b.get("ci") else (NAN, NAN),  # type: ignore[arg-type]
-                n=int(b.get("n", 0)),
-                n_sets=int(b.get("n_sets", 0)),
-            )
-            for b in data["buckets"]
-        )
-        if not buckets:
-            raise ResultsError(f"{where}: 'buckets' is empty")
-        recorded = int(data["n_buckets"]) if "n_buckets" in data else None
-        n_buckets = bucket_count(recorded, (b.index for b in buckets)) or 1  # buckets is not empty
-        return Summary(
-            buckets=buckets,
-            avg=float(data["avg"]),
-            avg_ci=tuple(float(x) for x in data.get("avg_ci") or (NAN, NAN)),  # type: ignore[arg-type]
-            gap=float(data["gap"]),
-            n_sets=int(data.get("n_sets", 0)),
-            n_samples=int(data.get("n_samples", 0)),
-            mode=_mode(data.get("mode", "default"), where),
-            n_buckets=n_buckets,
-            missing_buckets=tuple(int(b) for b in data.get("missing_buckets", ())),
-        )
-    except KeyError as err:
-        raise ResultsError(f"{where}: missing field {err.args[0]!r}") from err
-    except (TypeError, ValueError) as err:
-        if isinstance(err, ResultsError):
-            raise
-        raise ResultsError(f"{where}: bad summary value ({err})") from err
-
-
-# ---------------------------------------------------------------- one file
-
-
-def bucket_count(recorded: object, indices: Iterable[int]) -> int | None:
-    """A saved run's bucket count: the one it recorded (a positive int), else one more than the
-    highest bucket index it has; None when it has neither."""
-    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0:
-        return recorded
-    return max(indices, default=-1) + 1 or None
 
 
 def _n_buckets(meta: Mapping[str, Any], task_results: Mapping[str, Any]) -> int | None:
     return bucket_count(
-        meta.get("n_buckets"), (int(m.group(1)) for m in map(_BUCKET_KEY.match, task_results) if m)
+        meta.get("n_buckets"), (int(m.group(1)) for m in map(BUCKET_KEY.match, task_results) if m)
     )
 
 
@@ -416,7 +126,7 @@ def load_results_file(path: Path, *, n_boot: int | None = None, strict: bool = T
     the file are still returned); with ``strict=True`` it is a :class:`ResultsError`.
     """
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if "results" in data and isinstance(data["results"], dict):
         return _from_lm_eval(path, data, n_boot=n_boot, strict=strict)
     if "task" in data and "buckets" in data:
@@ -629,111 +339,3 @@ def _warn_incomplete(results: Sequence[TaskResult]) -> None:
         missing = [f for f in FAMILIES if f not in tasks]
         if missing:
             log.warning("%s: no results for %s", model, ", ".join(missing))
-
-
-# ---------------------------------------------------------------- CIs on request, DataFrames
-
-
-def has_ci(result: TaskResult) -> bool:
-    """True when the result's bucket CIs are known (computed from samples, or read from a file)."""
-    return all(not math.isnan(b.ci[0]) for b in result.summary.buckets)
-
-
-def with_ci(result: TaskResult, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> TaskResult:
-    """The result with bootstrap CIs: recomputed from its samples when they are not known yet.
-
-    Results without samples (aggregates only) come back unchanged: their CIs cannot be known.
-    """
-    if has_ci(result) or not result.has_samples:
-        return result
-    summary = summarize(
-        result.samples,
-        n_buckets=result.summary.n_buckets,
-        mode=result.summary.mode,
-        n_boot=n_boot,
-        seed=seed,
-    )
-    return replace(result, summary=summary)
-
-
-def ensure_ci(
-    results: Sequence[TaskResult], *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
-) -> list[TaskResult]:
-    """:func:`with_ci` for every result, order kept."""
-    return [with_ci(r, n_boot=n_boot, seed=seed) for r in results]
-
-
-FRAME_COLUMNS: tuple[str, ...] = (
-    "model",
-    "task",
-    "context_length",
-    "bucket",
-    "position",
-    "mean",
-    "ci_low",
-    "ci_high",
-    "std",
-    "n",
-    "n_sets",
-    "avg",
-    "avg_ci_low",
-    "avg_ci_high",
-    "gap",
-    "n_buckets",
-    "has_samples",
-    "source",
-)
-
-
-def frame_records(
-    results: Sequence[TaskResult], *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
-) -> list[dict[str, Any]]:
-    """The rows of :func:`results_frame` as plain dicts (one per result x bucket, in order)."""
-    rows: list[dict[str, Any]] = []
-    for r in ensure_ci(results, n_boot=n_boot, seed=seed):
-        s = r.summary
-        for b in s.buckets:
-            rows.append(
-                {
-                    "model": r.model,
-                    "task": r.task,
-                    "context_length": r.context_length,
-                    "bucket": b.index,
-                    "position": (b.index + 0.5) / s.n_buckets * 100,
-                    "mean": b.mean,
-                    "ci_low": b.ci[0],
-                    "ci_high": b.ci[1],
-                    "std": b.std,
-                    "n": b.n,
-                    "n_sets": b.n_sets,
-                    "avg": s.avg,
-                    "avg_ci_low": s.avg_ci[0],
-                    "avg_ci_high": s.avg_ci[1],
-                    "gap": s.gap,
-                    "n_buckets": s.n_buckets,
-                    "has_samples": r.has_samples,
-                    "source": str(r.source),
-                }
-            )
-    return rows
-
-
-def results_frame(
-    results: Sequence[TaskResult], *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
-) -> pd.DataFrame:
-    """A pandas DataFrame: one row per model x task x context length x bucket (:data:`FRAME_COLUMNS`).
-
-    ``mean``, ``ci_low``/``ci_high`` (95% bootstrap CI, computed here from the samples with
-    ``n_boot`` resamples when loading did not), ``std`` (across sets), ``n`` (questions) and
-    ``n_sets`` describe the bucket; ``avg``, ``avg_ci_low``/``avg_ci_high`` and ``gap`` are the
-    run's (repeated on its rows), all x100. ``position`` is the bucket's centre in % of the context.
-    Results without samples have NaN CIs and std. Needs pandas (``pip install 'val-probing[plot]'``).
-    """
-    try:
-        import pandas as pd
-    except ModuleNotFoundError as err:
-        raise ValProbingError(
-            "results_frame needs pandas: pip install 'val-probing[plot]' (lm-eval installs it too)"
-        ) from err
-    frame = pd.DataFrame(frame_records(results, n_boot=n_boot, seed=seed), columns=list(FRAME_COLUMNS))
-    return frame.astype({"context_length": "Int64"})
