@@ -7,6 +7,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from val_probing.commands.args import non_negative_int, positive_int
 from val_probing.pools import EMBEDDED, FILM
 from val_probing.records import FAMILIES
 
@@ -42,38 +43,26 @@ pools:
 """
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, choices=FAMILIES, help="probe family")
-    parser.add_argument("--length", required=True, type=_positive, help="context budget in tokens")
+    parser.add_argument("--length", required=True, type=positive_int, help="context budget in tokens")
     parser.add_argument(
         "--tokenizer",
         required=True,
         help="Hugging Face tokenizer name or folder, 'embedded' (SmolLM2's) or 'whitespace' (words)",
     )
     parser.add_argument("--pool", default=EMBEDDED, help=f"{EMBEDDED} | {FILM} | PATH (default: %(default)s)")
-    parser.add_argument("--sets", type=_positive, default=4, help="contexts to build (default: %(default)s)")
+    parser.add_argument(
+        "--sets", type=positive_int, default=4, help="contexts to build (default: %(default)s)"
+    )
     parser.add_argument(
         "--positions",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="needle positions per set, spread evenly (default: every item, the official layout)",
     )
     parser.add_argument(
-        "--seed", type=_non_negative, default=0, help="shuffles the pool (default: %(default)s)"
+        "--seed", type=non_negative_int, default=0, help="shuffles the pool (default: %(default)s)"
     )
     parser.add_argument("--out", required=True, type=Path, help="probes JSONL to write")
     parser.add_argument("--no-cache", action="store_true", help="build even if cached, and do not cache")
