@@ -208,9 +208,19 @@ class Cells:
         """Samples per cell."""
         return np.array([len(s) for s in self.scores], dtype=np.int64)
 
-    def cell_buckets(self) -> np.ndarray:
-        """The bucket of each cell."""
-        return np.array([bucket for _set_id, bucket in self.keys], dtype=np.int64)
+    def bucket_samples(self) -> dict[int, int]:
+        """Bucket -> samples in it (over every set), ascending buckets: each bucket's ``n``."""
+        counts: dict[int, int] = defaultdict(int)
+        for (_set_id, bucket), scores in zip(self.keys, self.scores, strict=True):
+            counts[bucket] += len(scores)
+        return dict(sorted(counts.items()))
+
+    def bucket_sets(self) -> dict[int, int]:
+        """Bucket -> sets that have a sample in it, ascending buckets: each bucket's ``n_sets``."""
+        counts: dict[int, int] = defaultdict(int)
+        for _set_id, bucket in self.keys:
+            counts[bucket] += 1
+        return dict(sorted(counts.items()))
 
     def cell_of_sample(self) -> np.ndarray:
         """The cell index of each sample, in :meth:`flat` order."""
@@ -264,6 +274,11 @@ def group_cells(samples: Iterable[ScoredSample], n_buckets: int, mode: Mode = "d
     # sorted() is stable: within a position, samples keep their input order, as in plot.py's lists.
     scores = tuple(tuple(s for _pos, s in sorted(by_cell[k], key=lambda pair: pair[0])) for k in keys)
     return Cells(keys, scores, len(n_items_of_set), n_seen - n_dropped)
+
+
+def bucket_gap(means: np.ndarray) -> np.ndarray:
+    """The gap of bucket means: max - min along the last axis (one curve, or a stack of them)."""
+    return np.max(means, axis=-1) - np.min(means, axis=-1)
 
 
 def _point_estimates(cells: Cells, n_buckets: int) -> dict[int, list[float]]:
@@ -388,9 +403,7 @@ def summarize_cells(
     else:
         bucket_cis = [_NO_CI] * len(present)
         avg_ci = _NO_CI
-    counts: dict[int, int] = defaultdict(int)
-    for (_set_id, bucket), scores in zip(cells.keys, cells.scores, strict=True):
-        counts[bucket] += len(scores)
+    counts = cells.bucket_samples()
     means = [sum(per_bucket[b]) / len(per_bucket[b]) for b in present]
     stats = tuple(
         BucketStat(
@@ -407,7 +420,7 @@ def summarize_cells(
         buckets=stats,
         avg=sum(means) / len(means) * 100,
         avg_ci=avg_ci,
-        gap=(max(means) - min(means)) * 100,
+        gap=float(bucket_gap(np.array(means))) * 100,
         n_sets=n_sets,
         n_samples=n_used,
         mode=mode,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from val_probing.buckets import bucket_gap
 from val_probing.gate.model import (
     SETTINGS,
     Baseline,
@@ -31,7 +32,6 @@ from val_probing.gate.stats import (
     pair_samples,
     resamples_for,
     sign_flip_p,
-    spread,
 )
 from val_probing.results import (
     ResultsError,
@@ -72,7 +72,7 @@ class _Planned:
 
 
 def _plan(name: str, p: Paired, stats: Statistics) -> list[_Planned]:
-    per_bucket = {b: int(n) for b, n in enumerate(np.bincount(p.cell_bucket[p.cell])) if n}
+    per_bucket = p.bucket_samples
     rows: list[tuple[MetricKind, int | None, int]] = [(MetricKind.AVG, None, int(p.old.size))]
     rows += [(MetricKind.BUCKET, b, per_bucket[b]) for b in sorted(p.bucket_sets)]
     rows.append((MetricKind.GAP, None, min(per_bucket.values())))
@@ -89,7 +89,7 @@ def _paired_check(
     if plan.kind is MetricKind.GAP:
         matrix = p.matrix
         old_means, new_means = p.old @ matrix, p.new @ matrix
-        old, new = float(spread(old_means)) * 100, float(spread(new_means)) * 100
+        old, new = float(bucket_gap(old_means)) * 100, float(bucket_gap(new_means)) * 100
         pv, method = gap_permutation_p(p, rng, resamples)
         floor_dropped = bool(new_means.min() < old_means.min() - 1e-12)
         return MetricCheck(plan.task, name, plan.kind, old, new, new - old, tolerance, method, pv,

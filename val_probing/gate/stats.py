@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from val_probing.buckets import ScoredSample, group_cells
+from val_probing.buckets import ScoredSample, bucket_gap, group_cells
 from val_probing.gate.model import (
     GateInputError,
     Statistics,
@@ -18,17 +17,15 @@ from val_probing.gate.model import (
 
 @dataclass(frozen=True, slots=True)
 class Paired:
-    """Matched samples of one task: scores (n,) of both runs and each sample's set-bucket cell."""
+    """Matched samples of one task: scores (n,) of both runs, in the order of their set-bucket cells."""
 
     old: np.ndarray
     new: np.ndarray
-    cell: np.ndarray  # cell id per sample
-    cell_bucket: np.ndarray  # bucket of each cell
-    cell_size: np.ndarray
     bucket_sets: dict[int, int]  # bucket -> number of sets that have it
-    matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, buckets): see pair_samples
-    column: Mapping[int, int] = field(default_factory=dict)  # bucket -> its column of matrix
-    binary: bool = False  # every score on both sides is 0 or 1
+    bucket_samples: dict[int, int]  # bucket -> paired questions in it
+    matrix: np.ndarray  # (n, buckets present): scores @ matrix = bucket means (summarize's weights)
+    column: Mapping[int, int]  # bucket -> its column of matrix
+    binary: bool  # every score on both sides is 0 or 1
 
 
 def pair_samples(
@@ -56,19 +53,17 @@ def pair_samples(
     # summarize's cells and weights; group_cells keeps the (set, position) order within each cell,
     # so its sample order is that of ``keys``
     cells = group_cells([a[k] for k in keys], n_buckets)
-    p = Paired(
-        old=np.array([a[k].score for k in keys]),
-        new=np.array([b[k].score for k in keys]),
-        cell=cells.cell_of_sample(),
-        cell_bucket=cells.cell_buckets(),
-        cell_size=cells.sizes(),
-        bucket_sets=dict(Counter(bucket for _set_id, bucket in cells.keys)),
-    )
-    scores = np.concatenate([p.old, p.new])
-    return replace(
-        p,
-        matrix=cells.sample_weights(),  # (n, n_present_buckets): scores @ matrix = bucket means
-        column={b: j for j, b in enumerate(sorted(p.bucket_sets))},
+    old_scores = np.array([a[k].score for k in keys])
+    new_scores = np.array([b[k].score for k in keys])
+    scores = np.concatenate([old_scores, new_scores])
+    bucket_sets = cells.bucket_sets()
+    return Paired(
+        old=old_scores,
+        new=new_scores,
+        bucket_sets=bucket_sets,
+        bucket_samples=cells.bucket_samples(),
+        matrix=cells.sample_weights(),
+        column={b: j for j, b in enumerate(bucket_sets)},
         binary=bool(((scores == 0) | (scores == 1)).all()),
     )
 
@@ -137,10 +132,6 @@ def sign_flip_p(
     return monte_carlo_p(lambda m: total - 2 * (m @ size) <= observed, nz.size, rng, resamples), "sign-flip"
 
 
-def spread(means: np.ndarray) -> np.ndarray:
-    return means.max(axis=-1) - means.min(axis=-1)
-
-
 def gap_permutation_p(p: Paired, rng: np.random.Generator, resamples: int) -> tuple[float, str]:
     """One-sided p-value of "the gap grew": the paired permutation test of the gap difference.
 
@@ -159,11 +150,11 @@ def gap_permutation_p(p: Paired, rng: np.random.Generator, resamples: int) -> tu
         return 1.0, "no change"
     # swapping question i moves the run's bucket means by shift_i and the baseline's by -shift_i
     shift = matrix[changed] * (p.old - p.new)[changed, None]
-    observed = float(spread(new_means) - spread(old_means)) - 1e-12
+    observed = float(bucket_gap(new_means) - bucket_gap(old_means)) - 1e-12
 
     def stats(masks: np.ndarray) -> np.ndarray:
         moved = masks @ shift
-        return spread(new_means + moved) - spread(old_means - moved)
+        return bucket_gap(new_means + moved) - bucket_gap(old_means - moved)
 
     if changed.size <= EXACT_MAX:
         return float((stats(_swap_masks(changed.size)) >= observed).mean()), "permutation (exact)"
