@@ -39,7 +39,7 @@ from val_probing.lm_eval_adapter import (
     spread_order,
 )
 from val_probing.lm_eval_tasks import TASKS_DIR
-from val_probing.records import ProbeExample
+from val_probing.records import Family, ProbeExample
 
 PY = sys.executable
 SLICE = {"tokenizer": "embedded", "context_length": 500, "sets": 2, "positions": 8, "n_buckets": 4}
@@ -625,6 +625,40 @@ def test_default_buckets_adapt_to_short_contexts_and_explicit_ones_do_not() -> N
     )
     with pytest.raises(TaskSetupError, match="n_buckets=16 is more than the needle positions"):
         load_probe_set(explicit)
+
+
+@pytest.mark.parametrize(
+    ("family", "meta"),
+    [
+        ("code", {"context_length": 768}),  # 14 functions fit: fewer than the default 16
+        ("document", {"context_length": 1024, "positions": 12}),  # a divisor of 12
+        ("database", {"context_length": 1024, "positions": 10, "sets": 3}),
+    ],
+)
+def test_score_and_the_adapter_choose_the_same_buckets_on_built_probes(
+    family: Family, meta: dict[str, object]
+) -> None:
+    from val_probing.build import ProbeSpec, cached_probes
+    from val_probing.lm_eval_adapter import load_probe_set
+    from val_probing.score import default_buckets
+
+    opts = ValOptions.from_metadata(family, {**meta, "tokenizer": "embedded"})
+    probes = load_probe_set(opts)
+    rows, _digest = cached_probes(
+        ProbeSpec(
+            family=family,
+            length=opts.context_lengths[0],
+            tokenizer="embedded",
+            pool=opts.pool,
+            seed=opts.seed,
+            sets=opts.sets,
+            positions=opts.positions,
+        )
+    )
+    assert [d["position_id"] for d in sorted(probes.docs, key=lambda d: (d["set_id"], d["position_id"]))] == [
+        r.position_id for r in sorted(rows, key=lambda r: (r.set_id, r.position_id))
+    ]
+    assert default_buckets(family, rows) == probes.n_buckets
 
 
 def test_per_length_metrics_aggregate_their_own_length() -> None:

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from val_probing.buckets import Mode, ScoredSample, Summary, bucket_of, is_last_in_bucket, summarize
+from val_probing.buckets import (
+    Mode,
+    ScoredSample,
+    Summary,
+    bucket_of,
+    fitting_buckets,
+    is_last_in_bucket,
+    summarize,
+)
 from val_probing.errors import ValProbingError
 from val_probing.metrics import MetricError, diagnostic_scores, reference_score
 from val_probing.official import (
@@ -105,15 +113,43 @@ def read_outputs(path: Path) -> list[str | None]:
 # Scoring (pure)
 
 
-def default_buckets(rows: Sequence[ProbeExample]) -> int:
-    """The paper's 50-position buckets when n_items is a multiple of 50, else 16 (at most n_items)."""
-    sizes = {row.n_items for row in rows}
-    if len(sizes) > 1:
-        raise ValProbingError(f"sets differ in size (n_items {sorted(sizes)}): pass --buckets N")
-    (n_items,) = sizes
-    if n_items % PAPER_BUCKET == 0:
-        return n_items // PAPER_BUCKET
-    return min(16, n_items)
+def _positions_per_set(rows: Sequence[ProbeExample]) -> int | None:
+    """Needle positions asked per context of built probes; None when every item is asked about
+    (``build --positions`` not given: the official layout)."""
+    asked: dict[int, set[int]] = {}
+    n_items: dict[int, int] = {}
+    for row in rows:
+        asked.setdefault(row.set_id, set()).add(row.position_id)
+        n_items[row.set_id] = row.n_items
+    if all(len(asked[s]) == n_items[s] for s in asked):
+        return None
+    counts = {len(positions) for positions in asked.values()}
+    if len(counts) > 1:
+        raise ValProbingError(
+            f"the sets ask about different numbers of positions ({sorted(counts)}): pass --buckets N"
+        )
+    return counts.pop()
+
+
+def default_buckets(task: Family, rows: Sequence[ProbeExample]) -> int:
+    """The bucket count of non-reference scoring when ``--buckets`` is not given.
+
+    Built probes: the one default-bucket rule of the lm-eval tasks
+    (:func:`val_probing.buckets.fitting_buckets` of the family's ``DEFAULT_BUCKETS``, the fewest
+    items in a context and the positions asked per context), so ``score`` and lm-eval put the same
+    probes into the same buckets. Official rows: the paper's 50-position buckets (800 -> 16,
+    750 -> 15); a size that is no multiple of 50 falls back to the same rule.
+    """
+    if all(row.source == "official" for row in rows):
+        sizes = {row.n_items for row in rows}
+        if len(sizes) > 1:
+            raise ValProbingError(f"sets differ in size (n_items {sorted(sizes)}): pass --buckets N")
+        (n_items,) = sizes
+        if n_items % PAPER_BUCKET == 0:
+            return n_items // PAPER_BUCKET
+        return fitting_buckets(get_family(task).DEFAULT_BUCKETS, n_items)
+    min_items = min(row.n_items for row in rows)
+    return fitting_buckets(get_family(task).DEFAULT_BUCKETS, min_items, _positions_per_set(rows))
 
 
 def reference_buckets(rows: Sequence[ProbeExample]) -> int:
@@ -187,7 +223,7 @@ def score_outputs(
 ) -> Scored:
     """Score ``outputs`` against ``data`` (see the module docstring): ``reference`` reproduces the
     authors' plot.py (50-position buckets minus their last position); ``n_buckets=None`` picks the
-    paper's buckets (else 16)."""
+    paper's buckets (``--reference``) or :func:`default_buckets`."""
     data_file = None if data is None else official_file(task, data)  # a folder -> its split
     rows = load_rows(task, data_file)
     predictions = read_outputs(outputs)
@@ -200,7 +236,7 @@ def score_outputs(
     skip, skip_source = skip_set(rows, skip_list, reference=reference)
     mode: Mode = "reference" if reference else "default"
     if n_buckets is None:
-        n_buckets = reference_buckets(rows) if reference else default_buckets(rows)
+        n_buckets = reference_buckets(rows) if reference else default_buckets(task, rows)
     samples, extra = score_rows(task, rows, predictions, str(source), skip, diagnostics=diagnostics)
     try:
         summaries = {

@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--buckets",
         type=int,
         metavar="N",
-        help="number of position buckets (default: n_items/50 as in the paper, else 16)",
+        help="number of position buckets (default: n_items/50 for official rows, as in the paper; "
+        "built probes: the lm-eval tasks' count, see docs/scoring.md)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print JSON (Summary.to_dict() plus task, n_skipped)"
