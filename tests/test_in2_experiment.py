@@ -125,6 +125,12 @@ def test_a_finished_stage_is_skipped_and_a_broken_or_changed_one_runs_again(tmp_
     (tmp_path / "stages" / "first" / ex.STAGE_FILE).write_text("{ not json")
     go()
     assert calls == ["first", "second", "second", "first"]
+    # so does a damaged output file, or a damaged folder manifest
+    (tmp_path / "stages" / "first" / "out.txt").write_text("first:1:cut")
+    go()
+    (tmp_path / "stages" / "second" / "val_probing_manifest.json").write_text("[]")
+    go()
+    assert calls == ["first", "second", "second", "first", "first", "second"]
 
     # a changed setting re-runs the stage and everything that reads it
     first_setting["value"] = 2
@@ -132,7 +138,7 @@ def test_a_finished_stage_is_skipped_and_a_broken_or_changed_one_runs_again(tmp_
     assert calls[-2:] == ["first", "second"]
     assert (run.stage_dir("second") / "out.txt").read_text() == "second:10:first:2:"
     go()
-    assert len(calls) == 6
+    assert len(calls) == 8
 
 
 def test_status_lists_every_stage_pending_on_a_new_folder(tmp_path: Path) -> None:

@@ -106,6 +106,7 @@ class SynthesisSettings:
     slack_tokens: int = 96
     segment_tokens: int = 128
     mixture: str = "fine_grained=0.8,integration=0.2"  # no short-context or general rows: no placement
+    integration_segments: tuple[int, int] = (2, 4)  # segments per integration question (the paper: 2-4)
     template: str = "film"
 
 
@@ -214,10 +215,13 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
             return None
         raise ExperimentError(f"{where}: must be set")
     if text.startswith("tuple"):
-        if not isinstance(value, list):
+        item = get_args(hint)[0]
+        if not isinstance(value, list) or not all(isinstance(v, int | float | str) for v in value):
             raise ExperimentError(f"{where}: expected a list, got {value!r}")
-        item = float if "float" in text else str
-        return tuple(float(v) if item is float else str(v) for v in value)
+        try:
+            return tuple(item(v) for v in value)
+        except ValueError as err:
+            raise ExperimentError(f"{where}: expected a list of {item.__name__}, got {value!r}") from err
     if "Mapping" in text:
         if not isinstance(value, Mapping):
             raise ExperimentError(f"{where}: expected a mapping, got {value!r}")
@@ -274,7 +278,7 @@ class StageRecord:
     name: str
     path: Path
     inputs_hash: str
-    outputs_hash: str  # the folder manifest's sha256: what downstream stages key on
+    outputs_hash: str  # sha256 over its files' sha256 (stage.json aside): what downstream stages key on
     summary: Mapping[str, Any]
     seconds: float
 
@@ -285,6 +289,7 @@ class Stage:
     needs: tuple[str, ...]
     inputs: Callable[[Run], dict[str, Any]]  # the settings it depends on (plus its needs' outputs)
     body: Callable[[Run, Path], dict[str, Any]]  # writes into the folder, returns its summary
+    version: int = 1  # bump when the stage's code changes what it makes: finished folders then re-run
 
 
 @dataclass
@@ -308,7 +313,8 @@ class Run:
 
 def inputs_hash(run: Run, stage: Stage) -> str:
     upstream = {n: run.done[n].outputs_hash for n in stage.needs}
-    return digest({"format": FORMAT, "stage": stage.name, "inputs": stage.inputs(run), "upstream": upstream})
+    keyed = {"format": FORMAT, "stage": stage.name, "version": stage.version, "inputs": stage.inputs(run)}
+    return digest({**keyed, "upstream": upstream})
 
 
 def read_stage(folder: Path, key: str) -> StageRecord | None:
@@ -324,7 +330,8 @@ def read_stage(folder: Path, key: str) -> StageRecord | None:
         if not isinstance(record, dict) or record.get("inputs_hash") != key:
             raise CacheInvalid(f"{folder / STAGE_FILE}: not the record of these inputs")
         files = json.loads((folder / FOLDER_MANIFEST).read_text(encoding="utf-8"))["files"]
-        outputs_hash = digest({n: f["sha256"] for n, f in files.items()})
+        # what the stage made, not its record (times): the same files again re-run nothing after it
+        outputs_hash = digest({n: f["sha256"] for n, f in files.items() if n != STAGE_FILE})
     except (CacheInvalid, OSError, ValueError, KeyError, TypeError) as err:
         log.warning("stage %s is not reusable (%s): running it again", folder.name, err)
         return None
@@ -396,7 +403,12 @@ def _model_body(run: Run, folder: Path) -> dict[str, Any]:
 
 
 def base_model(run: Run) -> str:
-    """The base model's folder (or hub name): inside the model stage for the tiny Llama."""
+    """The base model's folder (or hub name): inside the model stage for the tiny Llama; the embedded
+    model's cache folder, verified (and converted again if it was removed) on every use."""
+    from val_probing.embedded import embedded_model_dir
+
+    if run.config.model == EMBEDDED:
+        return str(embedded_model_dir())
     path = str(run.summary("model")["path"])
     return str(run.stage_dir("model") / path) if path == "model" else path
 
@@ -452,11 +464,34 @@ _FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[ \t]*$", re.M | re.S)
 _MARKUP = re.compile(r"^\s*(\.\. |:[a-z]+:|<|\[!\[|!\[|\|)")
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+PARAGRAPH_CHARS = 600  # longer paragraphs are cut at sentence ends: segments stay near 128 tokens
+
+
+def _short_paragraphs(paragraph: str, limit: int = PARAGRAPH_CHARS) -> list[str]:
+    """A paragraph as pieces of at most about ``limit`` characters, cut at sentence ends; a piece still
+    over ``2 x limit`` (no sentence end: a table row, a list of links) is left out."""
+    pieces: list[str] = []
+    current = ""
+    for sentence in _SENTENCE_END.split(paragraph):
+        if current and len(current) + 1 + len(sentence) > limit:
+            pieces.append(current)
+            current = ""
+        current = f"{current} {sentence}" if current else sentence
+    if current:
+        pieces.append(current)
+    return [p for p in pieces if len(p) <= 2 * limit]
+
+
 def _prose(body: str) -> str:
-    """A long description without code blocks, images, tables, directives or HTML lines."""
+    """A long description without code blocks, images, tables, directives or HTML lines, in paragraphs of
+    at most about :data:`PARAGRAPH_CHARS` characters."""
     body = _FENCE.sub("", body)
     lines = [ln for ln in body.splitlines() if not _MARKUP.match(ln) and not ln.startswith("    ")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    paragraphs = re.split(r"\n\s*\n", "\n".join(lines))
+    flat = [" ".join(para.split()) for para in paragraphs if para.strip()]
+    kept = [piece for para in flat for piece in _short_paragraphs(para)]
+    return "\n\n".join(kept)
 
 
 def package_texts(min_words: int, max_texts: int | None = None) -> list[tuple[str, str]]:
@@ -515,6 +550,7 @@ def _data_body(run: Run, folder: Path) -> dict[str, Any]:
         ratios=MixtureRatios.parse(s.mixture),
         length=LengthRange(s.min_context, s.max_context, s.slack_tokens),
         segment_tokens=s.segment_tokens,
+        integration_segments=(s.integration_segments[0], s.integration_segments[-1]),
         seed=seed,
     )
     plan = synthesize(
@@ -665,7 +701,7 @@ def _eval_body(which: str) -> Callable[[Run, Path], dict[str, Any]]:
         if e.max_gen_toks is not None:
             cmd += ["--gen_kwargs", f"max_gen_toks={e.max_gen_toks}"]
         _subprocess(cmd, folder / "eval.log", timeout=e.timeout_s, env={"HF_HUB_OFFLINE": "1", **e.env})
-        results = _load(folder)
+        results = _load(folder, run.summary("probes")["families"])
         return {
             "model": model,
             "command": cmd,
@@ -678,13 +714,21 @@ def _eval_body(which: str) -> Callable[[Run, Path], dict[str, Any]]:
     return body
 
 
-def _load(folder: Path) -> list[Any]:
+def _load(folder: Path, probes: Mapping[str, Any]) -> list[Any]:
+    """The three tasks' results with samples, evaluated on the probes of the probes stage (same hash)."""
     from val_probing.results import load_results
 
     results = load_results([folder / "lm_eval"])
     missing = sorted(set(FAMILIES) - {r.task for r in results})
     if missing or not all(r.has_samples for r in results):
         raise ExperimentError(f"{folder}: results without samples, or tasks missing ({missing})")
+    for r in results:
+        want = probes[r.task]["probe_hash"]
+        if r.metadata.get("probe_hash") != want:
+            raise ExperimentError(
+                f"{r.source}: {r.task} was evaluated on probes {r.metadata.get('probe_hash')}, not the "
+                f"probes stage's {want}: the probes differ (tokenizer or pool changed?)"
+            )
     return results
 
 
@@ -695,7 +739,8 @@ def _compare_inputs(run: Run) -> dict[str, Any]:
 def _compare_body(run: Run, folder: Path) -> dict[str, Any]:
     from val_probing.in2.experiment_report import compare_runs, write_report
 
-    runs = {w: _load(run.stage_dir(f"eval_{w}")) for w in ("base", *ARMS)}
+    probes = run.summary("probes")["families"]
+    runs = {w: _load(run.stage_dir(f"eval_{w}"), probes) for w in ("base", *ARMS)}
     found = compare_runs(runs, run.config.comparison, run.config.seed)
     found["power"] = run.summary("probes")["power"]
     found["probes"] = run.summary("probes")["families"]
@@ -706,7 +751,7 @@ def _compare_body(run: Run, folder: Path) -> dict[str, Any]:
 STAGES: tuple[Stage, ...] = (
     Stage("model", (), _model_inputs, _model_body),
     Stage("probes", ("model",), _probes_inputs, _probes_body),
-    Stage("corpus", (), _corpus_inputs, _corpus_body),
+    Stage("corpus", (), _corpus_inputs, _corpus_body, version=2),  # 2: long paragraphs cut
     Stage("data", ("model", "probes", "corpus"), _data_inputs, _data_body),
     *(Stage(f"train_{a}", ("model", "data"), _train_inputs, _train_body(a)) for a in ARMS),
     Stage("eval_base", ("model", "probes"), _eval_inputs, _eval_body("base")),
