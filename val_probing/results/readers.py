@@ -201,6 +201,12 @@ def _mode(value: object, where: str) -> Mode:
     raise ResultsError(f"{where}: field 'mode' = {value!r} is not one of {MODES}")
 
 
+def _interval(value: Any) -> tuple[float, float]:
+    """A saved ``[low, high]`` (JSON); a TypeError or ValueError when it is not two numbers."""
+    low, high = (float(x) for x in value)
+    return low, high
+
+
 def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
     """Inverse of ``Summary.to_dict()`` (a ``score --json`` file)."""
     try:
@@ -209,7 +215,7 @@ def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
                 index=int(b["index"]),
                 mean=float(b["mean"]),
                 std=float(b["std"]) if b.get("std") is not None else NAN,
-                ci=tuple(float(x) for x in b["ci"]) if b.get("ci") else (NAN, NAN),  # type: ignore[arg-type]
+                ci=_interval(b["ci"]) if b.get("ci") else (NAN, NAN),
                 n=int(b.get("n", 0)),
                 n_sets=int(b.get("n_sets", 0)),
             )
@@ -222,7 +228,7 @@ def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
         return Summary(
             buckets=buckets,
             avg=float(data["avg"]),
-            avg_ci=tuple(float(x) for x in data.get("avg_ci") or (NAN, NAN)),  # type: ignore[arg-type]
+            avg_ci=_interval(data.get("avg_ci") or (NAN, NAN)),
             gap=float(data["gap"]),
             n_sets=int(data.get("n_sets", 0)),
             n_samples=int(data.get("n_samples", 0)),
