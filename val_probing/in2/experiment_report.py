@@ -36,7 +36,8 @@ POWER = 0.8
 
 def paired_differences(x: TaskResult, y: TaskResult, n_boot: int, seed: int) -> dict[str, Any]:
     """Y - X (x100) of avg, gap and each bucket, with 95% paired bootstrap intervals and the avg's SE."""
-    from val_probing.gate.stats import pair_samples, spread
+    from val_probing.buckets import bucket_gap
+    from val_probing.gate.stats import pair_samples
 
     n_buckets = int(x.metadata.get("n_buckets") or x.summary.n_buckets)
     p = pair_samples(x.task, x.samples, y.samples, n_buckets)
@@ -54,7 +55,7 @@ def paired_differences(x: TaskResult, y: TaskResult, n_boot: int, seed: int) -> 
     (bx, ax), (by, ay) = boot(p.old), boot(p.new)
     point_b = (p.new - p.old) @ m * 100
     point_avg = float((p.new - p.old) @ w_avg) * 100
-    point_gap = float(spread(p.new @ m) - spread(p.old @ m)) * 100
+    point_gap = float(bucket_gap(p.new @ m) - bucket_gap(p.old @ m)) * 100
 
     def ci(values: np.ndarray) -> list[float]:
         lo, hi = np.nanpercentile(values * 100, [2.5, 97.5])
@@ -68,7 +69,7 @@ def paired_differences(x: TaskResult, y: TaskResult, n_boot: int, seed: int) -> 
             "ci95": ci(ay - ax),
             "se": round(float(np.std(ay - ax)) * 100, 3),
         },
-        "gap": {"diff": round(point_gap, 2), "ci95": ci(spread(by) - spread(bx))},
+        "gap": {"diff": round(point_gap, 2), "ci95": ci(bucket_gap(by) - bucket_gap(bx))},
         "buckets": {
             f"{b:02d}": {
                 "diff": round(float(point_b[p.column[b]]), 2),
