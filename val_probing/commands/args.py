@@ -1,8 +1,11 @@
-"""Argument types shared by the commands (argparse ``type=`` callables)."""
+"""Arguments shared by the commands: argparse ``type=`` callables and the options several take."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from val_probing.report import DEFAULT_MAX_GAP, DEFAULT_MIN_AVG
 
 
 def int_at_least(minimum: int, text: str) -> int:
@@ -24,3 +27,33 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (seeds, offsets)."""
     return int_at_least(0, text)
+
+
+def add_run_dirs(parser: argparse.ArgumentParser) -> None:
+    """``RUN_DIR ...``: the saved runs a command reads (``report``, ``plot``)."""
+    parser.add_argument(
+        "runs", nargs="+", type=Path, metavar="RUN_DIR", help="lm-eval output folders or files"
+    )
+
+
+def add_context_length(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--context-length``: which length of a multi-length run ``what`` (curves, numbers) shows."""
+    parser.add_argument(
+        "--context-length", type=int, help=f"{what} at this context length (default: each task's longest)"
+    )
+
+
+def add_effective_length(parser: argparse.ArgumentParser) -> None:
+    """``--min-avg`` / ``--max-gap``: the thresholds of :func:`val_probing.report.effective_lengths`."""
+    parser.add_argument(
+        "--min-avg",
+        type=float,
+        default=DEFAULT_MIN_AVG,
+        help="effective length: lowest avg a length may have (x100, default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-gap",
+        type=float,
+        default=DEFAULT_MAX_GAP,
+        help="effective length: highest CI gap a length may have (x100, default %(default)s)",
+    )

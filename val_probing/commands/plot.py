@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from val_probing.commands.args import add_context_length, add_effective_length, add_run_dirs
+
 log = logging.getLogger(__name__)
 
 HELP = "draw position curves (and a depth x context-length heatmap) from lm-eval runs"
@@ -32,26 +34,17 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "runs", nargs="+", type=Path, metavar="RUN_DIR", help="lm-eval output folders or files"
-    )
+    add_run_dirs(parser)
     parser.add_argument("--out", type=Path, required=True, help="folder for the figures")
     parser.add_argument(
         "--all-runs", action="store_true", help="draw every run of a model, not only the latest"
     )
-    parser.add_argument(
-        "--context-length", type=int, help="curves at this context length (default: each task's longest)"
-    )
+    add_context_length(parser, "curves")
     parser.add_argument(
         "--format", nargs="+", default=["png", "svg"], choices=["png", "svg", "pdf"], help="file formats"
     )
     parser.add_argument("--no-average", action="store_true", help="no dashed line at each model's Avg")
-    parser.add_argument(
-        "--min-avg", type=float, default=80.0, help="effective length: lowest avg (default %(default)s)"
-    )
-    parser.add_argument(
-        "--max-gap", type=float, default=20.0, help="effective length: highest CI gap (default %(default)s)"
-    )
+    add_effective_length(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from val_probing.commands.args import add_context_length, add_effective_length, add_run_dirs
 from val_probing.records import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -32,28 +33,13 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "runs", nargs="+", type=Path, metavar="RUN_DIR", help="lm-eval output folders or files"
-    )
+    add_run_dirs(parser)
     parser.add_argument("--csv", type=Path, help="also write the table as CSV (6 decimals)")
     parser.add_argument("--markdown", type=Path, help="also write the Markdown table to this file")
     parser.add_argument("--all-runs", action="store_true", help="one row per run, not only the latest")
-    parser.add_argument(
-        "--context-length", type=int, help="numbers at this context length (default: each task's longest)"
-    )
+    add_context_length(parser, "numbers")
     parser.add_argument("--digits", type=int, default=1, help="decimals in the Markdown table (default 1)")
-    parser.add_argument(
-        "--min-avg",
-        type=float,
-        default=80.0,
-        help="effective length: lowest avg a length may have (x100, default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-gap",
-        type=float,
-        default=20.0,
-        help="effective length: highest CI gap a length may have (x100, default %(default)s)",
-    )
+    add_effective_length(parser)
 
 
 def run(args: argparse.Namespace) -> int:
