@@ -36,6 +36,12 @@ def add_run_dirs(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_run_dir(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """``RUN_DIR`` and ``--model``: the run the gate reads (``purpose``: "record" or "check")."""
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="lm-eval output folder or results file")
+    parser.add_argument("--model", help=f"the model to {purpose} when RUN_DIR holds several")
+
+
 def add_context_length(parser: argparse.ArgumentParser, what: str) -> None:
     """``--context-length``: which length of a multi-length run ``what`` (curves, numbers) shows."""
     parser.add_argument(

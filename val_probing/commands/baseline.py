@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from val_probing.commands.args import add_run_dir
+
 HELP = "record one model's VAL run (lm-eval output) as the baseline for `val-probing check`"
 
 EPILOG = """\
@@ -34,9 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from val_probing.gate import Statistics, Tolerances
 
     tol, stats = Tolerances(), Statistics()
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="lm-eval output folder or results file")
+    add_run_dir(parser, "record")
     parser.add_argument("--out", type=Path, required=True, help="baseline YAML to write")
-    parser.add_argument("--model", help="the model to record when RUN_DIR holds several")
     parser.add_argument(
         "--avg-tolerance", type=float, default=tol.avg, help=f"points x100 (default {tol.avg})"
     )
@@ -66,9 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
-    from val_probing.gate import Statistics, Tolerances, make_baseline, write_baseline
+    from val_probing.gate import Statistics, Tolerances, make_baseline, read_run, write_baseline
     from val_probing.outputs import check_output_file
-    from val_probing.results import load_results
 
     try:
         tolerances = Tolerances(args.avg_tolerance, args.gap_tolerance, args.bucket_tolerance)
@@ -79,11 +79,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:  # "min_questions: expected an integer >= 1, got 0"
         raise ValProbingError(f"--{err}".replace("_", "-")) from err
     check_output_file(args.out, "baseline YAML")  # before the work: a folder or read-only path is exit 2
-    results = load_results([args.run_dir], n_boot=200)
-    if args.model is not None:
-        results = [r for r in results if r.model == args.model]
-        if not results:
-            raise ValProbingError(f"{args.run_dir}: no results for model {args.model!r}")
+    results = read_run(args.run_dir, args.model)
     sources = sorted({str(r.source) for r in results})
     baseline = make_baseline(
         results, tolerances=tolerances, statistics=statistics, created_from=", ".join(sources)

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from val_probing.commands.args import add_run_dir
 from val_probing.records import write_text_atomic
 
 HELP = "compare a VAL run with a baseline (paired tests per bucket); exit 1 on a regression"
@@ -31,9 +32,8 @@ See docs/ci-gate.md for the statistics and the baseline schema.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="lm-eval output folder or results file")
+    add_run_dir(parser, "check")
     parser.add_argument("--baseline", type=Path, required=True, help="baseline YAML (val-probing baseline)")
-    parser.add_argument("--model", help="the model to check when RUN_DIR holds several")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary here")
     parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
     parser.add_argument(

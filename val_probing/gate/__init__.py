@@ -48,6 +48,7 @@ from val_probing.gate.baseline_file import (
 from val_probing.gate.compare import (
     check,
     load_run,
+    read_run,
 )
 from val_probing.gate.model import (
     FORMAT,
@@ -107,6 +108,7 @@ __all__ = [
     "metric_name",
     "monte_carlo_p",
     "read_baseline",
+    "read_run",
     "resamples_for",
     "run_settings",
     "samples_path_for",

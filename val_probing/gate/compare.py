@@ -242,22 +242,25 @@ def load_run(run_dir: Path, model: str | None, baseline: Baseline) -> list[TaskR
     A task of the baseline that a folder scan skipped (say, its samples file is empty) is reported
     with its real cause, not as "missing": its results file is read again strictly.
     """
-    results = _read_run(run_dir)
-    if model is not None:
-        results = [r for r in results if r.model == model]
-        if not results:
-            raise GateInputError(f"{run_dir}: no results for model {model!r}")
+    results = read_run(run_dir, model)
     if set(baseline.tasks) - {r.task for r in results}:
         for source in sorted({r.source for r in results}):
             load_results_file(source, n_boot=10, strict=True)  # raises the cause, naming file and line
     return results
 
 
-def _read_run(run_dir: Path) -> list[TaskResult]:
+def read_run(run_dir: Path, model: str | None = None) -> list[TaskResult]:
+    """The latest results under ``run_dir`` (of ``model`` only, when given), as the gate reads a run
+    for a baseline or a check. When nothing loads, the newest file's own error is raised."""
     try:
-        return load_results([run_dir], n_boot=200)
+        results = load_results([run_dir], n_boot=200)
     except ResultsError:
         if Path(run_dir).is_dir():  # a scan skipped every file: say why, from the newest one
             for file in reversed(find_results_files(Path(run_dir))):
                 load_results_file(file, n_boot=10, strict=True)
         raise
+    if model is not None:
+        results = [r for r in results if r.model == model]
+        if not results:
+            raise GateInputError(f"{run_dir}: no results for model {model!r}")
+    return results
