@@ -31,9 +31,11 @@ from its last finished stage. ``--status`` prints which stages are done.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata as md
+import importlib.util
 import json
 import logging
 import os
@@ -44,7 +46,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,6 +117,7 @@ class TrainingSettings:
     config: str = "in2_tiny_cpu"  # shipped name or path of the recipe's config (the same for both arms)
     recipe: str = "in2_sft"
     overrides: tuple[str, ...] = ()  # KEY=VALUE for the recipe config (both arms)
+    in_process: bool = False  # run the recipe's main() here, not in a child process (smoke: no start-up)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class EvaluationSettings:
     batch_size: str = "auto"
     env: Mapping[str, str] = field(default_factory=dict)  # e.g. VLLM_CPU_KVCACHE_SPACE
     timeout_s: int = 7200
+    in_process: bool = False  # hf only: `val-probing eval` here, not in a child process (smoke runs)
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,8 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.evaluation.backend not in BACKENDS:
             raise ExperimentError(f"evaluation.backend: {self.evaluation.backend!r} is not one of {BACKENDS}")
+        if self.evaluation.in_process and self.evaluation.backend != "hf":
+            raise ExperimentError("evaluation.in_process: only with backend hf (vLLM wants its own process)")
         if self.probes.positions % self.probes.n_buckets:
             raise ExperimentError(
                 f"probes: positions {self.probes.positions} must be a multiple of n_buckets "
@@ -617,8 +623,13 @@ def _train_body(arm: Placement) -> Callable[[Run, Path], dict[str, Any]]:
             f"output_dir={folder}",
         ]
         load_config(config, overrides)  # settings checked before the process starts
-        cmd = launch_command(config, overrides, recipe_path(t.recipe))
-        _subprocess(cmd, folder / "train.log", timeout=None, env={})
+        recipe = recipe_path(t.recipe)
+        cmd = launch_command(config, overrides, recipe)
+        if t.in_process:
+            with _captured(folder / "train.log"):
+                _load_module(recipe).main(cmd[2:])
+        else:
+            _subprocess(cmd, folder / "train.log", timeout=None, env={})
         summary = json.loads((folder / "train_summary.json").read_text())
         losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
         return {
@@ -632,6 +643,37 @@ def _train_body(arm: Placement) -> Callable[[Run, Path], dict[str, Any]]:
         }
 
     return body
+
+
+@contextlib.contextmanager
+def _captured(log_file: Path) -> Iterator[None]:
+    """stdout and stderr of an in-process step into its log file (as a child process's would go)."""
+    with log_file.open("w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+        yield
+
+
+@contextlib.contextmanager
+def _environ(env: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _load_module(path: Path) -> Any:
+    """A recipe script as a module (its ``main`` runs in this process)."""
+    spec = importlib.util.spec_from_file_location(f"_recipe_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ExperimentError(f"{path}: cannot load the recipe")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _subprocess(cmd: Sequence[str], log_file: Path, *, timeout: int | None, env: Mapping[str, str]) -> None:
@@ -700,7 +742,16 @@ def _eval_body(which: str) -> Callable[[Run, Path], dict[str, Any]]:
             cmd += ["--device", "cpu"]
         if e.max_gen_toks is not None:
             cmd += ["--gen_kwargs", f"max_gen_toks={e.max_gen_toks}"]
-        _subprocess(cmd, folder / "eval.log", timeout=e.timeout_s, env={"HF_HUB_OFFLINE": "1", **e.env})
+        env = {"HF_HUB_OFFLINE": "1", **e.env}
+        if e.in_process:
+            from val_probing.commands.eval import forward
+
+            with _captured(folder / "eval.log"), _environ(env):
+                code = forward(cmd[4:])  # the arguments after `python -m val_probing.cli eval`
+            if code:
+                raise ExperimentError(f"val-probing eval exited {code}; see {folder / 'eval.log'}")
+        else:
+            _subprocess(cmd, folder / "eval.log", timeout=e.timeout_s, env=env)
         results = _load(folder, run.summary("probes")["families"])
         return {
             "model": model,
