@@ -76,6 +76,32 @@ def test_saved_arms_pass_the_arm_check_and_a_different_plan_fails_it(tmp_path: P
         ex.check_arms(tmp_path / "uniform", tmp_path / "other")
 
 
+def test_train_synthesize_takes_the_placement(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for text in make_corpus(20, 10, random.Random(1)):
+        (corpus / f"{text.text_id}.txt").write_text(text.text)
+    common = ["synthesize", "--texts", str(corpus), "--tokenizer", "whitespace", "--generator", "local",
+              "--n-examples", "12", "--mixture", "fine_grained=1", "--min-context", "600", "--max-context",
+              "900", "--segment-tokens", "40"]  # fmt: skip
+    manifests = {}
+    for placement in ("uniform", "edges"):
+        done = subprocess.run(
+            [sys.executable, "-m", "val_probing.cli", "train", *common, "--placement", placement,
+             "--out", str(tmp_path / placement)],
+            capture_output=True, text=True, cwd=ROOT, check=False, env={**os.environ, **OFFLINE},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        manifests[placement] = json.loads((tmp_path / placement / "manifest.json").read_text())
+    assert manifests["edges"]["placement"] == "edges" and manifests["uniform"]["placement"] == "uniform"
+    edge_counts = [b["count"] for b in manifests["edges"]["needle_depth_histogram"]]
+    assert sum(edge_counts[2:8]) == 0 and sum(edge_counts) == 12  # first or last segment only
+    ex.check_arms(tmp_path / "uniform", tmp_path / "edges")
+    cmd = [sys.executable, "-m", "val_probing.cli", "train", *common, "--placement", "middle", "--out", "x"]
+    bad = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "--placement" in bad.stderr
+
+
 # ---------------------------------------------------------------------------------------------- stages
 
 
