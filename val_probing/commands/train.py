@@ -12,9 +12,14 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import PLACEMENTS
+
+if TYPE_CHECKING:
+    from val_probing.in2.contamination import ProbeIndex
+    from val_probing.in2.qa import QAGenerator
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _generator(args: argparse.Namespace):  # -> QAGenerator
+def _generator(args: argparse.Namespace) -> QAGenerator:
     from val_probing.in2.qa import ExtractiveLocalGenerator, OpenAIChatGenerator, RequestCache
     from val_probing.outputs import check_output_file
     from val_probing.paths import cache_root
@@ -249,7 +254,7 @@ def _generator(args: argparse.Namespace):  # -> QAGenerator
     )
 
 
-def _probe_index(args: argparse.Namespace):  # -> ProbeIndex | None
+def _probe_index(args: argparse.Namespace) -> ProbeIndex | None:
     from val_probing.in2.contamination import ProbeIndex
     from val_probing.records import FAMILIES, read_probes
 
