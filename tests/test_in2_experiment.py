@@ -167,6 +167,34 @@ def test_a_finished_stage_is_skipped_and_a_broken_or_changed_one_runs_again(tmp_
     assert len(calls) == 8
 
 
+def _keys(config: ex.ExperimentConfig, tmp_path: Path) -> dict[str, str]:
+    run = ex.Run(config, tmp_path)
+    run.done = {s.name: ex.StageRecord(s.name, tmp_path, "k", "same", {}, 0.0) for s in ex.STAGES}
+    return {s.name: ex.inputs_hash(run, s) for s in ex.STAGES}
+
+
+def test_a_changed_setting_changes_the_key_of_the_stages_that_read_it(tmp_path: Path) -> None:
+    import dataclasses
+
+    config = _config()
+    before = _keys(config, tmp_path)
+    gen = dataclasses.replace(config.evaluation, max_gen_toks=16)
+    after = _keys(dataclasses.replace(config, evaluation=gen), tmp_path)
+    assert {n for n in before if before[n] != after[n]} == {"eval_base", "eval_uniform", "eval_edges"}
+    syn = dataclasses.replace(config.synthesis, n_examples=9)
+    after = _keys(dataclasses.replace(config, synthesis=syn), tmp_path)
+    assert {n for n in before if before[n] != after[n]} == {"data"}  # the rest follow on its new outputs
+
+
+def test_an_unwritable_experiment_folder_is_refused_before_any_work(tmp_path: Path) -> None:
+    from val_probing.outputs import OutputError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="file"):
+        ex.run_experiment(_config(), tmp_path / "file" / "exp")
+    assert not (tmp_path / "stages").exists()
+
+
 def test_status_lists_every_stage_pending_on_a_new_folder(tmp_path: Path) -> None:
     rows = ex.stage_status(_config(), tmp_path / "new")
     assert [name for name, _ in rows] == ex.stage_names()
