@@ -145,7 +145,7 @@ class _Candidates:
         for j, n in enumerate(self.counter.count_batch(texts), start=i):
             self._costs[j] = n
         self.counted += end - i
-        return self._costs[i]  # type: ignore[return-value]
+        return self._costs[i]  # type: ignore[return-value]  # the loop just set every cost in [i, end)
 
     def first_cost(self, i: int) -> int:
         """Tokens of the item alone, as the first item of a context."""
@@ -379,7 +379,7 @@ def _counter_fingerprint(counter: TokenCounter) -> str:
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is not None:
         return _digest(["backend", backend.to_str()])
-    return _digest(["vocab", type(tok).__qualname__, sorted(tok.get_vocab().items())])  # type: ignore[attr-defined]
+    return _digest(["vocab", type(tok).__qualname__, sorted(tok.get_vocab().items())])
 
 
 def tokenizer_fingerprint(name: str, counter: TokenCounter | None = None) -> str:

@@ -12,9 +12,12 @@ import bisect
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from val_probing.errors import ValProbingError
+
+if TYPE_CHECKING:  # transformers is heavy: imported only when a real tokenizer is asked for
+    from transformers import PreTrainedTokenizerBase
 
 
 class TokenizerNotFound(ValProbingError):
@@ -68,7 +71,7 @@ class WhitespaceCounter:
 class HFTokenCounter:
     """Any Hugging Face tokenizer, by hub name or local folder."""
 
-    def __init__(self, tokenizer: object, name: str) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
         self.tokenizer = tokenizer
         self.name = name
 
@@ -88,16 +91,16 @@ class HFTokenCounter:
         return cls(tok, name_or_path)
 
     def count(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        enc = self.tokenizer(list(texts), add_special_tokens=False)  # type: ignore[operator]
+        enc = self.tokenizer(list(texts), add_special_tokens=False)
         return [len(ids) for ids in enc["input_ids"]]
 
     def token_starts(self, text: str) -> list[int]:
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)  # type: ignore[operator]
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return [start for start, _end in enc["offset_mapping"]]
 
 

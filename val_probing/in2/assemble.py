@@ -282,6 +282,7 @@ class MixtureRatios:
             raise ValProbingError(f"mixture: ratios must sum to 1, got {sum(values.values()):.6f} ({values})")
 
     def as_dict(self) -> dict[ExampleKind, float]:
+        # the field names are exactly ExampleKind's values, which mypy cannot see through fields()
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[misc]
 
     @classmethod

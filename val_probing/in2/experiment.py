@@ -570,6 +570,7 @@ def _data_body(run: Run, folder: Path) -> dict[str, Any]:
     plan = dataclasses.replace(plan, manifest={**plan.manifest, "sources": {"corpus": corpus.to_manifest()}})
     arms = {}
     for placement in ARMS:
+        # s.template is the config's str; save_dataset refuses any name but film or chat
         out = save_dataset(folder / placement, plan.with_placement(placement), s.template)  # type: ignore[arg-type]
         manifest = json.loads((out / "manifest.json").read_text())
         arms[placement] = {"path": placement, "needle_depth_histogram": manifest["needle_depth_histogram"]}

@@ -568,12 +568,13 @@ class OpenAIChatGenerator:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     for fut in done:
-                        if fut.exception() is not None:
+                        failure = fut.exception()
+                        if failure is not None:
                             stop.set()
                             for other in pending:
                                 other.cancel()
                             wait(pending)  # in-flight requests finish and land in the cache
-                            raise fut.exception()  # type: ignore[misc]
+                            raise failure
                         pair = fut.result()
                         if pair is not None:
                             result.pairs[futures[fut]] = pair
