@@ -36,9 +36,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 from val_probing import gate
-from val_probing.buckets import bucket_of, summarize
+from val_probing.buckets import ScoredSample, bucket_of, summarize
 from val_probing.records import FAMILIES
-from val_probing.results import SampleScore, TaskResult
+from val_probing.results import TaskResult
 
 ALPHA = 0.05
 META = {"source": "built", "context_length": 2048, "pool": "embedded", "seed": 0, "probe_version": 1,
@@ -88,13 +88,13 @@ def draw_run(shape: Shape, shift: Probability, rng: random.Random) -> list[TaskR
     out = []
     for task in FAMILIES:
         samples = tuple(
-            SampleScore(s, pos, shape.positions, f"{task}-{s}-{pos}",
+            ScoredSample(s, pos, shape.positions, f"{task}-{s}-{pos}",
                         draw_score(task, shape.truth(task, pos, shape.positions)
                                    + shift(task, pos, shape.positions), rng))
             for s in range(shape.sets)
             for pos in range(shape.positions)
         )  # fmt: skip
-        summary = summarize((x.scored() for x in samples), n_buckets=shape.buckets, n_boot=None)
+        summary = summarize(samples, n_buckets=shape.buckets, n_boot=None)
         meta = MappingProxyType({**META, "n_buckets": shape.buckets})
         out.append(TaskResult("sim/model", task, Path("mem"), 2048, meta, summary, samples))
     return out

@@ -22,7 +22,7 @@ import yaml
 from val_probing import gate
 from val_probing.buckets import ScoredSample, summarize
 from val_probing.cli import main
-from val_probing.results import SampleScore, TaskResult, load_results
+from val_probing.results import TaskResult, load_results
 
 N_SETS, N_ITEMS, N_BUCKETS = 4, 400, 16
 TASKS = ("document", "code", "database")
@@ -113,9 +113,10 @@ def in_memory(scores: Scores, model: str = "org/model") -> list[TaskResult]:
     results = []
     for task, values in scores.items():
         samples = tuple(
-            SampleScore(s, p, N_ITEMS, f"{task}-{s}-{p}", v) for (s, p), v in zip(keys(), values, strict=True)
+            ScoredSample(s, p, N_ITEMS, f"{task}-{s}-{p}", v)
+            for (s, p), v in zip(keys(), values, strict=True)
         )
-        summary = summarize([x.scored() for x in samples], n_buckets=N_BUCKETS, n_boot=10)
+        summary = summarize(list(samples), n_buckets=N_BUCKETS, n_boot=10)
         results.append(
             TaskResult(model, task, Path("mem"), 2048, MappingProxyType(dict(META)), summary, samples)
         )
@@ -435,7 +436,7 @@ def test_holm_adjustment() -> None:
 
 
 def test_small_buckets_are_low_power_reported_not_failing(base_scores: Scores) -> None:
-    def small(samples: tuple[SampleScore, ...]) -> tuple[SampleScore, ...]:
+    def small(samples: tuple[ScoredSample, ...]) -> tuple[ScoredSample, ...]:
         return tuple(s for s in samples if s.set_id == 0 and s.position_id % 5 == 0)  # 5 per bucket
 
     base = gate.make_baseline(in_memory(base_scores))

@@ -162,9 +162,7 @@ def test_a_missing_bucket_breaks_the_line(results: list[TaskResult]) -> None:
 
     full = next(r for r in results if r.model == "flat-model" and r.task == "document")
     kept = tuple(s for s in full.samples if s.position_id not in (4, 5))  # bucket 2 of 8
-    partial = replace(
-        full, samples=kept, summary=summarize([s.scored() for s in kept], n_buckets=8, n_boot=20)
-    )
+    partial = replace(full, samples=kept, summary=summarize(list(kept), n_buckets=8, n_boot=20))
     ax = plot_position_curves([partial], tasks=("document",)).axes[0]
     y = _line(ax, "curve:flat-model").get_ydata()
     assert np.isnan(y[2])

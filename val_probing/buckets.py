@@ -131,10 +131,6 @@ class ScoredSample:
         if not 0.0 <= self.score <= 1.0:  # also rejects NaN
             raise ValueError(f"score: {self.score!r} is not in [0, 1]")
 
-    def scored(self) -> ScoredSample:
-        """The sample itself: for callers written against ``results.SampleScore`` (now this type)."""
-        return self
-
 
 @dataclass(frozen=True, slots=True)
 class BucketStat:

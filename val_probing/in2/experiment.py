@@ -868,8 +868,8 @@ def _ZERO() -> Any:
 def _draw(config: ExperimentConfig, prob: float, rng: random.Random) -> list[Any]:
     from types import MappingProxyType
 
-    from val_probing.buckets import summarize
-    from val_probing.results import SampleScore, TaskResult
+    from val_probing.buckets import ScoredSample, summarize
+    from val_probing.results import TaskResult
 
     p = config.probes
     meta = MappingProxyType(
@@ -887,11 +887,11 @@ def _draw(config: ExperimentConfig, prob: float, rng: random.Random) -> list[Any
     out = []
     for task in FAMILIES:
         samples = tuple(
-            SampleScore(s, pos, p.positions, f"{task}-{s}-{pos}", float(rng.random() < prob))
+            ScoredSample(s, pos, p.positions, f"{task}-{s}-{pos}", float(rng.random() < prob))
             for s in range(p.sets)
             for pos in range(p.positions)
         )
-        summary = summarize((x.scored() for x in samples), n_buckets=p.n_buckets, n_boot=None)
+        summary = summarize(samples, n_buckets=p.n_buckets, n_boot=None)
         out.append(TaskResult(f"sim/{prob}", task, Path("sim"), p.context_length, meta, summary, samples))
     return out
 

@@ -23,10 +23,6 @@ class ResultsError(ValProbingError, ValueError):
     """A results or samples file that cannot be read, naming the file, line and field."""
 
 
-SampleScore = ScoredSample
-"""The one scored-sample type, under the name this module used to give it."""
-
-
 @dataclass(frozen=True, slots=True)
 class TaskResult:
     """One model's result on one task (at one context length)."""
