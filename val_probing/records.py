@@ -117,6 +117,20 @@ class ProbeExample:
             raise RecordError(f"{prefix}{err}") from err
 
 
+def parse_jsonl_lines(lines: Iterable[str], where: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, object) for each non-blank line; errors name ``where`` and the line."""
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise RecordError(f"{where}:{lineno}: malformed JSON ({err.msg})") from err
+        if not isinstance(obj, dict):
+            raise RecordError(f"{where}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, object) for each non-blank line of a ``.jsonl`` (or ``.jsonl.gz``) file.
 
@@ -126,20 +140,11 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise RecordError(f"{path}:{lineno}: malformed JSON ({err.msg})") from err
-                if not isinstance(obj, dict):
-                    raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                yield lineno, obj
-    except OSError as err:
-        raise RecordError(f"{path}: cannot read ({err.strerror or err})") from err
+            yield from parse_jsonl_lines(handle, str(path))
     except UnicodeDecodeError as err:
         raise RecordError(f"{path}: not UTF-8 text ({err.reason})") from err
+    except OSError as err:
+        raise RecordError(f"{path}: cannot read ({err.strerror or err})") from err
 
 
 def read_probes(path: Path) -> list[ProbeExample]:

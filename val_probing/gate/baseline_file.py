@@ -32,7 +32,7 @@ from val_probing.gate.model import (
     task_order,
 )
 from val_probing.outputs import check_output_file, writing
-from val_probing.records import FAMILIES, write_text_atomic
+from val_probing.records import FAMILIES, parse_jsonl_lines, write_text_atomic
 
 SAMPLE_FIELDS = ("task", "set_id", "position_id", "n_items", "key", "score")
 
@@ -326,16 +326,8 @@ def _read_baseline_samples(path: Path, data: Mapping[str, Any]) -> dict[str, lis
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise GateInputError(f"{spath}: not UTF-8 text ({err.reason})") from err
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for lineno, obj in parse_jsonl_lines(text.splitlines(), str(spath)):
         at = f"{spath}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise GateInputError(f"{at}: malformed JSON ({err.msg})") from err
-        if not isinstance(obj, dict):
-            raise GateInputError(f"{at}: expected a JSON object")
         _check_keys(obj, SAMPLE_FIELDS, at)
         missing = [f for f in SAMPLE_FIELDS if f not in obj]
         if missing:
