@@ -43,9 +43,10 @@ class Item(NamedTuple):
         return cls(int(context_index), int(position_id), int(n_items), float(score), length)
 
     def sample(self) -> ScoredSample:
-        """The item as a scored sample; without a key (lm-eval's item carries none, and the
-        samples file keeps its format): the aggregation summarises, it pairs nothing."""
-        return ScoredSample(self.context_index, self.position_id, self.n_items, "", self.score)
+        """The item as a scored sample. lm-eval's item carries no question text (the samples file keeps
+        its format), so the key is what names a question within one run: its context and position."""
+        key = f"{self.context_index}:{self.position_id}"
+        return ScoredSample(self.context_index, self.position_id, self.n_items, key, self.score)
 
 
 @dataclass(frozen=True, slots=True)
