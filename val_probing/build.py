@@ -13,8 +13,6 @@ determines the output (tokenizer and pool by content fingerprint, not by name).
 from __future__ import annotations
 
 import bisect
-import hashlib
-import json
 import logging
 import random
 from collections.abc import Sequence
@@ -24,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from val_probing.errors import ValProbingError
+from val_probing.fingerprints import digest, tokenizer_fingerprint
 from val_probing.outputs import OutputError
 from val_probing.paths import (
     CacheInvalid,
@@ -36,8 +35,8 @@ from val_probing.paths import (
 from val_probing.pools import EMBEDDED, PoolItem, pool_path, read_pool
 from val_probing.probes import FamilySpec, get_family
 from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, remove_orphans
-from val_probing.tokenizers import TokenizerAlias, is_hub_name, load_counter, tokenizer_folder
-from val_probing.tokens import HFTokenCounter, TokenCounter
+from val_probing.tokenizers import is_hub_name, load_counter
+from val_probing.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +87,6 @@ class ProbeSpec:
         for name in ("tokenizer", "pool"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name}: expected a non-empty string")
-
-
-def _digest(obj: object) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def needle_positions(n_items: int, positions: int | None) -> list[int]:
@@ -340,61 +335,12 @@ def build_probes(
 
 
 # --------------------------------------------------------------------------------------------------
-# Tokenizers, fingerprints and the cache
-
-_TOKENIZER_FILE_PREFIXES = ("tokenizer", "vocab", "merges", "special_tokens_map", "added_tokens")
-_TOKENIZER_FILE_SUFFIXES = (".model", ".tiktoken")
-
-
-# Options about how a tokenizer was loaded, not how it tokenizes: transformers writes some of them
-# into tokenizer_config.json (e.g. local_files_only is true when saved under HF_HUB_OFFLINE=1), so
-# they must not change the fingerprint, or the same tokenizer would give other probe hashes.
-_LOAD_TIME_KEYS = frozenset(
-    {"local_files_only", "name_or_path", "_commit_hash", "cache_dir", "revision", "token",
-     "use_auth_token", "trust_remote_code", "force_download", "proxies", "subfolder"}
-)  # fmt: skip
-
-
-def _file_fingerprint(path: Path) -> str:
-    if path.name != "tokenizer_config.json":
-        return file_sha256(path)
-    config = json.loads(path.read_text(encoding="utf-8"))
-    return _digest({k: v for k, v in config.items() if k not in _LOAD_TIME_KEYS})
-
-
-def _folder_fingerprint(folder: Path) -> str:
-    files = sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file()
-        and (p.name.startswith(_TOKENIZER_FILE_PREFIXES) or p.name.endswith(_TOKENIZER_FILE_SUFFIXES))
-    )
-    return _digest([[p.name, _file_fingerprint(p)] for p in files])
-
-
-def _counter_fingerprint(counter: TokenCounter) -> str:
-    if not isinstance(counter, HFTokenCounter):
-        return _digest(["counter", type(counter).__qualname__, counter.name])
-    tok = counter.tokenizer
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is not None:
-        return _digest(["backend", backend.to_str()])
-    return _digest(["vocab", type(tok).__qualname__, sorted(tok.get_vocab().items())])
-
-
-def tokenizer_fingerprint(name: str, counter: TokenCounter | None = None) -> str:
-    """What identifies a tokenizer: its files for a folder, its loaded vocabulary/model for a hub name."""
-    if name == TokenizerAlias.WHITESPACE:
-        return TokenizerAlias.WHITESPACE.value
-    folder = tokenizer_folder(name)
-    if folder is not None:
-        return _folder_fingerprint(folder)
-    return _counter_fingerprint(counter or load_counter(name))
+# The cache
 
 
 def probe_hash(spec: ProbeSpec, tokenizer_id: str, pool_sha256: str) -> str:
     """Identifies the probes' content: the spec with its tokenizer and pool resolved to fingerprints."""
-    return _digest(
+    return digest(
         {
             **asdict(spec),
             "probe_version": PROBE_VERSION,

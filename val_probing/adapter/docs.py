@@ -13,6 +13,7 @@ from val_probing.adapter.options import TaskSetupError, Template, ValOptions
 from val_probing.adapter.order import example_order
 from val_probing.buckets import bucket_of, fitting_buckets
 from val_probing.build import ProbeSpec, cached_probes
+from val_probing.fingerprints import digest
 from val_probing.official import OfficialDataError, film_prompt, load_official, skip_rows
 from val_probing.records import ProbeExample
 from val_probing.tokenizers import load_counter
@@ -80,12 +81,12 @@ def _built(opts: ValOptions) -> tuple[list[Tagged], str]:
             )
         except ValueError as err:
             raise TaskSetupError(f"metadata: {err}") from err
-        examples, digest = cached_probes(spec, progress=True)
+        examples, probe_hash = cached_probes(spec, progress=True)
         tagged.extend(Tagged(ex, length) for ex in examples)
-        hashes.append(digest)
+        hashes.append(probe_hash)
     if len(hashes) == 1:
         return tagged, hashes[0]
-    return tagged, hashlib.sha256(json.dumps(hashes).encode()).hexdigest()[:16]
+    return tagged, digest(hashes)  # a list of strings: the same bytes as before keys were sorted
 
 
 def _official(opts: ValOptions) -> tuple[list[Tagged], str]:
@@ -102,10 +103,10 @@ def _official(opts: ValOptions) -> tuple[list[Tagged], str]:
         if skipped:
             log.info("%s: %d ambiguous rows left out (skip_rows)", opts.family, len(skipped))
         examples = [ex for ex in examples if ex.row not in skipped]
-    digest = hashlib.sha256()
+    content = hashlib.sha256()
     for ex in examples:
-        digest.update(json.dumps([ex.row, ex.context, ex.instruction, ex.answer]).encode())
-    return [Tagged(ex, None) for ex in examples], digest.hexdigest()[:16]
+        content.update(json.dumps([ex.row, ex.context, ex.instruction, ex.answer]).encode())
+    return [Tagged(ex, None) for ex in examples], content.hexdigest()[:16]
 
 
 def resolve_buckets(opts: ValOptions, min_items: int) -> int:
