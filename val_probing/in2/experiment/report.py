@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from val_probing.in2.experiment.config import ARM_LABEL, COMPARISONS, ComparisonSettings
 from val_probing.records import FAMILIES, write_text_atomic
 
 if TYPE_CHECKING:
-    from val_probing.in2.experiment import ComparisonSettings, Run
+    from val_probing.in2.experiment.stages import Run
     from val_probing.results import TaskResult
 
 POWER = 0.8
@@ -133,8 +134,6 @@ def compare_runs(
     runs: Mapping[str, Sequence[TaskResult]], settings: ComparisonSettings, seed: int = 0
 ) -> dict[str, Any]:
     """Every comparison of :data:`experiment.COMPARISONS`: differences, tests and verdicts per task."""
-    from val_probing.in2.experiment import COMPARISONS
-
     out: dict[str, Any] = {"comparisons": {}, "verdicts": {}, "alpha": settings.alpha}
     for x_name, y_name in COMPARISONS:
         key = f"{y_name} vs {x_name}"
@@ -245,7 +244,6 @@ def write_report(
     folder: Path, runs: Mapping[str, Sequence[TaskResult]], found: dict[str, Any], run: Run
 ) -> None:
     """``results.json``, ``summary.md`` (curves, comparisons, power) and ``curves.png``/``.svg``."""
-    from val_probing.in2.experiment import ARM_LABEL
     from val_probing.plots import plot_position_curves, save_figure
     from val_probing.report import table_rows, to_markdown
 
