@@ -9,6 +9,9 @@ Modules, in pipeline order:
 * ``assemble``: long contexts (needed segments among random fillers, 4K-32K tokens) and the data mixture.
 * ``dataset``: the pipeline (``synthesize``), its inputs, and the saved ``datasets`` folder + manifest.
 * ``config``: the training recipe's settings (``training/recipes/in2_sft.py``) and its length checks.
+* ``experiment``: issue 13's placement experiment (``val-probing train experiment``), stage by stage.
+
+``qa``, ``dataset`` and ``experiment`` are subpackages; each re-exports its public names.
 
 The recipes live in the top-level ``training/`` (installed as ``val_probing.training``); ``val-probing train``
 drives both halves.

@@ -55,9 +55,7 @@ from val_probing.in2.experiment.config import (
     TrainingSettings,
     load_experiment,
 )
-from val_probing.in2.experiment.power import (
-    simulated_power,
-)
+from val_probing.in2.experiment.power import simulated_power
 from val_probing.in2.experiment.prepare import (
     PARAGRAPH_CHARS,
     PREPARE_STAGES,
@@ -67,17 +65,8 @@ from val_probing.in2.experiment.prepare import (
     package_texts,
     probe_spec,
 )
-from val_probing.in2.experiment.runner import (
-    STAGES,
-    check_out,
-    run_experiment,
-    stage_names,
-    stage_status,
-)
-from val_probing.in2.experiment.runs import (
-    RUN_STAGES,
-    eval_metadata,
-)
+from val_probing.in2.experiment.runner import STAGES, check_out, run_experiment, stage_names, stage_status
+from val_probing.in2.experiment.runs import RUN_STAGES, eval_metadata
 from val_probing.in2.experiment.stages import (
     Run,
     Stage,

@@ -1,5 +1,7 @@
-"""The experiment's settings: constants, the frozen settings records and the YAML config loader
-(unknown keys and wrong types are errors naming the key)."""
+"""The experiment's settings: constants, the frozen settings records and the YAML config loader.
+
+Unknown keys and wrong types are errors naming the key (``load_experiment``).
+"""
 
 from __future__ import annotations
 

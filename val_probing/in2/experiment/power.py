@@ -1,5 +1,7 @@
-"""Power of the compare stage's paired tests at the probe layout, simulated before any model runs
-through the gate's own ``make_baseline`` and ``check``."""
+"""Power of the compare stage's paired tests at the probe layout, simulated before any model runs.
+
+The simulation goes through the gate's own ``make_baseline`` and ``check``.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The stages before training: the model, the probes (and the simulated power), the offline corpus of
-package descriptions, and the data of both arms from one synthesis plan."""
+"""The stages before training: the model, the probes, the offline corpus and the data of both arms.
+
+The probes stage records the simulated power (``power``); the corpus is the long descriptions of the
+installed Python distributions; the data stage saves one synthesis plan twice (``uniform``, ``edges``).
+"""
 
 from __future__ import annotations
 

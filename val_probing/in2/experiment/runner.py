@@ -1,4 +1,4 @@
-"""Entry points: run (or continue) every stage in order, and report each stage's state."""
+"""Entry points of the experiment: run (or continue) every stage in order; each stage's state."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The stages that run models: training each arm with the shipped recipe, evaluating the three models
-with ``val-probing eval``, and the compare stage (``report``)."""
+"""The stages that run models: train each arm, evaluate the three models, compare them.
+
+Training runs the shipped recipe, evaluation ``val-probing eval`` (each in a child process or in this
+one); the compare stage's statistics and report are in ``report``.
+"""
 
 from __future__ import annotations
 

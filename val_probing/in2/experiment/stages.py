@@ -1,5 +1,8 @@
-"""Stage bookkeeping: each stage an atomic folder with a ``stage.json`` and a folder manifest keyed
-on its inputs hash, reused only when it verifies (resumption)."""
+"""Stage bookkeeping: atomic stage folders with a manifest, and resumption.
+
+Each stage is written into a temporary folder with a ``stage.json`` and a folder manifest keyed on its
+inputs hash, then renamed into place; it is reused only when it verifies against this run's inputs.
+"""
 
 from __future__ import annotations
 
