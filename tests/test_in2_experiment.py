@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from test_training_data import make_corpus
+from val_probing.errors import ValProbingError
 from val_probing.in2 import experiment as ex
 from val_probing.in2.assemble import SEGMENT_SEPARATOR, LengthRange, MixtureRatios, edge_band
 from val_probing.in2.dataset import SynthesisConfig, save_dataset, synthesize
@@ -213,6 +214,12 @@ def test_configs_are_found_by_name_and_checked(tmp_path: Path) -> None:
         ex.load_experiment(bad)
     bad.write_text("name: x\nmodel: tiny-llama\nprobes:\n  positions: 5\n  n_buckets: 2\n")
     with pytest.raises(ex.ExperimentError, match="multiple of n_buckets"):
+        ex.load_experiment(bad)
+    bad.write_text("name: x\nmodel: tiny-llama\nevaluation:\n  backend: vlm\n")
+    with pytest.raises(ex.ExperimentError, match=r"backend: expected one of 'hf', 'vllm', got 'vlm'"):
+        ex.load_experiment(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ValProbingError, match="expected a mapping of settings"):
         ex.load_experiment(bad)
 
 

@@ -93,9 +93,8 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value) if value else None
 
 
-def load_config(path: Path, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config and apply ``key=value`` overrides; errors name the file and the key."""
-    path = Path(path)
+def read_settings(path: Path) -> dict[str, Any]:
+    """A YAML file of settings (a mapping; empty is {}); errors name the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as err:
@@ -104,6 +103,13 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> TrainConfig:
         raise ValProbingError(f"{path}: malformed YAML ({err})") from err
     if not isinstance(data, dict):
         raise ValProbingError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config and apply ``key=value`` overrides; errors name the file and the key."""
+    path = Path(path)
+    data = read_settings(path)
     data.update(dict(map(_parse_override, overrides)))
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(data) - known)

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, cast, get_args, get_type_hints
 
-import yaml
-
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import PLACEMENTS, Placement
+from val_probing.in2.config import read_settings
 
 STAGE_FILE = "stage.json"
 FORMAT = 1
@@ -189,7 +188,11 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     if "float" in text and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if "Literal" in text and isinstance(value, str):
-        return value
+        if value in get_args(hint):
+            return value
+        raise ExperimentError(
+            f"{where}: expected one of {', '.join(map(repr, get_args(hint)))}, got {value!r}"
+        )
     raise ExperimentError(f"{where}: expected {text}, got {value!r}")
 
 
@@ -198,10 +201,4 @@ def load_experiment(value: str | Path) -> tuple[ExperimentConfig, Path]:
     from val_probing.training import config_path
 
     path = config_path(str(value))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as err:
-        raise ExperimentError(f"{path}: cannot read the config ({err.strerror})") from err
-    except yaml.YAMLError as err:
-        raise ExperimentError(f"{path}: malformed YAML ({err})") from err
-    return _build(ExperimentConfig, data, str(path)), path
+    return _build(ExperimentConfig, read_settings(path), str(path)), path
