@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,3 +44,33 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_d
     return make_tiny_llama(
         tmp_path_factory.mktemp("tiny-llama") / "model", tokenizer_dir=smollm2_tokenizer_dir
     )
+
+
+@contextmanager
+def _read_only(path: Path) -> Iterator[Path]:
+    """``path`` (a file or folder) made unwritable for this user, restored afterwards.
+
+    Mode bits stop a normal user; root ignores them, so as root the immutable attribute is used
+    (``chattr +i``: even root cannot write there). Skips only where neither works.
+    """
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield path
+        finally:
+            path.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root where chattr +i does not work: cannot make a path read-only")
+    try:
+        yield path
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+@pytest.fixture
+def read_only() -> Callable[[Path], AbstractContextManager[Path]]:
+    """``with read_only(path):`` makes ``path`` unwritable, for root too (see :func:`_read_only`)."""
+    return _read_only

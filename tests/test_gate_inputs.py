@@ -6,7 +6,6 @@ Runs are written in lm-eval's layout by tests/test_gate.py's helpers (4 sets x 4
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -15,9 +14,6 @@ import yaml
 
 from test_gate import draw_run, write_run
 from val_probing.cli import main
-
-_AS_ROOT = os.geteuid() == 0
-_needs_permissions = pytest.mark.skipif(_AS_ROOT, reason="root writes into read-only folders")
 
 
 def files(folder: Path) -> set[str]:
@@ -68,19 +64,15 @@ def test_out_below_a_file_is_exit_2_and_writes_nothing(
     assert files(tmp_path) == {"plain"}
 
 
-@_needs_permissions
 def test_out_in_a_read_only_folder_is_exit_2(
-    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], read_only
 ) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o555)
-    try:
+    with read_only(folder):
         assert main(["baseline", str(run), "--out", str(folder / "b.yaml")]) == 2
         assert "is not writable" in capsys.readouterr().err
         assert files(folder) == set()
-    finally:
-        folder.chmod(0o755)
 
 
 def test_the_samples_file_is_content_addressed_and_replaced_with_the_yaml(run: Path, baseline: Path) -> None:
@@ -227,18 +219,14 @@ def test_a_step_summary_that_cannot_be_written_is_exit_2(
     assert "GITHUB_STEP_SUMMARY" in captured.err and captured.out == ""
 
 
-@_needs_permissions
 def test_a_read_only_junit_folder_is_exit_2(
-    run: Path, baseline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    run: Path, baseline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], read_only
 ) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o555)
-    try:
+    with read_only(folder):
         assert check(run, baseline, "--junit", str(folder / "gate.xml")) == 2
         assert "is not writable" in capsys.readouterr().err
-    finally:
-        folder.chmod(0o755)
 
 
 def test_a_write_that_fails_during_the_check_is_exit_2_naming_it_and_prints_no_verdict(

@@ -26,9 +26,6 @@ from val_probing.paths import (
 )
 from val_probing.records import read_probes, remove_orphans
 
-_AS_ROOT = os.geteuid() == 0
-_needs_permissions = pytest.mark.skipif(_AS_ROOT, reason="root writes into read-only folders")
-
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -156,20 +153,18 @@ def test_build_out_under_a_file(tmp_path: Path, _private_cache: Path, capsys: py
     assert blocker.read_text() == "x" and not _private_cache.exists()
 
 
-@_needs_permissions
-def test_build_out_read_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_build_out_read_only(tmp_path: Path, capsys: pytest.CaptureFixture, read_only) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
     (folder / "probes.jsonl").write_text("old\n")
-    (folder / "probes.jsonl").chmod(0o444)
-    assert _build(folder / "probes.jsonl") == 2
-    assert "read-only" in capsys.readouterr().err
-    folder.chmod(0o555)
-    try:
+    with read_only(folder / "probes.jsonl"):
+        assert _build(folder / "probes.jsonl") == 2
+        assert "read-only" in capsys.readouterr().err
+    assert (folder / "probes.jsonl").read_text() == "old\n"
+    with read_only(folder):
         assert _build(folder / "new.jsonl") == 2
         assert f"{folder} is not writable" in capsys.readouterr().err
-    finally:
-        folder.chmod(0o755)
+    assert sorted(p.name for p in folder.iterdir()) == ["probes.jsonl"]
 
 
 def test_unwritable_cache_root_is_exit_2_naming_it(
