@@ -394,7 +394,7 @@ def cached_probes(
     if use_cache and cached.is_file():
         examples = _read_cache(cached, digest)
         if examples is not None:
-            log.info("probes %s read from the cache (%s)", digest, cached)
+            log.debug("probes %s read from the cache (%s)", digest, cached)
             return examples, digest
     if use_cache:
         try:
