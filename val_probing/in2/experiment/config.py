@@ -9,7 +9,8 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, cast, get_args, get_type_hints
+from types import UnionType
+from typing import Any, Literal, Union, cast, get_args, get_origin, get_type_hints
 
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import PLACEMENTS, Placement
@@ -163,37 +164,36 @@ def _build(cls: type[Any], data: Any, where: str) -> Any:
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
-    text = str(hint)
-    if value is None:
-        if "None" in text:
+    """``value`` checked against a setting's type hint, read through ``get_origin``/``get_args``."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Union or origin is UnionType:  # X | None: None, or the one other type
+        if value is None and type(None) in args:
             return None
+        (hint,) = (a for a in args if a is not type(None))
+        origin, args = get_origin(hint), get_args(hint)
+    if value is None:
         raise ExperimentError(f"{where}: must be set")
-    if text.startswith("tuple"):
-        item = get_args(hint)[0]
+    if origin is tuple:
+        item = args[0]
         if not isinstance(value, list) or not all(isinstance(v, int | float | str) for v in value):
             raise ExperimentError(f"{where}: expected a list, got {value!r}")
         try:
             return tuple(item(v) for v in value)
         except ValueError as err:
             raise ExperimentError(f"{where}: expected a list of {item.__name__}, got {value!r}") from err
-    if "Mapping" in text:
+    if origin is Mapping:
         if not isinstance(value, Mapping):
             raise ExperimentError(f"{where}: expected a mapping, got {value!r}")
         return {str(k): str(v) for k, v in value.items()}
-    for kind in (bool, int, float, str):
-        if kind.__name__ in text and isinstance(value, kind):
-            if kind is int and isinstance(value, bool):
-                continue
+    if origin is Literal:
+        if value in args:
             return value
-    if "float" in text and isinstance(value, int) and not isinstance(value, bool):
+        raise ExperimentError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if "Literal" in text and isinstance(value, str):
-        if value in get_args(hint):
-            return value
-        raise ExperimentError(
-            f"{where}: expected one of {', '.join(map(repr, get_args(hint)))}, got {value!r}"
-        )
-    raise ExperimentError(f"{where}: expected {text}, got {value!r}")
+    if hint in (bool, int, str) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    raise ExperimentError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
 def load_experiment(value: str | Path) -> tuple[ExperimentConfig, Path]:
