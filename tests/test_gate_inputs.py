@@ -21,6 +21,18 @@ def files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
 
+def fill_disk_for(monkeypatch: pytest.MonkeyPatch, target: Path) -> None:
+    """Every atomic write whose final rename lands on ``target`` fails as a full disk would."""
+    real_replace = Path.replace
+
+    def replace(self: Path, to: str | Path) -> Path:
+        if Path(to) == target:
+            raise OSError(28, "No space left on device")
+        return real_replace(self, to)
+
+    monkeypatch.setattr(Path, "replace", replace)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_run(tmp_path_factory.mktemp("run") / "run", draw_run(seed=1))
@@ -91,14 +103,7 @@ def test_a_failed_yaml_write_leaves_the_old_pair_and_no_new_file(
     """A crash between the two writes: the old YAML still names the old samples, which still exist."""
     before = {name: (baseline.parent / name).read_bytes() for name in files(baseline.parent)}
     other = write_run(baseline.parent.parent / "other", draw_run(seed=2))
-    real_replace = Path.replace
-
-    def disk_full_for_the_yaml(self: Path, target: str | Path) -> Path:
-        if Path(target) == baseline:
-            raise OSError(28, "No space left on device")
-        return real_replace(self, target)
-
-    monkeypatch.setattr(Path, "replace", disk_full_for_the_yaml)
+    fill_disk_for(monkeypatch, baseline)
     assert main(["baseline", str(other), "--out", str(baseline)]) == 2
     assert f"{baseline}: cannot write" in capsys.readouterr().err
     monkeypatch.undo()
@@ -237,14 +242,7 @@ def test_a_write_that_fails_during_the_check_is_exit_2_naming_it_and_prints_no_v
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     junit = tmp_path / "gate.xml"
-    real_replace = Path.replace
-
-    def disk_full(self: Path, target: str | Path) -> Path:
-        if Path(target) == junit:
-            raise OSError(28, "No space left on device")
-        return real_replace(self, target)
-
-    monkeypatch.setattr(Path, "replace", disk_full)
+    fill_disk_for(monkeypatch, junit)
     assert check(run, baseline, "--junit", str(junit), "--markdown", str(tmp_path / "gate.md")) == 2
     captured = capsys.readouterr()
     assert f"{junit}: cannot write the output: No space left on device" in captured.err
