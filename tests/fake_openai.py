@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FakeOpenAI:
     """A scripted /v1/chat/completions: each script entry is an HTTP status or a content string; after the
-    script, every request gets a good JSON answer (or ``then`` when it is set)."""
+    script, every request gets a good JSON answer (or ``then`` when it is set). ``{n}`` in a content
+    string becomes the request's number (1, 2, ...)."""
 
     def __init__(self, script: list[int | str], then: int | str | None = None) -> None:
         self.script = list(script)
@@ -30,6 +31,7 @@ class FakeOpenAI:
                         {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
                     )
                     step = owner.script.pop(0) if owner.script else owner.then
+                    number = len(owner.requests)
                 if step is None:
                     question = f"What is said in request {len(owner.requests)}?"
                     step = json.dumps({"question": question, "answer": "Something specific, in other words."})
@@ -39,8 +41,9 @@ class FakeOpenAI:
                     self.end_headers()
                     self.wfile.write(b'{"error": "scripted"}')
                     return
+                content = step.replace("{n}", str(number))
                 payload = json.dumps(
-                    {"choices": [{"message": {"role": "assistant", "content": step}}]}
+                    {"choices": [{"message": {"role": "assistant", "content": content}}]}
                 ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from fake_openai import FakeOpenAI
 from val_probing.build import ProbeSpec, cached_probes
 from val_probing.cli import main
 from val_probing.paths import (
@@ -282,46 +283,6 @@ def test_damaged_embedded_tokenizer_folder_is_converted_again(
 # IN2 synthesis: the QA endpoint, the corpus, the outputs
 
 
-class _StubEndpoint:
-    """A /v1/chat/completions on 127.0.0.1 that answers every request with ``content`` (``{n}``: the
-    request number)."""
-
-    def __init__(self, content: str) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.content = content
-        self.requests = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                owner.requests += 1
-                text = owner.content.replace("{n}", str(owner.requests))
-                payload = json.dumps({"choices": [{"message": {"content": text}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self) -> _StubEndpoint:
-        import threading
-
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 _GOOD_QA = json.dumps({"question": "What did entry {n} record?", "answer": "A storm, told in other words."})
 _WORDS = [
     "harbor",
@@ -377,14 +338,14 @@ def test_qa_cache_junk_endpoint_then_a_good_one(tmp_path: Path, capsys: pytest.C
     corpus = _corpus(tmp_path / "corpus")
     cache = tmp_path / "qa.jsonl"
     openai = ["--generator", "openai", "--model", "m", "--attempts", "1", "--cache", str(cache)]
-    with _StubEndpoint("I cannot help with that.") as junk:
+    with FakeOpenAI([], then="I cannot help with that.") as junk:
         code = _synthesize(corpus, tmp_path / "out", *openai, "--endpoint", junk.url)
-        assert junk.requests > 0
+        assert junk.requests
     assert code == 2 and not (tmp_path / "out").exists()
     capsys.readouterr()
-    with _StubEndpoint(_GOOD_QA) as good:
+    with FakeOpenAI([], then=_GOOD_QA) as good:
         assert _synthesize(corpus, tmp_path / "out", *openai, "--endpoint", good.url) == 0
-        asked = good.requests
+        asked = len(good.requests)
     assert asked > 0  # the good endpoint is asked, not served the junk of the first run
     assert "wrote 4 examples" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -447,11 +408,11 @@ def test_synthesize_outputs_are_checked_before_the_work(
     (tmp_path / "exists").mkdir()
     assert _synthesize(corpus, tmp_path / "exists", "--generator", "local") == 2
     assert "pass --overwrite" in capsys.readouterr().err
-    with _StubEndpoint(_GOOD_QA) as server:
+    with FakeOpenAI([], then=_GOOD_QA) as server:
         qa = ["--generator", "openai", "--model", "m", "--endpoint", server.url]
         assert _synthesize(corpus, tmp_path / "out", *qa, "--cache", str(blocker / "qa.jsonl")) == 2
         assert f"{blocker / 'qa.jsonl'}: cannot write the QA cache" in capsys.readouterr().err
-        assert server.requests == 0
+        assert not server.requests
     assert blocker.read_text() == "x" and not (tmp_path / "out").exists()
 
 
@@ -462,10 +423,10 @@ def test_synthesize_with_an_unwritable_cache_root(
     blocker.write_text("x")
     monkeypatch.setenv("VAL_PROBING_CACHE", str(blocker / "cache"))
     corpus = _corpus(tmp_path / "corpus")
-    with _StubEndpoint(_GOOD_QA) as server:
+    with FakeOpenAI([], then=_GOOD_QA) as server:
         qa = ["--generator", "openai", "--model", "org/m", "--endpoint", server.url]
         assert _synthesize(corpus, tmp_path / "out", *qa) == 2
-        assert server.requests == 0
+        assert not server.requests
     err = capsys.readouterr().err
     assert str(blocker / "cache" / "in2-qa" / "org_m.jsonl") in err and "Traceback" not in err
 
