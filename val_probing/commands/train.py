@@ -18,6 +18,8 @@ from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import PLACEMENTS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from val_probing.in2.contamination import ProbeIndex
     from val_probing.in2.qa import QAGenerator
 
@@ -49,27 +51,26 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="train_command", metavar="STEP")
     sub.required = True
-    syn = sub.add_parser(
-        "synthesize",
-        help="raw texts -> IN2 training dataset (datasets folder + manifest)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
+    steps: tuple[tuple[str, str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+        (
+            "synthesize",
+            "raw texts -> IN2 training dataset (datasets folder + manifest)",
+            EPILOG,
+            _synthesize_arguments,
+        ),
+        ("run", "run a shipped recipe (default in2_sft) with a config", EPILOG, _run_arguments),
+        (
+            "experiment",
+            "the IN2 placement experiment (issue 13): data, two arms, training, VAL curves, paired tests",
+            EXPERIMENT_EPILOG,
+            _experiment_arguments,
+        ),
     )
-    _synthesize_arguments(syn)
-    run = sub.add_parser(
-        "run",
-        help="run a shipped recipe (default in2_sft) with a config",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
-    )
-    _run_arguments(run)
-    exp = sub.add_parser(
-        "experiment",
-        help="the IN2 placement experiment (issue 13): data, two arms, training, VAL curves, paired tests",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EXPERIMENT_EPILOG,
-    )
-    _experiment_arguments(exp)
+    for name, summary, epilog, fill in steps:
+        step = sub.add_parser(
+            name, help=summary, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        fill(step)
 
 
 def _synthesize_arguments(p: argparse.ArgumentParser) -> None:
