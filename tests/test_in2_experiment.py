@@ -312,3 +312,18 @@ def test_the_smoke_experiment_runs_the_whole_path_and_resumes(tmp_path: Path) ->
     assert finished == {
         p.name: json.loads((p / ex.STAGE_FILE).read_text())["finished"] for p in (out / "stages").iterdir()
     }
+
+
+@pytest.mark.slow
+def test_the_same_settings_make_the_same_data_in_any_output_folder(tmp_path: Path) -> None:
+    """The texts' ids seed the QA generator: they must not carry OUT's path (they once did, so the smoke
+    data changed with pytest's tmp folder and one draw overran the recipe's length limit)."""
+    from datasets import load_from_disk
+
+    outs = [tmp_path / "a", tmp_path / "a much longer" / "folder name"]
+    for out in outs:
+        ex.run_experiment(_config(), out, until="data")
+    for arm in ex.ARMS:
+        first, second = (load_from_disk(str(out / "stages" / "data" / arm)).to_list() for out in outs)
+        assert first == second and len(first) == _config().synthesis.n_examples
+        assert all(s.startswith("corpus.jsonl:") for row in first for s in row["sources"])

@@ -175,7 +175,14 @@ def _data_body(run: Run, folder: Path) -> dict[str, Any]:
     from val_probing.tokens import HFTokenCounter
 
     s, seed = run.config.synthesis, run.config.seed
-    corpus = read_corpus([run.stage_dir("corpus") / "corpus.jsonl"])
+    corpus_file = run.stage_dir("corpus") / "corpus.jsonl"
+    corpus = read_corpus([corpus_file])
+    # A text's id seeds the QA generator and names the examples' sources: it must not depend on where
+    # OUT is (read_corpus prefixes the file's path), or the same settings make other data elsewhere.
+    texts = [
+        dataclasses.replace(t, text_id="corpus.jsonl:" + t.text_id.removeprefix(f"{corpus_file}:"))
+        for t in corpus.texts
+    ]
     probes = ProbeIndex.build(
         ex for f in FAMILIES for ex in read_probes(run.stage_dir("probes") / f"{f}.jsonl")
     )
@@ -188,7 +195,7 @@ def _data_body(run: Run, folder: Path) -> dict[str, Any]:
         seed=seed,
     )
     plan = synthesize(
-        list(corpus.texts),
+        texts,
         HFTokenCounter.load(base_model(run)),
         ExtractiveLocalGenerator(seed=seed),
         config,
