@@ -183,7 +183,7 @@ on it): model, probes, corpus, data, train_uniform, train_edges, eval_base, eval
 compare. Results land in OUT/stages/compare/ (summary.md, results.json, curves.png); docs/in2-experiment.md.
 
 examples:
-  # the full run (about 2 h of a 2-core CPU), in the background; re-run the same line to continue
+  # the full run (95 min measured on a 2-core CPU), in the background; re-run the same line to continue
   nohup val-probing train experiment --config in2_placement_cpu --out runs/in2-placement \\
       > runs/in2-placement.log 2>&1 &
   val-probing train experiment --config in2_placement_cpu --out runs/in2-placement --status
