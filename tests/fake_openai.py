@@ -33,7 +33,7 @@ class FakeOpenAI:
                     step = owner.script.pop(0) if owner.script else owner.then
                     number = len(owner.requests)
                 if step is None:
-                    question = f"What is said in request {len(owner.requests)}?"
+                    question = f"What is said in request {number}?"
                     step = json.dumps({"question": question, "answer": "Something specific, in other words."})
                 if isinstance(step, int):
                     self.send_response(step)
