@@ -27,7 +27,7 @@ from val_probing.in2.experiment.config import (
     ExperimentError,
     plain,
 )
-from val_probing.paths import CacheInvalid, check_folder_manifest, write_folder_manifest
+from val_probing.paths import FOLDER_MANIFEST, CacheInvalid, check_folder_manifest, write_folder_manifest
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +86,25 @@ class Run:
         return self.done[name].summary
 
 
-def inputs_hash(run: Run, stage: Stage) -> str:
+def _keyed(run: Run, stage: Stage) -> dict[str, Any]:
+    """What a stage's folder is keyed on: its settings and its upstream stages' outputs."""
     upstream = {n: run.done[n].outputs_hash for n in stage.needs}
-    keyed = {"format": FORMAT, "stage": stage.name, "version": stage.version, "inputs": stage.inputs(run)}
-    return digest({**keyed, "upstream": upstream})
+    return {
+        "format": FORMAT,
+        "stage": stage.name,
+        "version": stage.version,
+        "inputs": stage.inputs(run),
+        "upstream": upstream,
+    }
+
+
+def inputs_hash(run: Run, stage: Stage) -> str:
+    return digest(_keyed(run, stage))
 
 
 def read_stage(folder: Path, key: str) -> StageRecord | None:
     """The finished stage in ``folder`` when it verifies against ``key`` (every file as its manifest
     records, made for these inputs); None otherwise, with a log line saying why."""
-    from val_probing.paths import FOLDER_MANIFEST
-
     if not folder.exists():
         return None
     try:
@@ -118,7 +126,8 @@ def read_stage(folder: Path, key: str) -> StageRecord | None:
 def run_stage(run: Run, stage: Stage) -> StageRecord:
     """Reuse the stage when its folder verifies for this run's inputs; else build it in a temporary
     folder and rename it into place (a killed stage leaves only the temporary folder, removed next time)."""
-    key = inputs_hash(run, stage)
+    keyed = _keyed(run, stage)
+    key = digest(keyed)
     final = run.stage_dir(stage.name)
     found = read_stage(final, key)
     if found is not None:
@@ -137,8 +146,8 @@ def run_stage(run: Run, stage: Stage) -> StageRecord:
         "format": FORMAT,
         "stage": stage.name,
         "inputs_hash": key,
-        "inputs": stage.inputs(run),
-        "upstream": {n: run.done[n].outputs_hash for n in stage.needs},
+        "inputs": keyed["inputs"],
+        "upstream": keyed["upstream"],
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
