@@ -216,9 +216,9 @@ def _compare_body(run: Run, folder: Path) -> dict[str, Any]:
     runs = {w: _load(run.stage_dir(f"eval_{w}"), probes) for w in ("base", *ARMS)}
     found = compare_runs(runs, run.config.comparison, run.config.seed)
     found["power"] = run.summary("probes")["power"]
-    found["probes"] = run.summary("probes")["families"]
+    found["probes"] = probes
     write_report(folder, runs, found, run)
-    return {k: found[k] for k in ("verdicts",)}
+    return {"verdicts": found["verdicts"]}
 
 
 # The base model is evaluated before the trainings: it needs neither, and a broken evaluation (or its
