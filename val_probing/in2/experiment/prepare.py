@@ -30,7 +30,7 @@ def _model_body(run: Run, folder: Path) -> dict[str, Any]:
 
     model = run.config.model
     if model == TINY_LLAMA:
-        path = make_tiny_llama(folder / "model", seed=run.config.seed)
+        make_tiny_llama(folder / "model", seed=run.config.seed)
         return {"path": "model", "kind": "tiny random Llama (hidden 64, 2 layers), SmolLM2 tokenizer"}
     path = embedded_model_dir() if model == EMBEDDED else Path(model)
     return {"path": str(path), "kind": model}
