@@ -416,6 +416,20 @@ def test_synthesize_outputs_are_checked_before_the_work(
     assert blocker.read_text() == "x" and not (tmp_path / "out").exists()
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_folder_the_checks_cannot_foresee_is_exit_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """/proc passes the access checks (as root too) but nothing can be made in it: the failure comes at
+    the write, and still names --out, with no traceback."""
+    out = Path("/proc/val-probing-test/out")
+    assert _synthesize(_corpus(tmp_path / "corpus"), out, "--generator", "local") == 2
+    assert f"{out}: cannot write the dataset" in capsys.readouterr().err
+    args = ["train", "experiment", "--config", "in2_placement_smoke", "--out", str(out)]
+    assert main(args) == 2
+    assert f"{out}: cannot write the experiment folder" in capsys.readouterr().err
+
+
 def test_synthesize_with_an_unwritable_cache_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -115,15 +115,16 @@ def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, ove
         if placement != "uniform":  # uniform data keeps the fingerprint (and bytes) it always had
             keyed.append(placement)
         fingerprint = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        try:
-            dataset = Dataset.from_generator(
-                rows, features=_features(template), cache_dir=str(work / "cache"), fingerprint=fingerprint
-            )
-        except DatasetGenerationError as err:  # errors of our own assembly come out wrapped
-            if isinstance(err.__cause__, ValProbingError):
-                raise err.__cause__ from None
-            raise
-        with writing(out_dir, "dataset"):  # a full disk or a vanished folder names --out
+        # a full disk, a vanished folder or one the checks could not foresee (/proc) names --out
+        with writing(out_dir, "dataset"):
+            try:
+                dataset = Dataset.from_generator(
+                    rows, features=_features(template), cache_dir=str(work / "cache"), fingerprint=fingerprint
+                )
+            except DatasetGenerationError as err:  # errors of our own assembly come out wrapped
+                if isinstance(err.__cause__, ValProbingError):
+                    raise err.__cause__ from None
+                raise
             dataset.save_to_disk(str(work / "dataset"))
             manifest = {**synthesis.manifest, **stats.to_dict(), "template": template, "placement": placement}
             (work / "dataset" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -9,7 +9,7 @@ from val_probing.in2.experiment.config import STAGE_FILE, ExperimentConfig, Expe
 from val_probing.in2.experiment.prepare import PREPARE_STAGES
 from val_probing.in2.experiment.runs import RUN_STAGES
 from val_probing.in2.experiment.stages import Run, Stage, inputs_hash, read_stage, run_stage
-from val_probing.outputs import check_output_dir
+from val_probing.outputs import check_output_dir, writing
 from val_probing.records import write_text_atomic
 
 STAGES: tuple[Stage, ...] = (*PREPARE_STAGES, *RUN_STAGES)
@@ -17,7 +17,8 @@ STAGES: tuple[Stage, ...] = (*PREPARE_STAGES, *RUN_STAGES)
 
 def check_out(out: Path) -> Path:
     out = check_output_dir(out, "experiment folder")
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out, "experiment folder"):  # a folder the checks cannot foresee (/proc, a full disk)
+        out.mkdir(parents=True, exist_ok=True)
     return out
 
 
