@@ -420,14 +420,19 @@ def test_synthesize_outputs_are_checked_before_the_work(
 def test_an_output_folder_the_checks_cannot_foresee_is_exit_2_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """/proc passes the access checks (as root too) but nothing can be made in it: the failure comes at
-    the write, and still names --out, with no traceback."""
+    """/proc passes os.access (as root too) but nothing can be made in it: the output check tries, so
+    every command stops before the work with exit 2 naming the path, and no traceback."""
     out = Path("/proc/val-probing-test/out")
     assert _synthesize(_corpus(tmp_path / "corpus"), out, "--generator", "local") == 2
-    assert f"{out}: cannot write the dataset" in capsys.readouterr().err
-    args = ["train", "experiment", "--config", "in2_placement_smoke", "--out", str(out)]
-    assert main(args) == 2
-    assert f"{out}: cannot write the experiment folder" in capsys.readouterr().err
+    assert f"{out}: cannot write the dataset folder: /proc:" in capsys.readouterr().err
+    for args, what in [
+        (["train", "experiment", "--config", "in2_placement_smoke", "--out", str(out)], "experiment folder"),
+        (["train", "run", "--config", "in2_tiny_cpu", "dataset=x", f"output_dir={out}"], "training output"),
+        (["plot", str(tmp_path), "--out", str(out)], "output folder"),
+    ]:
+        assert main(args) == 2
+        assert f"{out}: cannot write the {what}" in capsys.readouterr().err
+    assert not list(Path("/proc").glob(".val-probing-check-*"))
 
 
 def test_synthesize_with_an_unwritable_cache_root(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,11 @@ def _check_folder_writable(folder: Path, path: Path, what: str) -> None:
         raise OutputError(f"{path}: cannot write the {what}: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: cannot write the {what}: {existing} is not writable")
+    # os.access can pass where nothing can be made (/proc, /sys, as root too): make and remove a folder
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".val-probing-check-", dir=existing))
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write the {what}: {existing}: {_reason(err)}") from err
 
 
 def check_output_file(path: Path | str, what: str = "output file") -> Path:
