@@ -111,36 +111,60 @@ def test_over_long_examples_are_listed_and_refused() -> None:
         verify_prepared([5, 5], [5, 6])
 
 
-def test_fsdp_configs_build_the_expected_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
-    from accelerate.utils import FullyShardedDataParallelPlugin
-    from accelerate.utils import dataclasses as acc_dataclasses
-    from accelerate.utils.launch import prepare_multi_gpu_env
-    from torch.distributed.fsdp import ShardingStrategy
+# What `accelerate launch` hands each process of the recipe: FSDP settings travel as environment variables.
+_PRINT_ENV = (
+    "import json, os\n"
+    "env = {k: v for k, v in os.environ.items() if k.startswith(('FSDP_', 'ACCELERATE_'))}\n"
+    "print('ENV=' + json.dumps(env))\n"
+)
+# Parameter initialisation across ranks needs a GPU: accelerate refuses these two on a CPU.
+_GPU_ONLY = ("FSDP_SYNC_MODULE_STATES", "FSDP_CPU_RAM_EFFICIENT_LOADING")
 
-    # sync_module_states asks for the current GPU: pretend there is one (construction only)
-    monkeypatch.setattr(acc_dataclasses, "is_cuda_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    for name, offload in (
+
+def _launched_env(config: Path, tmp_path: Path) -> dict[str, str]:
+    """The environment the real `accelerate launch` gives the recipe under ``config``, on one process."""
+    script = tmp_path / "print_env.py"
+    script.write_text(_PRINT_ENV, encoding="utf-8")
+    cmd = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file", str(config)]
+    cmd += ["--num_machines", "1", "--num_processes", "1", "--machine_rank", "0", str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **OFFLINE})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("ENV=")]
+    assert len(lines) == 1, proc.stdout[-2000:]
+    env: dict[str, str] = json.loads(lines[0].removeprefix("ENV="))
+    return env
+
+
+@pytest.mark.parametrize(
+    ("name", "offload"),
+    [
         ("accelerate_fsdp_mistral7b_16x8.yaml", False),
         ("accelerate_fsdp_mistral7b_16x8_cpu_offload.yaml", True),
-    ):
-        path = CONFIGS / name
-        args = launch_command_parser().parse_args(["--config_file", str(path), "train.py"])
-        args, _defaults, _mp = _validate_launch_command(args)
-        assert args.use_fsdp and (args.num_machines, args.num_processes) == (16, 128)
-        env = prepare_multi_gpu_env(args)
-        with monkeypatch.context() as m:
-            for key, value in env.items():
-                m.setenv(key, value)
-            plugin = FullyShardedDataParallelPlugin()
-        assert plugin.sharding_strategy == ShardingStrategy.FULL_SHARD
-        assert plugin.auto_wrap_policy.__name__ == "transformer_auto_wrap_policy"
-        assert plugin.transformer_cls_names_to_wrap == ["MistralDecoderLayer"]
-        assert bool(plugin.cpu_offload.offload_params) is offload
-        assert plugin.activation_checkpointing is True
-        assert "accelerate launch --config_file training/configs/" + name in path.read_text()
+    ],
+)
+def test_fsdp_configs_build_the_expected_plugin(
+    name: str, offload: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through accelerate's public surface only: its launcher, the FSDP_* environment, the plugin class."""
+    import yaml
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp import ShardingStrategy
+
+    path = CONFIGS / name
+    sizes = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert (sizes["distributed_type"], sizes["num_machines"], sizes["num_processes"]) == ("FSDP", 16, 128)
+    env = _launched_env(path, tmp_path)
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert all(env[key] == "true" for key in _GPU_ONLY)  # the 7B run loads with cpu_ram_efficient_loading
+    for key, value in env.items():
+        monkeypatch.setenv(key, "false" if key in _GPU_ONLY else value)
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.sharding_strategy == ShardingStrategy.FULL_SHARD
+    assert plugin.auto_wrap_policy.__name__ == "transformer_auto_wrap_policy"
+    assert plugin.transformer_cls_names_to_wrap == ["MistralDecoderLayer"]
+    assert bool(plugin.cpu_offload.offload_params) is offload
+    assert plugin.activation_checkpointing is True
+    assert "accelerate launch --config_file training/configs/" + name in path.read_text()
 
 
 # ---------------------------------------------------------------------------------------------- CPU training
