@@ -140,8 +140,18 @@ class Floor:
 
     score: float
     answer: str
+    questions: int
+
+    @property
+    def elsewhere(self) -> float:
+        """The answer's score on the other questions (x100): the answer is one of the set's golds, so it
+        answers its own question fully; with n questions that alone gives 100/n."""
+        if self.questions < 2:
+            return 0.0
+        return max(0.0, (self.score * self.questions - 100.0) / (self.questions - 1))
 
     def to_dict(self) -> dict[str, float | str]:
+        """What results and cache entries record (the question count is theirs already)."""
         return {"score": self.score, "answer": self.answer}
 
 
@@ -185,4 +195,4 @@ def best_substring_answer(golds: Sequence[Sequence[str]]) -> Floor:
         rows = len(set().union(*(rows_of[g] for g in contained[k])))
         if rows > best_rows:
             best, best_rows = k, rows
-    return Floor(100.0 * best_rows / len(golds), candidates[best])
+    return Floor(100.0 * best_rows / len(golds), candidates[best], len(golds))

@@ -7,9 +7,9 @@
   the row claims it; no two rows of a set share a position or a key, and a set's rows share one
   context;
 * the **constant-answer floor** (:func:`probe_floor`): the best single answer of the family's kind
-  given to every question, and its reference score over the set (x100). Above the family's
-  ``FLOOR_WARN`` the set is warned about (``build --strict`` refuses it): a score near the floor
-  says nothing about reading.
+  given to every question, and its reference score over the set (x100). When that answer scores
+  above the family's ``FLOOR_WARN`` on the questions it is not the answer of, the set is warned
+  about (``build --strict`` refuses it): a score near the floor says nothing about reading.
 
 Errors are :class:`~val_probing.records.RecordError` naming where the rows came from and the row.
 """
@@ -76,14 +76,17 @@ def probe_floor(examples: Sequence[ProbeExample]) -> Floor:
 
 
 def floor_warning(family: str, floor: Floor) -> str | None:
-    """The warning for a floor above the family's threshold, else None."""
+    """The warning when the floor's answer scores above the family's threshold on the questions it is
+    not the answer of (its own question it answers fully, which gives small sets a floor of 100/n
+    without any guessing), else None."""
     limit = get_family(family).FLOOR_WARN
-    if floor.score <= limit:
+    if floor.elsewhere <= limit:
         return None
     return (
         f"{family}: the constant answer {floor.answer[:80]!r} scores {floor.score:.1f} of 100 on these "
-        f"probes (above {limit:g}, the threshold for {family}); a score near it does not show reading. "
-        "Use a pool whose answers are distinctive (see docs/probes.md, 'The constant-answer floor')"
+        f"{floor.questions} probes ({floor.elsewhere:.1f} on the questions it is not the answer of, above "
+        f"{limit:g}, the threshold for {family}); a score near it does not show reading. Use a pool "
+        "whose answers are distinctive (see docs/probes.md, 'The constant-answer floor')"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -144,9 +145,10 @@ def constant_floor(targets: Sequence[Target]) -> Floor:
         for word in words:
             weight[word] += 1.0 / len(words)
     answers = sorted({t.answer for t in targets})
-    totals = [sum(weight[w] for w in set(a.strip().lower().split())) for a in answers]
+    # fsum: exactly rounded, so the floor does not depend on the (hash-seeded) order of a set's words
+    totals = [math.fsum(weight[w] for w in set(a.strip().lower().split())) for a in answers]
     best = max(range(len(answers)), key=lambda k: (totals[k], -k))
-    return Floor(100.0 * totals[best] / len(golds), answers[best])
+    return Floor(100.0 * totals[best] / len(golds), answers[best], len(golds))
 
 
 def _words(text: str) -> set[str]:
