@@ -18,6 +18,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -34,6 +35,8 @@ from val_probing.paths import (
 )
 from val_probing.pools import EMBEDDED, PoolItem, pool_path, read_pool
 from val_probing.probes import FamilySpec, get_family
+from val_probing.probes.base import Floor
+from val_probing.probes.checks import floor_warning, probe_floor, verify_probe_set
 from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, remove_orphans
 from val_probing.tokenizers import is_hub_name, load_counter
 from val_probing.tokens import TokenCounter
@@ -59,6 +62,10 @@ class BudgetTooSmall(BuildError):
 
 class TooFewItems(BuildError):
     """Fewer items fit in a context than needle positions were asked for."""
+
+
+class FloorTooHigh(BuildError):
+    """A constant answer scores above the family's threshold on these probes (``--strict``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +213,8 @@ def _greedy(cands: _Candidates, fill: _Fill, uniq: _Uniqueness, length: int, set
     while True:
         i = fill.next
         if i >= len(cands):
+            if fill.chosen and fill.estimate >= length:
+                return  # the pool ran out exactly as the context reached its budget: it is full
             raise PoolTooSmall(
                 f"set {set_id}: the pool ran out ({len(cands)} items; {fill.rejected} of those tried for "
                 "this set were rejected because their key would not be unique) after "
@@ -354,34 +363,76 @@ def cache_path(spec: ProbeSpec, digest: str) -> Path:
     return cache_root() / "probes" / f"{spec.family}-{spec.length}-{digest}.jsonl"
 
 
-def _read_cache(path: Path, digest: str) -> list[ProbeExample] | None:
-    """The cached probes when the file is whole and was written for ``digest``; None (one warning
-    naming the file) when it is not, so the caller rebuilds."""
+_SET_RECORD = "val_probing_probe_set"
+
+
+def _set_record(spec: ProbeSpec, digest: str, floor: Floor) -> dict[str, Any]:
+    """The first row of a cache entry: what the entry was built for and what its checks found. It is
+    a row, so the header's sha256 covers it: an entry copied over another with only its header's
+    ``key`` edited still names its own key and spec here, and is rejected."""
+    return {
+        _SET_RECORD: {
+            "key": digest,
+            "spec": asdict(spec),
+            "probe_version": PROBE_VERSION,
+            "constant_floor": floor.to_dict(),
+        }
+    }
+
+
+def _read_cache(path: Path, spec: ProbeSpec, digest: str) -> list[ProbeExample] | None:
+    """The cached probes when the file is whole, was written for ``digest`` and ``spec`` and its rows
+    pass the probe-set checks (:mod:`val_probing.probes.checks`, the recorded floor recomputed);
+    None (one warning naming the file) when not, so the caller rebuilds."""
     try:
-        rows = read_verified_jsonl(path, digest)
-        return [ProbeExample.from_dict(obj, where=f"{path}:{i}") for i, obj in enumerate(rows, start=2)]
-    except (CacheInvalid, RecordError) as err:
+        first, *rows = read_verified_jsonl(path, digest)
+        examples = [ProbeExample.from_dict(obj, where=f"{path}:{i}") for i, obj in enumerate(rows, start=3)]
+        verify_probe_set(examples, str(path))
+        if first != _set_record(spec, digest, probe_floor(examples)):
+            raise CacheInvalid(
+                f"{path}: its probe-set record is not that of key {digest} and this spec "
+                "(another entry copied here, or an older format)"
+            )
+        return examples
+    except (CacheInvalid, RecordError, ValueError) as err:  # ValueError: no rows, no probe-set record
         log.warning("%s; rebuilding the cached probes", err)
         return None
 
 
-def _write_cache(path: Path, digest: str, examples: Sequence[ProbeExample]) -> None:
+def _write_cache(
+    path: Path, spec: ProbeSpec, digest: str, examples: Sequence[ProbeExample], floor: Floor
+) -> None:
     """Cache the probes; a failed write is a warning (the probes are built and still returned)."""
     try:
-        write_verified_jsonl(path, digest, (ex.to_dict() for ex in examples))
+        rows = [_set_record(spec, digest, floor), *(ex.to_dict() for ex in examples)]
+        write_verified_jsonl(path, digest, rows)
     except OutputError as err:
         log.warning("%s; the probes are built but not cached", err)
 
 
+def check_floor(examples: Sequence[ProbeExample], *, strict: bool = False) -> Floor:
+    """The set's constant-answer floor, warned about above the family's ``FLOOR_WARN``
+    (``strict``: a :class:`FloorTooHigh` error instead)."""
+    floor = probe_floor(examples)
+    message = floor_warning(examples[0].family, floor)
+    if message is not None:
+        if strict:
+            raise FloorTooHigh(f"{message} (refused: --strict)")
+        log.warning("%s", message)
+    return floor
+
+
 def cached_probes(
-    spec: ProbeSpec, *, use_cache: bool = True, progress: bool = False
+    spec: ProbeSpec, *, use_cache: bool = True, progress: bool = False, strict: bool = False
 ) -> tuple[list[ProbeExample], str]:
     """Probes for ``spec`` and their hash, built once and then read from ``<cache>/probes/``.
 
-    A cache file is used only when its header says it was written for this probe hash and its rows
-    are the ones recorded there (count and sha256); otherwise it is rebuilt with a warning. Before a
-    build the cache folder is checked writable (``OutputError`` naming it; ``use_cache=False`` builds
-    without it); a write that still fails at the end only warns, and the probes are returned.
+    A cache file is used only when its header says it was written for this probe hash, its rows are
+    the ones recorded there (count and sha256), its probe-set record names this hash and spec, and
+    its rows pass the probe-set checks; otherwise it is rebuilt with a warning. Before a build the
+    cache folder is checked writable (``OutputError`` naming it; ``use_cache=False`` builds without
+    it); a write that still fails at the end only warns, and the probes are returned. A constant-answer
+    floor above the family's threshold is a warning (``strict``: :class:`FloorTooHigh`).
     """
     counter = None
     if is_hub_name(spec.tokenizer):
@@ -392,9 +443,10 @@ def cached_probes(
     if use_cache:
         remove_orphans(cached.parent)  # a killed build's leftovers go on the next run, hit or miss
     if use_cache and cached.is_file():
-        examples = _read_cache(cached, digest)
+        examples = _read_cache(cached, spec, digest)
         if examples is not None:
             log.debug("probes %s read from the cache (%s)", digest, cached)
+            check_floor(examples, strict=strict)
             return examples, digest
     if use_cache:
         try:
@@ -404,6 +456,8 @@ def cached_probes(
     counter = counter or load_counter(spec.tokenizer)
     items = read_pool(spec.family, path)
     examples = build_probes(spec, counter, items, random.Random(spec.seed), progress=progress)
+    verify_probe_set(examples, f"the probes built from {path}")
+    floor = check_floor(examples, strict=strict)
     if use_cache:
-        _write_cache(cached, digest, examples)
+        _write_cache(cached, spec, digest, examples, floor)
     return examples, digest

@@ -44,7 +44,10 @@ def _check_folder_writable(folder: Path, path: Path, what: str) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".val-probing-check-", dir=existing))
     except OSError as err:
-        raise OutputError(f"{path}: cannot write the {what}: {existing}: {_reason(err)}") from err
+        reason = _reason(err)
+        if err.errno == errno.ENOENT:  # the folder is there, yet nothing can be made in it (/proc, /sys)
+            reason = "nothing can be created in it (a virtual file system such as /proc?)"
+        raise OutputError(f"{path}: cannot write the {what}: {existing}: {reason}") from err
 
 
 def check_output_file(path: Path | str, what: str = "output file") -> Path:

@@ -40,6 +40,7 @@ from val_probing.paths import (
     write_sidecar,
 )
 from val_probing.probes import get_family
+from val_probing.probes.checks import check_gold
 from val_probing.probes.code import CodeItem
 from val_probing.probes.database import DatabaseItem
 from val_probing.probes.document import DocumentItem
@@ -71,13 +72,15 @@ def read_pool(family: Family, path: Path) -> list[PoolItem]:
     if family not in FAMILIES:
         raise ValueError(f"family: {family!r} is not one of {FAMILIES}")
     path = Path(path)
-    item_type = get_family(family).ITEM
+    fam = get_family(family)
     items: list[PoolItem] = []
     for lineno, obj in iter_jsonl(path):
         try:
-            items.append(item_type.from_dict(obj))
-        except ValueError as err:
+            item = fam.ITEM.from_dict(obj)
+            check_gold(family, *fam.gold(item))  # e.g. a label of "...": empty once the metric strips it
+        except ValueError as err:  # MetricError is one
             raise RecordError(f"{path}:{lineno}: {err}") from err
+        items.append(item)
     if not items:
         raise PoolError(f"{path}: the {family} pool is empty")
     return items

@@ -32,7 +32,8 @@ from val_probing.official import (
     read_official,
 )
 from val_probing.probes import get_family
-from val_probing.records import Family, ProbeExample, RecordError, iter_jsonl, read_probes
+from val_probing.probes.checks import read_probe_file
+from val_probing.records import Family, ProbeExample, RecordError, iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def _is_probe_file(path: Path) -> bool:
 def load_rows(task: Family, data: Path | None) -> list[ProbeExample]:
     """Data rows in file order: probe records, or official rows (``data`` a file, or None: the hub)."""
     if data is not None and _is_probe_file(data):
-        probes = read_probes(data)
+        probes = read_probe_file(data)  # every row and the set checked
         wrong = [i for i, ex in enumerate(probes) if ex.family != task]
         if wrong:
             raise RecordError(f"{data}: row {wrong[0]} is a {probes[wrong[0]].family} probe, not {task}")
@@ -100,13 +101,94 @@ def _output_text(obj: dict[str, Any], where: str) -> str | None:
     raise RecordError(f"{where}: no answer field (expected one of {', '.join(OUTPUT_FIELDS)})")
 
 
-def read_outputs(path: Path) -> list[str | None]:
-    """Answer texts, one per non-blank line; errors name file, line and field."""
+IDENTITY_FIELDS = ("row", "set_id", "position_id")
+"""What an outputs line may carry to say which data row it answers (each checked when present)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One outputs line: its answer text and the identity fields it carries (None: absent)."""
+
+    text: str | None
+    where: str  # file:line
+    row: int | None = None
+    set_id: int | None = None
+    position_id: int | None = None
+
+
+def _identity(obj: dict[str, Any], name: str, where: str) -> int | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RecordError(f"{where}: field {name!r} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def read_output_lines(path: Path) -> list[Output]:
+    """Every non-blank line of an outputs file; errors name file, line and field."""
     if path.is_dir():
         raise ValProbingError(f"{path}: is a folder; pass the outputs JSONL file")
     if not path.is_file():
         raise ValProbingError(f"{path}: no such outputs file")
-    return [_output_text(obj, f"{path}:{lineno}") for lineno, obj in iter_jsonl(path)]
+    out = []
+    for lineno, obj in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        ids = {name: _identity(obj, name, where) for name in IDENTITY_FIELDS}
+        out.append(Output(_output_text(obj, where), where, **ids))
+    return out
+
+
+def read_outputs(path: Path) -> list[str | None]:
+    """Answer texts, one per non-blank line; errors name file, line and field."""
+    return [line.text for line in read_output_lines(path)]
+
+
+def pair_rows(rows: Sequence[ProbeExample], outputs: Sequence[Output], source: str) -> list[ProbeExample]:
+    """The data rows in the order of the outputs that answer them, paired by the rows' own identity.
+
+    Line i of the outputs answers the data row whose ``row`` is i (probe records and official rows
+    both carry it), whatever the data file's order; an outputs line that carries ``row`` answers that
+    row, and one that carries ``set_id``/``position_id`` must name its row's. Two data rows with one
+    ``row`` or one (set, position), a ``row`` with no answer, or an answer that names another row are
+    errors naming it (never scored as if they matched).
+    """
+    by_row: dict[int, ProbeExample] = {}
+    by_place: dict[tuple[int, int], ProbeExample] = {}
+    for ex in rows:
+        if ex.row in by_row:
+            raise ValProbingError(f"{source}: two data rows have row {ex.row}; each row must be unique")
+        place = (ex.set_id, ex.position_id) if ex.source == "built" else None
+        if place is not None and place in by_place:
+            raise ValProbingError(
+                f"{source} row {ex.row}: set {ex.set_id} position {ex.position_id} is also row "
+                f"{by_place[place].row}; a question may be scored only once"
+            )
+        by_row[ex.row] = ex
+        if place is not None:
+            by_place[place] = ex
+    paired: list[ProbeExample] = []
+    answered: set[int] = set()
+    for i, out in enumerate(outputs):
+        wanted = i if out.row is None else out.row
+        match = by_row.get(wanted)
+        if match is None:
+            raise ValProbingError(
+                f"{out.where}: answers row {wanted}, but {source} has no row {wanted} "
+                f"(its rows are {min(by_row)}..{max(by_row)})"
+            )
+        if wanted in answered:
+            raise ValProbingError(f"{out.where}: row {wanted} is answered twice")
+        for name in ("set_id", "position_id"):
+            value = getattr(out, name)
+            if value is not None and value != getattr(match, name):
+                raise ValProbingError(
+                    f"{out.where}: {name} {value} does not match row {wanted} of {source} "
+                    f"({name} {getattr(match, name)}); the outputs answer other rows"
+                )
+        answered.add(wanted)
+        paired.append(match)
+    return paired
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,13 +254,14 @@ def score_rows(
     *,
     diagnostics: bool,
 ) -> tuple[list[ScoredSample], dict[str, list[ScoredSample]]]:
-    """Reference samples and (when asked) one sample list per diagnostic, skipping ``skip`` rows;
+    """Reference samples and (when asked) one sample list per diagnostic, skipping the rows whose
+    ``row`` is in ``skip``;
     errors name ``where`` (the data) and the row."""
     reference: list[ScoredSample] = []
     names = get_family(task).DIAGNOSTICS if diagnostics else {}
     extra: dict[str, list[ScoredSample]] = {name: [] for name in names}
-    for i, (row, pred) in enumerate(zip(rows, predictions, strict=True)):
-        if i in skip:
+    for row, pred in zip(rows, predictions, strict=True):
+        if row.row in skip:
             continue
         try:
             score = reference_score(task, pred, row.answer, row.description)
@@ -194,13 +277,14 @@ def score_rows(
 def skip_set(
     rows: Sequence[ProbeExample], skip_list: Path | None, *, reference: bool
 ) -> tuple[set[int], str]:
-    """Rows to leave out and where they came from: the authors' list, or derived from the data."""
+    """Rows (their ``row``) to leave out and where they came from: the authors' list, or derived."""
     if skip_list is None:
         if reference:
             log.info("reference mode with derived skip rows; pass --skip-list for the authors' own list")
-        return {i for i, row in enumerate(rows) if is_ambiguous(row)}, "derived"
+        return {row.row for row in rows if is_ambiguous(row)}, "derived"
     skip = load_skip_list(skip_list)
-    outside = sorted(i for i in skip if i >= len(rows))
+    present = {row.row for row in rows}
+    outside = sorted(i for i in skip if i not in present)
     if outside:
         raise ValProbingError(
             f"{skip_list}: rows {outside[:5]} are past the {len(rows)} data rows "
@@ -226,13 +310,15 @@ def score_outputs(
     paper's buckets (``--reference``) or :func:`default_buckets`."""
     data_file = None if data is None else official_file(task, data)  # a folder -> its split
     rows = load_rows(task, data_file)
-    predictions = read_outputs(outputs)
+    lines = read_output_lines(outputs)
+    predictions = [line.text for line in lines]
     source = data_file if data_file is not None else f"the hub split {get_family(task).OFFICIAL_SPLIT}"
     if len(rows) != len(predictions):
         raise ValProbingError(
             f"row counts differ: {source} has {len(rows)} rows but {outputs} has {len(predictions)} "
             "answers; line i of the outputs must answer row i of the data"
         )
+    rows = pair_rows(rows, lines, str(source))
     skip, skip_source = skip_set(rows, skip_list, reference=reference)
     mode: Mode = "reference" if reference else "default"
     if n_buckets is None:

@@ -15,6 +15,8 @@ from val_probing.buckets import bucket_of, fitting_buckets
 from val_probing.build import ProbeSpec, cached_probes
 from val_probing.fingerprints import digest
 from val_probing.official import OfficialDataError, film_prompt, load_official, skip_rows
+from val_probing.probes.base import Floor
+from val_probing.probes.checks import probe_floor
 from val_probing.records import ProbeExample
 from val_probing.tokenizers import load_counter
 
@@ -36,6 +38,7 @@ class ProbeSet:
     contexts: dict[str, str] = field(repr=False)
     probe_hash: str
     n_buckets: int
+    floor: Floor | None = None  # the constant-answer floor of the docs (val_probing.probes.checks)
 
 
 def _doc(
@@ -163,7 +166,8 @@ def load_probe_set(opts: ValOptions) -> ProbeSet:
             context_id = ids[ex.context] = f"{_context_label(length)}/{ex.set_id}/{len(ids)}"
             contexts[context_id] = ex.context
         docs.append(_doc(ex, context_id, context_index[(length or 0, ex.set_id)], n_buckets, length))
-    return ProbeSet(docs=docs, contexts=contexts, probe_hash=probe_hash, n_buckets=n_buckets)
+    floor = probe_floor([t.example for t in tagged])
+    return ProbeSet(docs=docs, contexts=contexts, probe_hash=probe_hash, n_buckets=n_buckets, floor=floor)
 
 
 def render_prompt(template: Template, context: str, instruction: str) -> str:

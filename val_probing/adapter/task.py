@@ -90,6 +90,7 @@ class ValTask(ConfigurableTask):
             "probe_hash": self.probes.probe_hash,
             "probe_version": PROBE_VERSION,
             "n_docs": len(docs),
+            "constant_floor": self.probes.floor.to_dict() if self.probes.floor else None,
         }
 
     def prompt(self, doc: Mapping[str, Any]) -> str:

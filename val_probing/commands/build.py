@@ -40,6 +40,10 @@ pools:
   film       the authors' pools (github.com/microsoft/FILM, VaLProbing/pieces), downloaded once;
              set VAL_PROBING_FILM_URL to a mirror folder (file:// works) when GitHub is unreachable
   PATH       a JSONL (or .jsonl.gz) file in the authors' schema for the task
+
+Every built set is checked (each key once in its context, each gold read back at its key, golds not
+empty once the metric normalises them) and its constant-answer floor printed: what one answer given
+to every question scores. Above the family's threshold it is a warning; --strict refuses the set.
 """
 
 
@@ -49,9 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tokenizer",
         required=True,
+        type=non_empty,
         help="Hugging Face tokenizer name or folder, 'embedded' (SmolLM2's) or 'whitespace' (words)",
     )
-    parser.add_argument("--pool", default=EMBEDDED, help=f"{EMBEDDED} | {FILM} | PATH (default: %(default)s)")
+    parser.add_argument(
+        "--pool", default=EMBEDDED, type=non_empty, help=f"{EMBEDDED} | {FILM} | PATH (default: %(default)s)"
+    )
     parser.add_argument(
         "--sets", type=positive_int, default=4, help="contexts to build (default: %(default)s)"
     )
@@ -66,11 +73,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="probes JSONL to write")
     parser.add_argument("--no-cache", action="store_true", help="build even if cached, and do not cache")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse (exit 2) probes on which one constant answer scores above the family's threshold "
+        "(default: a warning; see docs/probes.md, 'The constant-answer floor')",
+    )
+
+
+def non_empty(text: str) -> str:
+    """A name or path that is not empty (argparse names the flag)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a name or a path, got an empty string")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.build import ProbeSpec, cached_probes
     from val_probing.outputs import check_output_file
+    from val_probing.probes.checks import probe_floor
     from val_probing.records import write_probes
 
     check_output_file(args.out, "probes file")
@@ -83,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         sets=args.sets,
         positions=args.positions,
     )
-    examples, digest = cached_probes(spec, use_cache=not args.no_cache, progress=True)
+    examples, digest = cached_probes(spec, use_cache=not args.no_cache, progress=True, strict=args.strict)
     write_probes(args.out, examples)
     per_set = Counter(ex.set_id for ex in examples)
     shapes = {ex.set_id: (ex.n_items, ex.context_tokens) for ex in examples}
@@ -91,4 +112,8 @@ def run(args: argparse.Namespace) -> int:
         n_items, tokens = shapes[set_id]
         print(f"set {set_id}: {n_items} items, {tokens} tokens, {per_set[set_id]} questions")
     print(f"wrote {len(examples)} {spec.family} probes to {args.out} (probe hash {digest})")
+    floor = probe_floor(examples)
+    print(
+        f"constant-answer floor {floor.score:.1f} of 100 (the answer {floor.answer[:60]!r} to every question)"
+    )
     return 0

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from val_probing.commands.args import non_negative_int
 from val_probing.records import FAMILIES
 from val_probing.score import format_table, score_outputs
 
@@ -79,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--diagnostics", action="store_true", help="also summarize the tolerant metrics (not the paper's)"
     )
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,11 +19,11 @@ no key (which never contains a newline) can straddle two items.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, Protocol, cast
 
-from val_probing.probes.base import Check, Target
+from val_probing.probes.base import Check, Floor, Target
 from val_probing.records import FAMILIES, Family
 
 
@@ -38,6 +38,7 @@ class FamilySpec(Protocol):
     OFFICIAL_SPLIT: str  # the split of In2Training/VaLProbing-32K
     OFFICIAL_GOLD: tuple[str, ...]  # the official row's gold fields: (answer,) or (answer, description)
     DEFAULT_BUCKETS: int  # position buckets of the official data (50 positions each)
+    FLOOR_WARN: float  # the constant-answer floor (x100) above which a probe set is warned about
 
     def render(self, item: Any) -> str:
         """The item's text in the context."""
@@ -57,6 +58,14 @@ class FamilySpec(Protocol):
 
     def unique_strings(self, item: Any) -> tuple[str, ...]:
         """Strings that must occur exactly once in a context holding the item (the key first)."""
+        ...
+
+    def read_gold(self, context: str, key: str) -> tuple[str, str | None] | None:
+        """(answer, description) read off the context at ``key``; None when the key is not there once."""
+        ...
+
+    def constant_floor(self, targets: Sequence[Target]) -> Floor:
+        """The best constant answer of the family's kind and its reference score over ``targets``."""
         ...
 
     def oracle(self, context: str, instruction: str) -> str:

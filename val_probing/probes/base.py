@@ -4,7 +4,8 @@ the types of the scoring checks."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -125,3 +126,73 @@ class Target:
 
 Check: TypeAlias = Callable[[str | None, Target], float]
 """A per-sample score in [0, 1] of one model output (None: no output) against the gold."""
+
+
+# --------------------------------------------------------------------------------------------------
+# The constant-answer floor: what one answer, given to every question of a set, scores
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """The best constant answer of a probe set (of the family's kind, see its ``constant_floor``)
+    and its reference score over the set: the mean per-question score, x100 (with equal buckets,
+    the ``avg`` that answer would get)."""
+
+    score: float
+    answer: str
+    questions: int
+
+    @property
+    def elsewhere(self) -> float:
+        """The answer's score on the other questions (x100): the answer is one of the set's golds, so it
+        answers its own question fully; with n questions that alone gives 100/n."""
+        if self.questions < 2:
+            return 0.0
+        return max(0.0, (self.score * self.questions - 100.0) / (self.questions - 1))
+
+    def to_dict(self) -> dict[str, float | str]:
+        """What results and cache entries record (the question count is theirs already)."""
+        return {"score": self.score, "answer": self.answer}
+
+
+def best_substring_answer(golds: Sequence[Sequence[str]]) -> Floor:
+    """The gold string that, as the answer to every question, scores best when a question is right
+    as soon as one of its ``golds`` is a substring of the answer (the code and database metrics).
+
+    Exact over the distinct gold strings, and cheap: the candidates holding a gold are found through
+    an index of trigrams (a gold of three or more characters lies only in candidates holding its
+    rarest trigram; shorter golds are tried against every candidate), then each is confirmed with
+    ``in``.
+    """
+    candidates = sorted({g for row in golds for g in row})
+    if not candidates:
+        raise MetricError("no gold answers to compute the constant-answer floor from")
+    rows_of: dict[str, set[int]] = defaultdict(set)
+    for i, row in enumerate(golds):
+        for gold in row:
+            rows_of[gold].add(i)
+    trigrams: dict[str, set[int]] = defaultdict(set)
+    for k, candidate in enumerate(candidates):
+        for j in range(len(candidate) - 2):
+            trigrams[candidate[j : j + 3]].add(k)
+    everyone = set(range(len(candidates)))
+    contained: list[list[str]] = [[] for _ in candidates]  # the golds inside each candidate
+    for gold in rows_of:
+        if len(gold) < 3:
+            maybe: set[int] = everyone
+        else:
+            maybe = min((trigrams[gold[j : j + 3]] for j in range(len(gold) - 2)), key=len)
+        for k in maybe:
+            if gold in candidates[k]:
+                contained[k].append(gold)
+    # A candidate credits the union of its golds' rows, at most the sum of their sizes: exact unions
+    # are taken in decreasing order of that bound, until the bound cannot beat the best union.
+    bound = [sum(len(rows_of[g]) for g in found) for found in contained]
+    best, best_rows = 0, -1
+    for k in sorted(range(len(candidates)), key=lambda k: (-bound[k], k)):
+        if bound[k] <= best_rows:
+            break
+        rows = len(set().union(*(rows_of[g] for g in contained[k])))
+        if rows > best_rows:
+            best, best_rows = k, rows
+    return Floor(100.0 * best_rows / len(golds), candidates[best], len(golds))

@@ -7,7 +7,7 @@ header is the only kind of line that starts at column 0.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +15,11 @@ from rapidfuzz import fuzz
 
 from val_probing.probes.base import (
     Check,
+    Floor,
     MetricError,
     Target,
     as_written,
+    best_substring_answer,
     find_quoted_key,
     one_line,
     text_field,
@@ -33,6 +35,8 @@ FILM_SHA256 = "06efc99bf274eba23be55325da349652e55f87c603aa52381b57ef871c060431"
 OFFICIAL_SPLIT = "code_backward_32k"
 OFFICIAL_GOLD = ("completion",)
 DEFAULT_BUCKETS = 16  # of 800 positions
+# The constant-answer floor (x100) above which a set is warned about; the authors' pool: 0.04
+FLOOR_WARN = 10.0
 _CUE = re.compile(r"function|code|snip|line", re.IGNORECASE)
 _HEADER = "def "
 
@@ -109,18 +113,24 @@ def needle_pattern(answer: str, key: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\S)def {re.escape(answer.strip().strip('.'))}(?=[:(\s])")
 
 
-def oracle(context: str, instruction: str) -> str:
-    """The name in the nearest ``def NAME:`` header above the quoted line."""
-    line = extract_key(instruction)
-    if context.count(line) != 1:
-        return ""
-    at = context.index(line)
+def read_gold(context: str, key: str) -> tuple[str, str | None] | None:
+    """(the name in the nearest ``def NAME:`` header above the line ``key``, None); None when the
+    line is absent, occurs more than once, or has no header above it."""
+    if context.count(key) != 1:
+        return None
+    at = context.index(key)
     head = context.rfind("\n" + _HEADER, 0, at) + 1  # 0 when the needle is the first function
     if not context.startswith(_HEADER, head):
-        return ""
+        return None
     end = context.find("\n", head)
     title = context[head + len(_HEADER) : end if end >= 0 else len(context)]
-    return title.removesuffix(":")
+    return title.removesuffix(":"), None
+
+
+def oracle(context: str, instruction: str) -> str:
+    """The name in the nearest ``def NAME:`` header above the quoted line."""
+    found = read_gold(context, extract_key(instruction))
+    return "" if found is None else found[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -142,6 +152,12 @@ def match(pred: str | None, gold: str) -> float:
 def check(value: str | None, target: Target) -> float:
     """The reference score (the authors' plot.py): the name is a case-sensitive substring."""
     return match(value, target.answer)
+
+
+def constant_floor(targets: Sequence[Target]) -> Floor:
+    """The best single function name given as the answer to every question (a name also credits the
+    names it contains, ``get`` in ``get_value``): exact over the set's names."""
+    return best_substring_answer([(t.answer.strip("."),) for t in targets])
 
 
 def _normalise_identifier(name: str) -> str:

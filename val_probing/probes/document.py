@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,7 @@ from rapidfuzz.utils import default_process
 
 from val_probing.probes.base import (
     Check,
+    Floor,
     MetricError,
     Target,
     as_written,
@@ -30,6 +33,9 @@ FILM_SHA256 = "9970b18b6ebedbef18cf3870b5dbc5a4d82a8c8b245c60a564e5a1a1d92fad73"
 OFFICIAL_SPLIT = "document_bi_32k"
 OFFICIAL_GOLD = ("completion",)
 DEFAULT_BUCKETS = 16  # of 800 positions
+# The constant-answer floor (x100) above which a set is warned about;
+# the authors' pool: 22 (word recall credits common words)
+FLOOR_WARN = 30.0
 _CUE = re.compile(r"sentence|piece|passage|phrase", re.IGNORECASE)
 
 
@@ -84,15 +90,21 @@ def needle_pattern(answer: str, key: str) -> re.Pattern[str]:
     return re.compile(re.escape(answer.strip()))
 
 
-def oracle(context: str, instruction: str) -> str:
-    """The line (sentence) of the context that holds the quoted piece."""
-    piece = extract_key(instruction)
-    if context.count(piece) != 1:
-        return ""
-    at = context.index(piece)
+def read_gold(context: str, key: str) -> tuple[str, str | None] | None:
+    """(the line (sentence) of the context that holds the piece ``key``, None); None when the piece is
+    absent or occurs more than once."""
+    if context.count(key) != 1:
+        return None
+    at = context.index(key)
     start = context.rfind(SEPARATOR, 0, at) + 1
     end = context.find(SEPARATOR, at)
-    return context[start : end if end >= 0 else len(context)]
+    return context[start : end if end >= 0 else len(context)], None
+
+
+def oracle(context: str, instruction: str) -> str:
+    """The line (sentence) of the context that holds the quoted piece."""
+    found = read_gold(context, extract_key(instruction))
+    return "" if found is None else found[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,6 +125,30 @@ def recall(pred: str | None, gold: str) -> float:
 def check(value: str | None, target: Target) -> float:
     """The reference score (the authors' plot.py): word-set recall of the gold sentence."""
     return recall(value, target.answer)
+
+
+def constant_floor(targets: Sequence[Target]) -> Floor:
+    """The best single gold sentence given as the answer to every question: exact over the set's
+    sentences, and a lower bound of what any constant answer of one sentence's length can score.
+
+    Recall is linear in the answer's words: the answer's total over the set is the sum, over its
+    distinct words ``w``, of ``weight(w)`` = sum of ``1 / |words(gold)|`` over the golds holding ``w``.
+    So each sentence's score is a sum of word weights (one pass over the words). The best bag of k
+    words is the k heaviest (stop words such as "the" and "of" weigh most), which can score more than
+    any real sentence; the floor reported is the sentence, an answer a model can actually give.
+    """
+    golds = [set(t.answer.strip().lower().split()) for t in targets]
+    if not golds or not all(golds):
+        raise MetricError("document floor: every gold sentence needs words")
+    weight: dict[str, float] = defaultdict(float)
+    for words in golds:
+        for word in words:
+            weight[word] += 1.0 / len(words)
+    answers = sorted({t.answer for t in targets})
+    # fsum: exactly rounded, so the floor does not depend on the (hash-seeded) order of a set's words
+    totals = [math.fsum(weight[w] for w in set(a.strip().lower().split())) for a in answers]
+    best = max(range(len(answers)), key=lambda k: (totals[k], -k))
+    return Floor(100.0 * totals[best] / len(golds), answers[best], len(golds))
 
 
 def _words(text: str) -> set[str]:

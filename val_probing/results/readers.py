@@ -225,6 +225,7 @@ def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
             raise ResultsError(f"{where}: 'buckets' is empty")
         recorded = int(data["n_buckets"]) if "n_buckets" in data else None
         n_buckets = bucket_count(recorded, (b.index for b in buckets)) or 1  # buckets is not empty
+        _check_summary(data, buckets, n_buckets, where)
         return Summary(
             buckets=buckets,
             avg=float(data["avg"]),
@@ -242,6 +243,52 @@ def summary_from_dict(data: Mapping[str, Any], where: str) -> Summary:
         if isinstance(err, ResultsError):
             raise
         raise ResultsError(f"{where}: bad summary value ({err})") from err
+
+
+_CONSISTENT = 1e-6  # x100 scores: the float noise of a recomputed mean, far below any edit
+
+
+def _check_score(value: float, field: str, where: str) -> None:
+    if not 0.0 <= value <= 100.0:  # NaN fails too
+        raise ResultsError(f"{where}: field {field!r} = {value!r} is not a score in [0, 100]")
+
+
+def _check_summary(
+    data: Mapping[str, Any], buckets: tuple[BucketStat, ...], n_buckets: int, where: str
+) -> None:
+    """What a ``score --json`` summary claims, checked: scores in [0, 100], bucket indices distinct and
+    below ``n_buckets``, spreads not negative, ``avg`` the mean and ``gap`` the range of the bucket
+    means (as :func:`val_probing.buckets.summarize` computes them). ``ResultsError`` naming the field."""
+    seen: set[int] = set()
+    for i, b in enumerate(buckets):
+        field = f"buckets[{i}]"
+        if b.index in seen or not 0 <= b.index < n_buckets:
+            raise ResultsError(
+                f"{where}: field '{field}.index' = {b.index} is repeated or not below n_buckets={n_buckets}"
+            )
+        seen.add(b.index)
+        _check_score(b.mean, f"{field}.mean", where)
+        for j, bound in enumerate(b.ci):
+            if not math.isnan(bound):
+                _check_score(bound, f"{field}.ci[{j}]", where)
+        if b.std < 0 or b.n < 0 or b.n_sets < 0:
+            raise ResultsError(f"{where}: field '{field}' has a negative std, n or n_sets")
+    means = [b.mean for b in buckets]
+    avg, gap = float(data["avg"]), float(data["gap"])
+    _check_score(avg, "avg", where)
+    if not math.isclose(avg, sum(means) / len(means), abs_tol=_CONSISTENT):
+        raise ResultsError(
+            f"{where}: field 'avg' = {avg!r} is not the mean of its bucket means "
+            f"({sum(means) / len(means):.4f})"
+        )
+    if not math.isclose(gap, max(means) - min(means), abs_tol=_CONSISTENT):
+        raise ResultsError(
+            f"{where}: field 'gap' = {gap!r} is not the range of its bucket means "
+            f"({max(means) - min(means):.4f})"
+        )
+    for j, bound in enumerate(data.get("avg_ci") or ()):
+        if bound is not None and not math.isnan(float(bound)):
+            _check_score(float(bound), f"avg_ci[{j}]", where)
 
 
 def bucket_count(recorded: object, indices: Iterable[int]) -> int | None:
