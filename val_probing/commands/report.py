@@ -44,12 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
-    from val_probing.outputs import check_output_file
+    from val_probing.outputs import check_output_file, check_paths
     from val_probing.report import effective_lengths, effective_markdown, table_rows, to_csv, to_markdown
     from val_probing.results import DEFAULT_N_BOOT, load_results
 
     if args.digits < 0:
         raise ValProbingError(f"--digits: {args.digits} is negative")
+    check_paths(inputs={"RUN_DIR": args.runs}, outputs={"--csv": args.csv, "--markdown": args.markdown})
     for path in (args.csv, args.markdown):
         if path is not None:
             check_output_file(path)
