@@ -328,7 +328,7 @@ def summarize(
     skip-listed rows must already be left out by the caller. See the module docstring.
     """
     _check_args(n_buckets, mode, n_boot)
-    cells = group_cells(samples, n_buckets, mode)
+    cells = group_cells(_scored_samples(samples), n_buckets, mode)
     return summarize_cells(cells, n_buckets=n_buckets, mode=mode, n_boot=n_boot, seed=seed)
 
 
@@ -363,6 +363,19 @@ def summarize_by(
         )
         for group, members in by_group.items()
     }
+
+
+def _scored_samples(samples: object) -> list[ScoredSample]:
+    """``samples`` as a list of :class:`ScoredSample`; a ``TypeError`` naming the argument otherwise
+    (tuples and dicts once ended in a raw AttributeError deep inside)."""
+    wanted = "an iterable of ScoredSample (val_probing.buckets.ScoredSample; a TaskResult's .samples)"
+    if isinstance(samples, str | bytes | dict) or not isinstance(samples, Iterable):
+        raise TypeError(f"samples: expected {wanted}, got {type(samples).__name__}")
+    items = list(samples)
+    for index, item in enumerate(items):
+        if not isinstance(item, ScoredSample):
+            raise TypeError(f"samples: expected {wanted}, got {type(item).__name__} at index {index}")
+    return items
 
 
 def _check_args(n_buckets: int, mode: Mode, n_boot: int | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from val_probing.report import DEFAULT_MAX_GAP, DEFAULT_MIN_AVG
@@ -16,6 +17,17 @@ def int_at_least(minimum: int, text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from err
     if value < minimum:
         raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """A number that is not NaN or infinite (a threshold compared with scores)."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
     return value
 
 
@@ -53,13 +65,13 @@ def add_effective_length(parser: argparse.ArgumentParser) -> None:
     """``--min-avg`` / ``--max-gap``: the thresholds of :func:`val_probing.report.effective_lengths`."""
     parser.add_argument(
         "--min-avg",
-        type=float,
+        type=finite_float,
         default=DEFAULT_MIN_AVG,
         help="effective length: lowest avg a length may have (x100, default %(default)s)",
     )
     parser.add_argument(
         "--max-gap",
-        type=float,
+        type=finite_float,
         default=DEFAULT_MAX_GAP,
         help="effective length: highest CI gap a length may have (x100, default %(default)s)",
     )
