@@ -2,7 +2,9 @@
 
 One linear script on TRL's SFTTrainer, in the spirit of torchtune / nanochat recipes: read it top to bottom.
 
-    data    a folder from `val-probing train synthesize` (prompt/completion, FILM template or chat messages)
+    data    a folder from `val-probing train synthesize` (prompt/completion, FILM template or chat messages);
+            read only: the columns trained on are copied under output_dir/dataset-cache/ first, so every
+            cache the tokenization writes lands there, never in the user's dataset folder
     loss    on the answer only (TRL's completion-only loss for prompt/completion data)
     length  max_length = the longest tokenized example; an example over `max_length_limit` stops the run,
             listed by index and length (never cut, never dropped); TRL's prepared lengths are checked
@@ -60,13 +62,17 @@ def measure_lengths(dataset: Any, tokenizer: Any, num_proc: int | None) -> list[
         ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
         return {"n_tokens": len(ids)}
 
-    counted = dataset.map(count, num_proc=num_proc, remove_columns=dataset.column_names, desc="Measuring")
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        counted = dataset.map(count, num_proc=num_proc, remove_columns=dataset.column_names, desc="Measuring")
     return list(counted["n_tokens"])
 
 
 def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
     """Data, tokenizer, length checks, model and SFTTrainer: everything up to the first step."""
     import torch
+    from accelerate import PartialState
     from datasets import load_from_disk
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -81,7 +87,15 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
     dataset = load_from_disk(cfg.dataset)
     if cfg.limit is not None:
         dataset = dataset.select(range(min(cfg.limit, len(dataset))))
-    dataset = dataset.select_columns(["prompt", "completion"])
+    # datasets writes a map's cache beside its input's files: copied under output_dir first, so the
+    # measuring and TRL's tokenization cache there (once per process group), never in cfg.dataset
+    # (named by the data's fingerprint, as datasets names its caches: another dataset is never reused)
+    cache = Path(cfg.output_dir) / "dataset-cache"
+    columns = dataset.select_columns(["prompt", "completion"])
+    with PartialState().main_process_first():
+        cache.mkdir(parents=True, exist_ok=True)
+        copy = cache / f"columns-{columns._fingerprint}.arrow"
+        dataset = columns.map(cache_file_name=str(copy), desc="Copying the training columns")
 
     # 2. Tokenizer and lengths: max_length comes from the data; too-long examples stop the run
     model_path = str(embedded_model_dir()) if cfg.model == "embedded" else cfg.model
@@ -140,6 +154,7 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
+    from val_probing.errors import ValProbingError
     from val_probing.in2.config import load_config
 
     args = parse_args(argv)
@@ -147,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     trainer, lengths = build_trainer(cfg)
 
     trainer.train()
+    if trainer.state.global_step < 1:  # the config checks refuse this; a trainer could still stop at 0
+        raise ValProbingError("no training step was taken: the base model is not saved as final/")
 
     # The final checkpoint is a plain Hugging Face folder (model + tokenizer) that lm_eval / vLLM load:
     # under FSDP, gather a full state dict for it (intermediate checkpoints stay sharded, resumable).
