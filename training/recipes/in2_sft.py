@@ -3,8 +3,8 @@
 One linear script on TRL's SFTTrainer, in the spirit of torchtune / nanochat recipes: read it top to bottom.
 
     data    a folder from `val-probing train synthesize` (prompt/completion, FILM template or chat messages);
-            read only: the columns trained on are copied under output_dir/dataset-cache/ first, so every
-            cache the tokenization writes lands there, never in the user's dataset folder
+            read only: lengths are measured in memory and the columns trained on are copied under
+            output_dir/dataset-cache/, where TRL's tokenization cache lands (never in the dataset folder)
     loss    on the answer only (TRL's completion-only loss for prompt/completion data)
     length  max_length = the longest tokenized example; an example over `max_length_limit` stops the run,
             listed by index and length (never cut, never dropped); TRL's prepared lengths are checked
@@ -62,10 +62,10 @@ def measure_lengths(dataset: Any, tokenizer: Any, num_proc: int | None) -> list[
         ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
         return {"n_tokens": len(ids)}
 
-    from accelerate import PartialState
-
-    with PartialState().main_process_first():
-        counted = dataset.map(count, num_proc=num_proc, remove_columns=dataset.column_names, desc="Measuring")
+    # in memory: one int per example, and no cache file beside the (user's) dataset
+    counted = dataset.map(
+        count, num_proc=num_proc, remove_columns=dataset.column_names, keep_in_memory=True, desc="Measuring"
+    )
     return list(counted["n_tokens"])
 
 
@@ -86,16 +86,8 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
         raise ValProbingError(f"{cfg.dataset}: not a dataset folder from `val-probing train synthesize`")
     dataset = load_from_disk(cfg.dataset)
     if cfg.limit is not None:
-        dataset = dataset.select(range(min(cfg.limit, len(dataset))))
-    # datasets writes a map's cache beside its input's files: copied under output_dir first, so the
-    # measuring and TRL's tokenization cache there (once per process group), never in cfg.dataset
-    # (named by the data's fingerprint, as datasets names its caches: another dataset is never reused)
-    cache = Path(cfg.output_dir) / "dataset-cache"
-    columns = dataset.select_columns(["prompt", "completion"])
-    with PartialState().main_process_first():
-        cache.mkdir(parents=True, exist_ok=True)
-        copy = cache / f"columns-{columns._fingerprint}.arrow"
-        dataset = columns.map(cache_file_name=str(copy), desc="Copying the training columns")
+        dataset = dataset.select(range(min(cfg.limit, len(dataset))))  # a range: no indices file
+    dataset = dataset.select_columns(["prompt", "completion"])
 
     # 2. Tokenizer and lengths: max_length comes from the data; too-long examples stop the run
     model_path = str(embedded_model_dir()) if cfg.model == "embedded" else cfg.model
@@ -118,7 +110,17 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
         attn_implementation=cfg.attn_implementation,
     )
 
-    # 4. Trainer: completion-only loss, no packing, global batch checked against the process count
+    # 4. The dataset folder is only read. datasets writes a map's cache beside its input's files, so
+    # the trained columns are copied under output_dir first: TRL's tokenization caches there (the main
+    # process first), never in cfg.dataset. Named by the data's fingerprint, as datasets names its
+    # caches, so another dataset's copy is never reused.
+    cache = Path(cfg.output_dir) / "dataset-cache"
+    with PartialState().main_process_first():
+        cache.mkdir(parents=True, exist_ok=True)
+        copy = cache / f"columns-{dataset._fingerprint}.arrow"
+        dataset = dataset.map(cache_file_name=str(copy), desc="Copying the training columns")
+
+    # 5. Trainer: completion-only loss, no packing, global batch checked against the process count
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     args = SFTConfig(
         output_dir=cfg.output_dir,
@@ -147,7 +149,7 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
 
-    # 5. Nothing altered: TRL's tokenized lengths equal ours, example by example
+    # 6. Nothing altered: TRL's tokenized lengths equal ours, example by example
     prepared = cast("Dataset", trainer.train_dataset)  # a map-style Dataset: we passed one
     verify_prepared([len(ids) for ids in prepared["input_ids"]], lengths)
     return trainer, lengths

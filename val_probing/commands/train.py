@@ -393,7 +393,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_config(config, args.overrides)  # fail fast, before any process starts
     check_paths(inputs={"dataset": settings.dataset}, output_folders={"output_dir": settings.output_dir})
     check_output_dir(settings.output_dir, "training output folder (output_dir)")
-    require_modules(("torch", "transformers", "datasets", "trl"), "train run")
+    require_modules(("torch", "transformers", "datasets", "accelerate", "trl"), "train run")
     accelerate_config = config_path(args.accelerate_config) if args.accelerate_config else None
     cmd = launch_command(
         config, args.overrides, recipe_path(args.recipe), accelerate_config, args.accelerate_args
