@@ -45,7 +45,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 
-from val_probing.errors import ValProbingError
+from val_probing.errors import ValProbingError, items_of
 
 log = logging.getLogger(__name__)
 
@@ -369,13 +369,7 @@ def _scored_samples(samples: object) -> list[ScoredSample]:
     """``samples`` as a list of :class:`ScoredSample`; a ``TypeError`` naming the argument otherwise
     (tuples and dicts once ended in a raw AttributeError deep inside)."""
     wanted = "an iterable of ScoredSample (val_probing.buckets.ScoredSample; a TaskResult's .samples)"
-    if isinstance(samples, str | bytes | dict) or not isinstance(samples, Iterable):
-        raise TypeError(f"samples: expected {wanted}, got {type(samples).__name__}")
-    items = list(samples)
-    for index, item in enumerate(items):
-        if not isinstance(item, ScoredSample):
-            raise TypeError(f"samples: expected {wanted}, got {type(item).__name__} at index {index}")
-    return items
+    return items_of(samples, ScoredSample, "samples", wanted)
 
 
 def _check_args(n_buckets: int, mode: Mode, n_boot: int | None) -> None:

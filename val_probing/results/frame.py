@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from val_probing.buckets import summarize
-from val_probing.errors import ValProbingError
+from val_probing.errors import ValProbingError, items_of
 from val_probing.results.model import TaskResult
 
 if TYPE_CHECKING:
@@ -31,13 +31,7 @@ def check_results(results: object, argument: str = "results") -> list[TaskResult
         )
     if isinstance(results, TaskResult):
         raise TypeError(f"{argument}: expected {wanted}, got one TaskResult: pass [result]")
-    if isinstance(results, bytes | dict) or not isinstance(results, Iterable):
-        raise TypeError(f"{argument}: expected {wanted}, got {type(results).__name__}")
-    items = list(results)
-    for index, item in enumerate(items):
-        if not isinstance(item, TaskResult):
-            raise TypeError(f"{argument}: expected {wanted}, got {type(item).__name__} at index {index}")
-    return items
+    return items_of(results, TaskResult, argument, wanted)
 
 
 def has_ci(result: TaskResult) -> bool:
