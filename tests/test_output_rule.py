@@ -255,6 +255,7 @@ def test_fifo_and_device_inputs_are_named_as_what_they_are(
     assert _build(probes) == 0
     capsys.readouterr()
     build = ["build", "--task", "database", "--length", "300", "--tokenizer", "whitespace"]
+    synthesize = ["train", "synthesize", "--n-examples", "1"]
     for special, kind in ((fifo, "a FIFO (named pipe)"), (null_device, "a character device")):
         for args, flag in [
             (["check", str(run_copy), "--baseline", str(special)], "--baseline"),
@@ -262,6 +263,9 @@ def test_fifo_and_device_inputs_are_named_as_what_they_are(
             ([*build, "--pool", str(special), "--out", str(tmp_path / "o.jsonl")], "--pool"),
             (["score", "--task", "code", "--data", str(probes), "--outputs", str(special)], "--outputs"),
             (["score", "--task", "code", "--data", str(special), "--outputs", str(probes)], "--data"),
+            (["train", "run", "--config", str(special)], "--config"),
+            (["train", "experiment", "--config", str(special), "--out", str(tmp_path / "x")], "--config"),
+            ([*synthesize, "--texts", str(special), "--out", str(tmp_path / "x")], "--texts"),
         ]:
             assert main(args) == 2, args
             _one_line_error(capsys, f"{flag} {special}: it is {kind}")

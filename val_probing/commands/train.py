@@ -231,6 +231,7 @@ def _experiment(args: argparse.Namespace) -> int:
     from val_probing.in2.experiment import load_experiment, run_experiment, stage_status
     from val_probing.outputs import check_paths
 
+    check_paths(inputs={"--config": args.config})  # a FIFO is named as one (not "no such config file")
     config, path = load_experiment(args.config)
     check_paths(inputs={"--config": path}, output_folders={"--out": args.out})
     if args.status:
@@ -389,6 +390,8 @@ def _run(args: argparse.Namespace) -> int:
     from val_probing.outputs import check_output_dir, check_paths
     from val_probing.training import config_path, recipe_path
 
+    named = {"--config": args.config, "--recipe": args.recipe, "--accelerate-config": args.accelerate_config}
+    check_paths(inputs=named)  # a FIFO is named as one (not "no such config file")
     config = config_path(args.config)
     settings = load_config(config, args.overrides)  # fail fast, before any process starts
     check_paths(inputs={"dataset": settings.dataset}, output_folders={"output_dir": settings.output_dir})
