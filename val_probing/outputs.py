@@ -49,10 +49,10 @@ def _reason(err: OSError) -> str:
     return err.strerror or errno.errorcode.get(err.errno or 0, "") or str(err)
 
 
-def _stat(path: Path, *, follow: bool = True) -> os.stat_result | None:
-    """``os.stat`` of ``path``, None where nothing is there (or a dangling link, when following)."""
+def _stat(path: Path) -> os.stat_result | None:
+    """``os.stat`` of ``path`` (links followed), None where nothing is there (or a dangling link)."""
     try:
-        return os.stat(path, follow_symlinks=follow)
+        return os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
 
@@ -134,9 +134,9 @@ def output_target(path: PathArg, what: str = "output") -> tuple[Path, bool]:
     except OSError as err:
         raise OutputError(f"{path}: cannot write the {what}: {_reason(err)}") from err
     if found is not None:
-        kind = special_kind(found.st_mode)
-        if kind in ("a character device", "a FIFO (named pipe)"):
+        if stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode):
             return path, True
+        kind = special_kind(found.st_mode)
         if kind is not None:
             raise OutputError(f"{path}: cannot write the {what}: it is {kind}")
     if path.is_symlink():
