@@ -377,6 +377,7 @@ def test_smollm2_trains_a_few_steps_through_the_cli(tmp_path: Path) -> None:
     losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
     assert summary["global_step"] == 2 and all(0 < loss < 20 for loss in losses)
     assert (out / "final" / "model.safetensors").is_file()
+    assert not list(data.glob("cache-*.arrow"))  # the dataset folder is only read
 
 
 def test_training_leaves_the_input_dataset_as_it_was(trained: Path, film_data: Path) -> None:
