@@ -649,3 +649,28 @@ def test_plot_position_curves_takes_a_str_as_one_task_and_refuses_unknown_ones()
         plot_depth_heatmap(results, "Code")
     with pytest.raises(TypeError, match="results: expected a sequence of TaskResult"):
         plot_position_curves("runs/x")  # type: ignore[arg-type]
+
+
+def test_the_cli_and_the_local_generator_work_without_the_train_extras(tmp_path: Path) -> None:
+    """tenacity (the [train] extra) was imported by every `val-probing` command: without it even
+    `val-probing --help` ended in a ModuleNotFoundError traceback."""
+    corpus = _corpus(tmp_path / "corpus")
+    script = (
+        "import sys; sys.modules['tenacity'] = sys.modules['httpx'] = None\n"
+        "from val_probing.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = ["train", "synthesize", "--texts", str(corpus), "--tokenizer", "whitespace", "--n-examples", "2"]
+    args += ["--min-context", "200", "--max-context", "400", "--slack-tokens", "100"]
+    env = {**os.environ, "VAL_PROBING_CACHE": str(tmp_path / "cache")}
+
+    def cli(*more: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", script, *args, "--segment-tokens", "30", *more]
+        return subprocess.run(command, env=env, capture_output=True, text=True)
+
+    local = cli("--out", str(tmp_path / "out"))
+    assert local.returncode == 0, local.stderr[-2000:]
+    openai = cli("--generator", "openai", "--model", "m", "--out", str(tmp_path / "out2"))
+    assert openai.returncode == 2 and "Traceback" not in openai.stderr
+    needs = "--generator openai needs httpx, tenacity, not installed: pip install 'val-probing[train]'"
+    assert needs in openai.stderr

@@ -325,10 +325,15 @@ def _synthesize(args: argparse.Namespace) -> int:
     from val_probing.outputs import check_paths
     from val_probing.tokenizers import load_counter
 
-    inputs = {"--texts": args.texts, "--general": args.general, "--probes": args.probes}
-    inputs["--official"] = args.official
+    inputs = {
+        "--texts": args.texts,
+        "--general": args.general,
+        "--probes": args.probes,
+        "--official": args.official,
+    }
     check_paths(inputs=inputs, outputs={"--cache": _qa_cache(args)}, output_folders={"--out": args.out})
     check_dataset_out(args.out, overwrite=args.overwrite)
+    require_modules(("datasets",), "train synthesize")
     generator = _generator(args)  # checks the QA cache path
 
     config = SynthesisConfig(
