@@ -110,8 +110,10 @@ def test_baseline_out_into_the_run(run_copy: Path, capsys: pytest.CaptureFixture
     assert main(["baseline", str(results), "--out", str(results)]) == 2
     _one_line_error(capsys, "is the input RUN_DIR")
     assert _snapshot(run_copy) == before
-    # beside the run's files, a new name is fine
-    assert main(["baseline", str(run_copy), "--out", str(run_copy / "baseline.yaml")]) == 0
+    # beside the run's files, another name is fine, and so is running the same command again
+    for _ in range(2):
+        assert main(["baseline", str(run_copy), "--out", str(run_copy / "baseline.yaml")]) == 0
+        assert main(["report", str(run_copy), "--csv", str(run_copy / "table1.csv")]) == 0
 
 
 def test_two_outputs_naming_one_file(run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -21,6 +21,7 @@ a user-facing error that names the path (exit 2), never a traceback.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import shutil
 import stat
@@ -251,6 +252,7 @@ def check_paths(
     inputs: Mapping[str, PathsArg] | None = None,
     outputs: Mapping[str, PathsArg] | None = None,
     output_folders: Mapping[str, PathsArg] | None = None,
+    input_files: Iterable[str] = (),
 ) -> None:
     """The one rule on a command's paths, before any work (flags name each path in the messages):
 
@@ -258,7 +260,9 @@ def check_paths(
       would be read forever): ``InputError`` saying what it is;
     * an output (file or folder) is never one of the inputs or another output, a hard link of one
       included; an output folder never holds an input or another output; an output file never names a
-      file that already exists inside an input folder (a run's own files): ``OutputError`` naming both.
+      file inside an input folder that the command reads from it (``input_files``: name patterns, such
+      as a run's ``results_*.json``): ``OutputError`` naming both. Other files beside an input are
+      fine (``report runs/ --csv runs/table1.csv``, run again).
     """
     ins = _named(inputs or {}, output=False)
     files = _named(outputs or {}, output=True, suffix=True)
@@ -278,7 +282,8 @@ def check_paths(
                 raise OutputError(
                     f"{out} is the input {item}: an output never replaces an input (name another {out.flag})"
                 )
-            if id(out) in file_ids and out.found is not None and item.holds(out):
+            read = any(fnmatch.fnmatchcase(out.real.name, pattern) for pattern in input_files)
+            if id(out) in file_ids and read and item.holds(out):
                 raise OutputError(
                     f"{out} is a file of the input {item}: an output never replaces an input "
                     f"(name another {out.flag})"

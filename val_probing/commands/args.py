@@ -41,6 +41,11 @@ def non_negative_int(text: str) -> int:
     return int_at_least(0, text)
 
 
+# the files of a run that RUN_DIR commands read from its folder (lm-eval's --output_path layout): an output
+# never replaces one (outputs.check_paths)
+RUN_FILES = ("results_*.json", "samples_*.jsonl")
+
+
 def add_run_dirs(parser: argparse.ArgumentParser) -> None:
     """``RUN_DIR ...``: the saved runs a command reads (``report``, ``plot``)."""
     parser.add_argument(

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from val_probing.commands.args import add_context_length, add_effective_length, add_run_dirs
+from val_probing.commands.args import RUN_FILES, add_context_length, add_effective_length, add_run_dirs
 from val_probing.records import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.digits < 0:
         raise ValProbingError(f"--digits: {args.digits} is negative")
-    check_paths(inputs={"RUN_DIR": args.runs}, outputs={"--csv": args.csv, "--markdown": args.markdown})
+    outputs = {"--csv": args.csv, "--markdown": args.markdown}
+    check_paths(inputs={"RUN_DIR": args.runs}, outputs=outputs, input_files=RUN_FILES)
     for path in (args.csv, args.markdown):
         if path is not None:
             check_output_file(path)
