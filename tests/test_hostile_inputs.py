@@ -559,3 +559,118 @@ def test_folder_manifest_hashes_only_files_touched_since(
     with pytest.raises(CacheInvalid, match="content differs"):
         check_folder_manifest(folder, "k")
     assert hashed == [folder / "weights.bin"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 25: the last tracebacks, and flags that were silently ignored
+
+_RUN = Path(__file__).resolve().parent / "data" / "runs" / "synthetic" / "org__u-model"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_nan_thresholds_are_refused_before_the_work(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`plot --min-avg nan` once wrote its figures, then ended in a traceback."""
+    for args in (["report", str(_RUN)], ["plot", str(_RUN), "--out", str(tmp_path / "figs")]):
+        for flag in ("--min-avg", "--max-gap"):
+            with pytest.raises(SystemExit) as exit_:
+                main([*args, f"{flag}={value}"])
+            assert exit_.value.code == 2
+            err = capsys.readouterr().err
+            assert f"argument {flag}: expected a finite number, got {value}" in err and "Traceback" not in err
+    assert not (tmp_path / "figs").exists()
+
+
+def test_openai_generator_without_httpx_names_the_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)  # as if not installed: its import fails
+    corpus = _corpus(tmp_path / "corpus")
+    qa = ["--generator", "openai", "--model", "m", "--cache", str(tmp_path / "qa.jsonl")]
+    assert _synthesize(corpus, tmp_path / "out", *qa) == 2
+    err = capsys.readouterr().err
+    assert "--generator openai needs httpx, not installed: pip install 'val-probing[train]'" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--endpoint", "http://127.0.0.1:9/v1"], ["--model", "m"], ["--structured"], ["--cache", "qa.jsonl"]],
+)
+def test_local_generator_refuses_the_openai_flags(
+    flags: list[str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`--generator local` once ran, ignoring them: the user believed a model wrote the QA."""
+    corpus = _corpus(tmp_path / "corpus")
+    assert _synthesize(corpus, tmp_path / "out", "--generator", "local", *flags) == 2
+    err = capsys.readouterr().err
+    assert f"{flags[0]}: only read by --generator openai, not local" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# The Python API given wrong types
+
+
+def test_results_frame_and_summarize_name_the_argument() -> None:
+    from val_probing.buckets import summarize
+    from val_probing.results import load_results, results_frame
+
+    with pytest.raises(TypeError, match=r"results: expected a sequence of TaskResult .* got NoneType"):
+        results_frame(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"got the path 'runs/x': pass load_results\('runs/x'\)"):
+        results_frame("runs/x")  # type: ignore[arg-type]
+    (first, *_) = load_results([_RUN])
+    with pytest.raises(TypeError, match="got one TaskResult: pass \\[result\\]"):
+        results_frame(first)  # type: ignore[arg-type]
+    samples = list(first.samples)
+    as_tuples = [(s.set_id, s.position_id, s.score) for s in samples]
+    with pytest.raises(
+        TypeError, match=r"samples: expected an iterable of ScoredSample.* got tuple at index 0"
+    ):
+        summarize(as_tuples, n_buckets=2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"samples: expected .* got dict"):
+        summarize({"a": samples}, n_buckets=2)  # type: ignore[arg-type]
+    assert summarize(samples, n_buckets=2).n_buckets == 2  # the right type still works
+
+
+def test_plot_position_curves_takes_a_str_as_one_task_and_refuses_unknown_ones() -> None:
+    from val_probing.plots import plot_depth_heatmap, plot_position_curves
+    from val_probing.results import load_results
+
+    results = load_results([_RUN])
+    fig = plot_position_curves(results, tasks="document")  # once 8 empty panels: d, o, c, u, ...
+    (panel,) = fig.axes
+    assert panel.get_title().startswith("Document") and panel.get_lines()
+    with pytest.raises(ValueError, match="tasks: unknown task 'documents'; known: document, code, database"):
+        plot_position_curves(results, tasks=["documents"])
+    with pytest.raises(ValueError, match="task: unknown task 'Code'"):
+        plot_depth_heatmap(results, "Code")
+    with pytest.raises(TypeError, match="results: expected a sequence of TaskResult"):
+        plot_position_curves("runs/x")  # type: ignore[arg-type]
+
+
+def test_the_cli_and_the_local_generator_work_without_the_train_extras(tmp_path: Path) -> None:
+    """tenacity (the [train] extra) was imported by every `val-probing` command: without it even
+    `val-probing --help` ended in a ModuleNotFoundError traceback."""
+    corpus = _corpus(tmp_path / "corpus")
+    script = (
+        "import sys; sys.modules['tenacity'] = sys.modules['httpx'] = None\n"
+        "from val_probing.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = ["train", "synthesize", "--texts", str(corpus), "--tokenizer", "whitespace", "--n-examples", "2"]
+    args += ["--min-context", "200", "--max-context", "400", "--slack-tokens", "100"]
+    env = {**os.environ, "VAL_PROBING_CACHE": str(tmp_path / "cache")}
+
+    def cli(*more: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", script, *args, "--segment-tokens", "30", *more]
+        return subprocess.run(command, env=env, capture_output=True, text=True)
+
+    local = cli("--out", str(tmp_path / "out"))
+    assert local.returncode == 0, local.stderr[-2000:]
+    openai = cli("--generator", "openai", "--model", "m", "--out", str(tmp_path / "out2"))
+    assert openai.returncode == 2 and "Traceback" not in openai.stderr
+    needs = "--generator openai needs httpx, tenacity, not installed: pip install 'val-probing[train]'"
+    assert needs in openai.stderr

@@ -401,3 +401,47 @@ def test_smollm2_trains_a_few_steps_through_the_cli(tmp_path: Path) -> None:
     losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
     assert summary["global_step"] == 2 and all(0 < loss < 20 for loss in losses)
     assert (out / "final" / "model.safetensors").is_file()
+    assert not list(data.glob("cache-*.arrow"))  # the dataset folder is only read
+
+
+def test_training_leaves_the_input_dataset_as_it_was(trained: Path, film_data: Path) -> None:
+    """datasets caches a map beside its input: the recipe once left cache-*.arrow files (10x the data,
+    more each run) in the user's dataset folder. Now they live under output_dir/dataset-cache."""
+    from val_probing.in2.dataset.save import DATASET_KEY
+    from val_probing.paths import check_removable
+
+    assert not list(film_data.glob("cache-*.arrow"))
+    check_removable(film_data, DATASET_KEY)  # exactly the files `synthesize` wrote, nothing added
+    assert list((trained / "dataset-cache").glob("*.arrow"))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["max_steps=0", "num_train_epochs=0"], ["max_steps=-1", "num_train_epochs=0"], ["max_steps=0"]],
+)
+def test_a_run_that_would_train_nothing_is_refused(
+    overrides: list[str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """max_steps=0 once exited 0 and saved the base model as final/, as if trained."""
+    from val_probing.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    args = ["train", "run", "--config", "in2_tiny_cpu", f"dataset={data}", f"output_dir={tmp_path / 'run'}"]
+    assert main([*args, *overrides]) == 2
+    err = capsys.readouterr().err
+    assert "a run of no step would save the base model as final/" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_run_without_trl_names_the_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from val_probing.cli import main
+
+    monkeypatch.setitem(sys.modules, "trl", None)  # as if not installed: its import fails
+    args = ["train", "run", "--config", "in2_tiny_cpu", f"dataset={tmp_path}", f"output_dir={tmp_path / 'r'}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "train run needs trl, not installed: pip install 'val-probing[train]'" in err
+    assert "Traceback" not in err and not (tmp_path / "r").exists()

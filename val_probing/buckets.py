@@ -45,7 +45,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 
-from val_probing.errors import ValProbingError
+from val_probing.errors import ValProbingError, items_of
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def summarize(
     skip-listed rows must already be left out by the caller. See the module docstring.
     """
     _check_args(n_buckets, mode, n_boot)
-    cells = group_cells(samples, n_buckets, mode)
+    cells = group_cells(_scored_samples(samples), n_buckets, mode)
     return summarize_cells(cells, n_buckets=n_buckets, mode=mode, n_boot=n_boot, seed=seed)
 
 
@@ -363,6 +363,13 @@ def summarize_by(
         )
         for group, members in by_group.items()
     }
+
+
+def _scored_samples(samples: object) -> list[ScoredSample]:
+    """``samples`` as a list of :class:`ScoredSample`; a ``TypeError`` naming the argument otherwise
+    (tuples and dicts once ended in a raw AttributeError deep inside)."""
+    wanted = "an iterable of ScoredSample (val_probing.buckets.ScoredSample; a TaskResult's .samples)"
+    return items_of(samples, ScoredSample, "samples", wanted)
 
 
 def _check_args(n_buckets: int, mode: Mode, n_boot: int | None) -> None:

@@ -164,19 +164,45 @@ def _folder_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != FOLDER_MANIFEST)
 
 
-def write_folder_manifest(folder: Path, key: str) -> None:
-    """Record, inside ``folder`` (not yet published), the size and sha256 of every file in it."""
+def write_folder_manifest(folder: Path, key: str, *, record_times: bool = True) -> None:
+    """Record, inside ``folder`` (not yet published), the size and sha256 of every file in it.
+
+    ``record_times=False``: no modification times (the manifest's bytes depend on the content only, for
+    folders whose bytes are compared between runs; every file is then hashed on each check)."""
     folder = Path(folder)
-    files = {
-        str(p.relative_to(folder)): {
-            "size": p.stat().st_size,
-            "mtime_ns": p.stat().st_mtime_ns,
-            "sha256": file_sha256(p),
-        }
+    files: dict[str, dict[str, Any]] = {
+        str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
         for p in _folder_files(folder)
     }
-    manifest = {_HEADER_FIELD: CACHE_FORMAT, "key": key, "files": files, "written_ns": time.time_ns()}
+    manifest: dict[str, Any] = {_HEADER_FIELD: CACHE_FORMAT, "key": key, "files": files}
+    if record_times:
+        for name, info in files.items():
+            info["mtime_ns"] = (folder / name).stat().st_mtime_ns
+        manifest["written_ns"] = time.time_ns()
     (folder / FOLDER_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def check_removable(folder: Path, key: str, flag: str = "--overwrite") -> None:
+    """Before ``folder`` is removed to be written again: val-probing wrote it for ``key`` (its
+    manifest says so) and it holds no file the manifest does not record. Otherwise ``ValProbingError``
+    naming what it holds: a user's folder, or one a user added files to, is never deleted."""
+    folder = Path(folder)
+    try:
+        manifest = _read_manifest(folder, folder / FOLDER_MANIFEST, key, named=FOLDER_MANIFEST)
+    except CacheInvalid as err:
+        raise ValProbingError(
+            f"{err}: {flag} removes only a folder val-probing wrote; "
+            "remove it yourself or choose another path"
+        ) from err
+    recorded = manifest.get("files")
+    present = {str(p.relative_to(folder)) for p in _folder_files(folder)}
+    extra = sorted(present - set(recorded if isinstance(recorded, dict) else ()))
+    if extra:
+        raise ValProbingError(
+            f"{folder}: holds files val-probing did not write ({', '.join(extra[:5])}"
+            f"{' ...' if len(extra) > 5 else ''}): {flag} will not remove it; "
+            "move them or choose another path"
+        )
 
 
 def check_folder_manifest(folder: Path, key: str) -> None:

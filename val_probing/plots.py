@@ -40,6 +40,7 @@ from val_probing.errors import ValProbingError
 from val_probing.probes import get_family
 from val_probing.records import FAMILIES, atomic_path
 from val_probing.results import TaskResult, run_stamp
+from val_probing.results.frame import check_results
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -196,21 +197,44 @@ def _draw_curve(ax: Axes, result: TaskResult, label: str, color: str, show_avera
         ax.axhline(result.summary.avg, color=color, linestyle="--", linewidth=1.0, gid=f"avg:{label}")
 
 
+def _check_task(task: object, argument: str = "task") -> str:
+    if not isinstance(task, str):
+        known = ", ".join(FAMILIES)
+        raise TypeError(f"{argument}: expected a task name ({known}), got {type(task).__name__}")
+    if task not in FAMILIES:
+        raise ValueError(f"{argument}: unknown task {task!r}; known: {', '.join(FAMILIES)}")
+    return task
+
+
+def _check_tasks(tasks: object) -> list[str]:
+    """``tasks`` as a list of known task names (a str is one task, never its letters)."""
+    names = [tasks] if isinstance(tasks, str) else tasks
+    if not isinstance(names, Iterable):
+        raise TypeError(f"tasks: expected task names ({', '.join(FAMILIES)}), got {type(tasks).__name__}")
+    chosen = [_check_task(name, "tasks") for name in names]
+    if not chosen:
+        raise ValueError(f"tasks: no task given; known: {', '.join(FAMILIES)}")
+    return chosen
+
+
 def plot_position_curves(
     results: Sequence[TaskResult],
     *,
     context_length: int | None = None,
     show_average: bool = True,
     colors: Mapping[str, str] | None = None,
-    tasks: Sequence[str] = FAMILIES,
+    tasks: str | Sequence[str] = FAMILIES,
     ax: Axes | Sequence[Axes] | None = None,
 ) -> Figure:
     """The paper's Figure 1: one panel per task (1 x 3), one line per model, error bars across sets.
 
     Each curve's data line has gid ``"curve:<label>"`` and its average line ``"avg:<label>"``.
     A task without results gets an empty panel saying so. ``ax``: draw on these axes, one per
-    task in ``tasks`` (a single Axes with ``tasks=["code"]``), and return their figure.
+    task in ``tasks`` (a single Axes with ``tasks="code"``), and return their figure. ``tasks``: task
+    names (a str is one task); an unknown name is a ``ValueError`` naming the known ones.
     """
+    results = check_results(results)
+    tasks = _check_tasks(tasks)
     if not results:
         raise PlotError("no results to plot")
     labels = curve_labels(results)
@@ -291,6 +315,7 @@ def plot_depth_heatmap(
     under its effective-length row (gid ``"effective:<model>"``) and the length in its title.
     ``ax``: draw on these axes, one per model (:func:`heatmap_models`), and return their figure.
     """
+    results, task = check_results(results), _check_task(task)
     model_names = heatmap_models(results, task)
     if not model_names:
         raise PlotError(f"{task}: no model has results at two or more context lengths")

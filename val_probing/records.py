@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from val_probing.errors import ValProbingError
-from val_probing.outputs import writing
+from val_probing.outputs import output_target, writing, writing_in_place
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     Every file the package writes goes through here, so nothing is ever half-written. Temporary
     files of earlier writes of ``path`` whose process is gone (killed runs) are removed first.
     """
-    path = Path(path)
+    path, in_place = output_target(path)  # a symbolic link's target; a device or FIFO is written in place
+    if in_place:
+        with writing_in_place(path) as tmp:
+            yield tmp
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     remove_orphans(path.parent, path.name)  # what a killed earlier write of this file left behind
     try:

@@ -2,7 +2,9 @@
 
 One linear script on TRL's SFTTrainer, in the spirit of torchtune / nanochat recipes: read it top to bottom.
 
-    data    a folder from `val-probing train synthesize` (prompt/completion, FILM template or chat messages)
+    data    a folder from `val-probing train synthesize` (prompt/completion, FILM template or chat messages);
+            read only: lengths are measured in memory and the columns trained on are copied under
+            output_dir/dataset-cache/, where TRL's tokenization cache lands (never in the dataset folder)
     loss    on the answer only (TRL's completion-only loss for prompt/completion data)
     length  max_length = the longest tokenized example; an example over `max_length_limit` stops the run,
             listed by index and length (never cut, never dropped); TRL's prepared lengths are checked
@@ -60,13 +62,17 @@ def measure_lengths(dataset: Any, tokenizer: Any, num_proc: int | None) -> list[
         ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
         return {"n_tokens": len(ids)}
 
-    counted = dataset.map(count, num_proc=num_proc, remove_columns=dataset.column_names, desc="Measuring")
+    # in memory: one int per example, and no cache file beside the (user's) dataset
+    counted = dataset.map(
+        count, num_proc=num_proc, remove_columns=dataset.column_names, keep_in_memory=True, desc="Measuring"
+    )
     return list(counted["n_tokens"])
 
 
 def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
     """Data, tokenizer, length checks, model and SFTTrainer: everything up to the first step."""
     import torch
+    from accelerate import PartialState
     from datasets import load_from_disk
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -80,7 +86,7 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
         raise ValProbingError(f"{cfg.dataset}: not a dataset folder from `val-probing train synthesize`")
     dataset = load_from_disk(cfg.dataset)
     if cfg.limit is not None:
-        dataset = dataset.select(range(min(cfg.limit, len(dataset))))
+        dataset = dataset.select(range(min(cfg.limit, len(dataset))))  # a range: no indices file
     dataset = dataset.select_columns(["prompt", "completion"])
 
     # 2. Tokenizer and lengths: max_length comes from the data; too-long examples stop the run
@@ -104,7 +110,17 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
         attn_implementation=cfg.attn_implementation,
     )
 
-    # 4. Trainer: completion-only loss, no packing, global batch checked against the process count
+    # 4. The dataset folder is only read. datasets writes a map's cache beside its input's files, so
+    # the trained columns are copied under output_dir first: TRL's tokenization caches there (the main
+    # process first), never in cfg.dataset. Named by the data's fingerprint, as datasets names its
+    # caches, so another dataset's copy is never reused.
+    cache = Path(cfg.output_dir) / "dataset-cache"
+    with PartialState().main_process_first():
+        cache.mkdir(parents=True, exist_ok=True)
+        copy = cache / f"columns-{dataset._fingerprint}.arrow"
+        dataset = dataset.map(cache_file_name=str(copy), desc="Copying the training columns")
+
+    # 5. Trainer: completion-only loss, no packing, global batch checked against the process count
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     args = SFTConfig(
         output_dir=cfg.output_dir,
@@ -133,13 +149,14 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
 
-    # 5. Nothing altered: TRL's tokenized lengths equal ours, example by example
+    # 6. Nothing altered: TRL's tokenized lengths equal ours, example by example
     prepared = cast("Dataset", trainer.train_dataset)  # a map-style Dataset: we passed one
     verify_prepared([len(ids) for ids in prepared["input_ids"]], lengths)
     return trainer, lengths
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
+    from val_probing.errors import ValProbingError
     from val_probing.in2.config import load_config
 
     args = parse_args(argv)
@@ -147,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     trainer, lengths = build_trainer(cfg)
 
     trainer.train()
+    if trainer.state.global_step < 1:  # the config checks refuse this; a trainer could still stop at 0
+        raise ValProbingError("no training step was taken: the base model is not saved as final/")
 
     # The final checkpoint is a plain Hugging Face folder (model + tokenizer) that lm_eval / vLLM load:
     # under FSDP, gather a full state dict for it (intermediate checkpoints stay sharded, resumable).

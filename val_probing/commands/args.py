@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from val_probing.report import DEFAULT_MAX_GAP, DEFAULT_MIN_AVG
@@ -19,6 +20,17 @@ def int_at_least(minimum: int, text: str) -> int:
     return value
 
 
+def finite_float(text: str) -> float:
+    """A number that is not NaN or infinite (a threshold compared with scores)."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (counts: sets, positions, buckets, ...)."""
     return int_at_least(1, text)
@@ -27,6 +39,11 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (seeds, offsets)."""
     return int_at_least(0, text)
+
+
+# the files of a run that RUN_DIR commands read from its folder (lm-eval's --output_path layout): an output
+# never replaces one (outputs.check_paths)
+RUN_FILES = ("results_*.json", "samples_*.jsonl")
 
 
 def add_run_dirs(parser: argparse.ArgumentParser) -> None:
@@ -53,13 +70,13 @@ def add_effective_length(parser: argparse.ArgumentParser) -> None:
     """``--min-avg`` / ``--max-gap``: the thresholds of :func:`val_probing.report.effective_lengths`."""
     parser.add_argument(
         "--min-avg",
-        type=float,
+        type=finite_float,
         default=DEFAULT_MIN_AVG,
         help="effective length: lowest avg a length may have (x100, default %(default)s)",
     )
     parser.add_argument(
         "--max-gap",
-        type=float,
+        type=finite_float,
         default=DEFAULT_MAX_GAP,
         help="effective length: highest CI gap a length may have (x100, default %(default)s)",
     )

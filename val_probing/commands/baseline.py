@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from val_probing.commands.args import add_run_dir
+from val_probing.commands.args import RUN_FILES, add_run_dir
 
 HELP = "record one model's VAL run (lm-eval output) as the baseline for `val-probing check`"
 
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
     from val_probing.gate import Statistics, Tolerances, make_baseline, read_run, write_baseline
-    from val_probing.outputs import check_output_file
+    from val_probing.outputs import check_output_file, check_paths
 
     try:
         tolerances = Tolerances(args.avg_tolerance, args.gap_tolerance, args.bucket_tolerance)
@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         statistics = Statistics(alpha=args.alpha, resamples=args.resamples, min_questions=args.min_questions)
     except ValueError as err:  # "min_questions: expected an integer >= 1, got 0"
         raise ValProbingError(f"--{err}".replace("_", "-")) from err
+    check_paths(inputs={"RUN_DIR": args.run_dir}, outputs={"--out": args.out}, input_files=RUN_FILES)
     check_output_file(args.out, "baseline YAML")  # before the work: a folder or read-only path is exit 2
     results = read_run(args.run_dir, args.model)
     sources = sorted({str(r.source) for r in results})

@@ -90,10 +90,12 @@ def non_empty(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.build import ProbeSpec, cached_probes
-    from val_probing.outputs import check_output_file
+    from val_probing.outputs import check_output_file, check_paths
     from val_probing.probes.checks import probe_floor
     from val_probing.records import write_probes
 
+    pool_file = None if args.pool in (EMBEDDED, FILM) else args.pool
+    check_paths(inputs={"--pool": pool_file}, outputs={"--out": args.out})
     check_output_file(args.out, "probes file")
     spec = ProbeSpec(
         family=args.task,

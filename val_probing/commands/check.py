@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from val_probing.commands.args import add_run_dir
+from val_probing.commands.args import RUN_FILES, add_run_dir
 from val_probing.records import write_text_atomic
 
 HELP = "compare a VAL run with a baseline (paired tests per bucket); exit 1 on a regression"
@@ -57,7 +57,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.gate import check, format_markdown, format_table, junit_xml, load_run, read_baseline
-    from val_probing.outputs import check_output_file, writing
+    from val_probing.outputs import check_output_file, check_paths, writing
 
     # every output path is checked before the work starts: a check never prints PASS and then fails
     summary_env = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     markdown_path = args.markdown
     if markdown_path is not None and summary is not None and _same_file(markdown_path, summary):
         markdown_path = None  # --markdown "$GITHUB_STEP_SUMMARY": appended once, below
+    outputs = {"--markdown": markdown_path, "--junit": args.junit, "$GITHUB_STEP_SUMMARY": summary}
+    inputs = {"RUN_DIR": args.run_dir, "--baseline": args.baseline}
+    check_paths(inputs=inputs, outputs=outputs, input_files=RUN_FILES)
     for path, what in ((markdown_path, "Markdown summary"), (args.junit, "JUnit XML"),
                        (summary, "GitHub step summary ($GITHUB_STEP_SUMMARY)")):  # fmt: skip
         if path is not None:

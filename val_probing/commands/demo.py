@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, cast
 
 from val_probing.commands.args import positive_int
 from val_probing.errors import ValProbingError
-from val_probing.outputs import check_output_dir, writing
+from val_probing.outputs import check_output_dir, check_paths, writing
 from val_probing.records import FAMILIES, write_text_atomic
 from val_probing.report import curve_markdown, fmt_number
 
@@ -360,6 +360,7 @@ def run(args: argparse.Namespace) -> int:
     from val_probing.results import DEFAULT_N_BOOT, load_results
     from val_probing.serving import serving_cache_dir, serving_env, vllm_is_cpu_build, vllm_model_args
 
+    check_paths(inputs={"--model": args.model}, output_folders={"--out": args.out})
     out = check_output_dir(args.out).resolve()
     _check_stack()
     start = time.monotonic()

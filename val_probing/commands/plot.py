@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from val_probing.outputs import check_output_dir
+    from val_probing.outputs import check_output_dir, check_paths
     from val_probing.plots import (
         curve_labels,
         heatmap_models,
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from val_probing.report import effective_lengths
     from val_probing.results import ensure_ci, keep_latest, load_results
 
+    check_paths(inputs={"RUN_DIR": args.runs}, output_folders={"--out": args.out})
     check_output_dir(args.out)
     results = load_results(args.runs, latest_only=not args.all_runs)
     colors = model_colors(curve_labels(results).values())

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from val_probing.commands.args import add_context_length, add_effective_length, add_run_dirs
+from val_probing.commands.args import RUN_FILES, add_context_length, add_effective_length, add_run_dirs
 from val_probing.records import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
-    from val_probing.outputs import check_output_file
+    from val_probing.outputs import check_output_file, check_paths
     from val_probing.report import effective_lengths, effective_markdown, table_rows, to_csv, to_markdown
     from val_probing.results import DEFAULT_N_BOOT, load_results
 
     if args.digits < 0:
         raise ValProbingError(f"--digits: {args.digits} is negative")
+    outputs = {"--csv": args.csv, "--markdown": args.markdown}
+    check_paths(inputs={"RUN_DIR": args.runs}, outputs=outputs, input_files=RUN_FILES)
     for path in (args.csv, args.markdown):
         if path is not None:
             check_output_file(path)

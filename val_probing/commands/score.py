@@ -84,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from val_probing.outputs import check_paths
+
+    check_paths(inputs={"--data": args.data, "--outputs": args.outputs, "--skip-list": args.skip_list})
     result = score_outputs(
         args.task,
         args.outputs,

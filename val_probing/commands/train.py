@@ -73,6 +73,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         fill(step)
 
 
+DEFAULT_ENDPOINT = "http://127.0.0.1:8000/v1"
+# flags only --generator openai reads: given with the local generator, they would be silently ignored
+OPENAI_ONLY = ("endpoint", "model", "structured", "cache")
+# what each step imports, and the extra that installs it
+TRAIN_EXTRA = "pip install 'val-probing[train]'"
+
+
+def require_modules(modules: tuple[str, ...], purpose: str) -> None:
+    """Before the work: ``modules`` are importable, else one line naming the missing ones and the extra."""
+    import importlib.util
+
+    missing = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a parent package missing, or a module set to None
+            found = False
+        if not found:
+            missing.append(name)
+    if missing:
+        raise ValProbingError(f"{purpose} needs {', '.join(missing)}, not installed: {TRAIN_EXTRA}")
+
+
 def _synthesize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--texts",
@@ -94,8 +117,7 @@ def _synthesize_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--endpoint",
-        default=os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),
-        help="base URL of the endpoint, e.g. http://127.0.0.1:8000/v1 (default $OPENAI_BASE_URL)",
+        help=f"base URL of the endpoint (default $OPENAI_BASE_URL, else {DEFAULT_ENDPOINT})",
     )
     p.add_argument("--model", help="model name at the endpoint (required with --generator openai)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable with the API key")
@@ -207,8 +229,11 @@ def _experiment_arguments(p: argparse.ArgumentParser) -> None:
 
 def _experiment(args: argparse.Namespace) -> int:
     from val_probing.in2.experiment import load_experiment, run_experiment, stage_status
+    from val_probing.outputs import check_paths
 
+    check_paths(inputs={"--config": args.config})  # a FIFO is named as one (not "no such config file")
     config, path = load_experiment(args.config)
+    check_paths(inputs={"--config": path}, output_folders={"--out": args.out})
     if args.status:
         for name, state in stage_status(config, args.out):
             print(f"{name:14s} {state}")
@@ -229,20 +254,36 @@ def run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _generator(args: argparse.Namespace) -> QAGenerator:
-    from val_probing.in2.qa import ExtractiveLocalGenerator, OpenAIChatGenerator, RequestCache
-    from val_probing.outputs import check_output_file
+def _qa_cache(args: argparse.Namespace) -> Path | None:
+    """The QA request cache of ``--generator openai`` (None for the local one, which takes none of its
+    flags: given, they are refused rather than ignored)."""
     from val_probing.paths import cache_root
 
     if args.generator == "local":
-        return ExtractiveLocalGenerator(seed=args.seed)
+        given = [f"--{name}" for name in OPENAI_ONLY if getattr(args, name) not in (None, False)]
+        if given:
+            raise ValProbingError(f"{', '.join(given)}: only read by --generator openai, not local")
+        return None
     if not args.model:
         raise ValProbingError("--generator openai needs --model (the model name served at --endpoint)")
-    cache = args.cache or cache_root() / "in2-qa" / (re.sub(r"[^\w.-]+", "_", args.model) + ".jsonl")
+    return Path(args.cache or cache_root() / "in2-qa" / (re.sub(r"[^\w.-]+", "_", args.model) + ".jsonl"))
+
+
+def _generator(args: argparse.Namespace) -> QAGenerator:
+    from val_probing.outputs import check_output_file
+
+    cache = _qa_cache(args)
+    if cache is None:
+        from val_probing.in2.qa import ExtractiveLocalGenerator
+
+        return ExtractiveLocalGenerator(seed=args.seed)
+    require_modules(("httpx", "tenacity"), "--generator openai")
+    from val_probing.in2.qa import OpenAIChatGenerator, RequestCache
+
     check_output_file(cache, "QA cache")  # before any request: an unwritable cache is exit 2
     log.info("QA cache: %s", cache)
     return OpenAIChatGenerator(
-        base_url=args.endpoint,
+        base_url=args.endpoint or os.environ.get("OPENAI_BASE_URL") or DEFAULT_ENDPOINT,
         model=args.model,
         cache=RequestCache(cache),
         api_key=os.environ.get(args.api_key_env),
@@ -281,9 +322,18 @@ def _synthesize(args: argparse.Namespace) -> int:
         save_dataset,
         synthesize,
     )
+    from val_probing.outputs import check_paths
     from val_probing.tokenizers import load_counter
 
+    inputs = {
+        "--texts": args.texts,
+        "--general": args.general,
+        "--probes": args.probes,
+        "--official": args.official,
+    }
+    check_paths(inputs=inputs, outputs={"--cache": _qa_cache(args)}, output_folders={"--out": args.out})
     check_dataset_out(args.out, overwrite=args.overwrite)
+    require_modules(("datasets",), "train synthesize")
     generator = _generator(args)  # checks the QA cache path
 
     config = SynthesisConfig(
@@ -342,12 +392,16 @@ def launch_command(
 
 def _run(args: argparse.Namespace) -> int:
     from val_probing.in2.config import load_config
-    from val_probing.outputs import check_output_dir
+    from val_probing.outputs import check_output_dir, check_paths
     from val_probing.training import config_path, recipe_path
 
+    named = {"--config": args.config, "--recipe": args.recipe, "--accelerate-config": args.accelerate_config}
+    check_paths(inputs=named)  # a FIFO is named as one (not "no such config file")
     config = config_path(args.config)
     settings = load_config(config, args.overrides)  # fail fast, before any process starts
+    check_paths(inputs={"dataset": settings.dataset}, output_folders={"output_dir": settings.output_dir})
     check_output_dir(settings.output_dir, "training output folder (output_dir)")
+    require_modules(("torch", "transformers", "datasets", "accelerate", "trl"), "train run")
     accelerate_config = config_path(args.accelerate_config) if args.accelerate_config else None
     cmd = launch_command(
         config, args.overrides, recipe_path(args.recipe), accelerate_config, args.accelerate_args

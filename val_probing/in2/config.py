@@ -61,6 +61,22 @@ class TrainConfig:
             raise ValProbingError(f"warmup_ratio: expected in [0, 1), got {self.warmup_ratio}")
         if self.rope_theta is not None and not self.rope_theta > 0:
             raise ValProbingError(f"rope_theta: expected > 0, got {self.rope_theta}")
+        self._check_trains_something()
+
+    def _check_trains_something(self) -> None:
+        """A run of no step would save the base model as ``final/``, as if it were trained: refused."""
+        if self.max_steps is not None and self.max_steps != -1 and self.max_steps < 1:
+            raise ValProbingError(
+                f"max_steps: expected >= 1 (or null / -1: num_train_epochs decides), got {self.max_steps}; "
+                "a run of no step would save the base model as final/"
+            )
+        if self.max_steps in (None, -1) and not self.num_train_epochs > 0:
+            raise ValProbingError(
+                f"num_train_epochs: expected > 0 when max_steps is {self.max_steps or 'null'}, got "
+                f"{self.num_train_epochs}; a run of no step would save the base model as final/"
+            )
+        if self.limit is not None and self.limit < 1:
+            raise ValProbingError(f"limit: expected >= 1 (or null: every example), got {self.limit}")
 
     def gradient_accumulation(self, world_size: int) -> int:
         """Steps to accumulate so that per-device x accumulation x processes = global batch, exactly."""

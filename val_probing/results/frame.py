@@ -4,18 +4,34 @@ and one row per bucket (:func:`frame_records`, :func:`results_frame`)."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from val_probing.buckets import summarize
-from val_probing.errors import ValProbingError
+from val_probing.errors import ValProbingError, items_of
 from val_probing.results.model import TaskResult
 
 if TYPE_CHECKING:
     import pandas as pd
 
 DEFAULT_N_BOOT = 1000
+
+
+def check_results(results: object, argument: str = "results") -> list[TaskResult]:
+    """``results`` as a list of :class:`TaskResult`; a ``TypeError`` naming ``argument`` otherwise.
+
+    A path is the common slip in a notebook: the message says how to load it."""
+    wanted = "a sequence of TaskResult (val_probing.results.load_results(PATH))"
+    if isinstance(results, str | os.PathLike):
+        raise TypeError(
+            f"{argument}: expected {wanted}, got the path {os.fspath(results)!r}: "
+            f"pass load_results({os.fspath(results)!r})"
+        )
+    if isinstance(results, TaskResult):
+        raise TypeError(f"{argument}: expected {wanted}, got one TaskResult: pass [result]")
+    return items_of(results, TaskResult, argument, wanted)
 
 
 def has_ci(result: TaskResult) -> bool:
@@ -44,7 +60,7 @@ def ensure_ci(
     results: Sequence[TaskResult], *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
 ) -> list[TaskResult]:
     """:func:`with_ci` for every result, order kept."""
-    return [with_ci(r, n_boot=n_boot, seed=seed) for r in results]
+    return [with_ci(r, n_boot=n_boot, seed=seed) for r in check_results(results)]
 
 
 FRAME_COLUMNS: tuple[str, ...] = (
@@ -113,6 +129,7 @@ def results_frame(
     run's (repeated on its rows), all x100. ``position`` is the bucket's centre in % of the context.
     Results without samples have NaN CIs and std. Needs pandas (``pip install 'val-probing[plot]'``).
     """
+    results = check_results(results)
     try:
         import pandas as pd
     except ModuleNotFoundError as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import TrainingExample
 from val_probing.in2.dataset.pipeline import ExampleStats, Synthesis
 from val_probing.outputs import check_output_dir, writing
+from val_probing.paths import check_removable, write_folder_manifest
+from val_probing.records import remove_orphans
 
 FILM_PROMPT = (
     "[INST] Below is a context and an instruction. Based on the information provided in the context, "
@@ -21,6 +24,9 @@ FILM_PROMPT = (
 )
 FILM_BODY = FILM_PROMPT.removeprefix("[INST] ").removesuffix(" [/INST]")
 Template = Literal["film", "chat"]
+# the key of the folder manifest (paths.FOLDER_MANIFEST) that marks a dataset as val-probing's own:
+# --overwrite removes nothing else
+DATASET_KEY = "in2 training dataset"
 
 
 def _general_prompt(ex: TrainingExample) -> str:
@@ -78,10 +84,16 @@ def _features(template: Template) -> Any:
 
 def check_dataset_out(out_dir: Path, *, overwrite: bool) -> Path:
     """Before any work: ``out_dir`` can be written (a folder, writable) and does not exist unless
-    ``overwrite``; ``OutputError`` / ``ValProbingError`` naming it otherwise."""
-    out_dir = check_output_dir(out_dir, "dataset folder")
+    ``overwrite``, and then only as a dataset val-probing wrote (never the current folder or one
+    above it); ``OutputError`` / ``ValProbingError`` naming it otherwise."""
+    out_dir = check_output_dir(out_dir, "dataset folder", temporary=True)
     if out_dir.exists() and not overwrite:
         raise ValProbingError(f"{out_dir} exists: pass --overwrite or choose another --out")
+    if out_dir.exists():
+        real, here = Path(os.path.realpath(out_dir)), Path.cwd().resolve()
+        if real == here or here.is_relative_to(real):
+            raise ValProbingError(f"{out_dir}: the current folder (or one above it): choose another --out")
+        check_removable(out_dir, DATASET_KEY)
     return out_dir
 
 
@@ -100,8 +112,10 @@ def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, ove
         raise ValProbingError("no example was planned: nothing to save")
     if template not in ("film", "chat"):
         raise ValProbingError(f"template: {template!r} is not 'film' or 'chat'")
-    work = out_dir.with_name(out_dir.name + ".build")
-    shutil.rmtree(work, ignore_errors=True)
+    asked, out_dir = out_dir, Path(os.path.realpath(out_dir))  # a symbolic link: its target is written
+    # the work folder is named like records.atomic_path's temporary files, so a killed run's is removed
+    work = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
+    remove_orphans(out_dir.parent, out_dir.name)
     stats = ExampleStats(synthesis.config.length)
 
     def rows() -> Iterator[dict[str, Any]]:
@@ -111,7 +125,7 @@ def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, ove
 
     try:
         placement = synthesis.config.placement
-        keyed: list[Any] = [synthesis.manifest, template, out_dir.name]
+        keyed: list[Any] = [synthesis.manifest, template, asked.name]
         if placement != "uniform":  # uniform data keeps the fingerprint (and bytes) it always had
             keyed.append(placement)
         fingerprint = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -128,9 +142,11 @@ def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, ove
             dataset.save_to_disk(str(work / "dataset"))
             manifest = {**synthesis.manifest, **stats.to_dict(), "template": template, "placement": placement}
             (work / "dataset" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            write_folder_manifest(work / "dataset", DATASET_KEY, record_times=False)
             if out_dir.exists():
+                check_removable(out_dir, DATASET_KEY)  # again: the user may have added files since
                 shutil.rmtree(out_dir)
             (work / "dataset").rename(out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return out_dir
+    return asked

@@ -15,16 +15,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from typing import TYPE_CHECKING, Any
 
 from val_probing.errors import ValProbingError
 from val_probing.in2.qa.cache import RequestCache, request_key
@@ -38,6 +29,9 @@ from val_probing.in2.qa.pairs import (
     build_messages,
     validate_generation,
 )
+
+if TYPE_CHECKING:  # tenacity and httpx come with the [train] extra: imported where used, so the
+    from tenacity import RetryCallState  # CLI and the local generator work without them
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +134,8 @@ class OpenAIChatGenerator:
 
     def _wait(self, state: RetryCallState) -> float:
         """Exponential backoff with jitter; a server's ``Retry-After`` is waited at least (up to the cap)."""
+        from tenacity import wait_exponential, wait_random
+
         jittered = wait_exponential(multiplier=self.backoff_base, max=self.backoff_max) + wait_random(
             0, self.backoff_base
         )
@@ -151,6 +147,8 @@ class OpenAIChatGenerator:
         return delay
 
     def _ask(self, messages: list[dict[str, str]], attempt: int) -> str:
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
         retrying = Retrying(
             retry=retry_if_exception_type(_Retryable),
             stop=stop_after_attempt(self.max_retries + 1),
