@@ -130,7 +130,7 @@ def test_samples_of_another_baseline_under_the_recorded_name_is_exit_2(
 def test_a_format_1_baseline_is_refused_with_the_command_to_re_create_it(
     run: Path, baseline: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    baseline.write_text(baseline.read_text().replace("format: 2", "format: 1"))
+    baseline.write_text(baseline.read_text().replace("format: 3", "format: 1"))
     assert check(run, baseline) == 2
     assert "format-1 baseline" in (err := capsys.readouterr().err) and "val-probing baseline" in err
 
