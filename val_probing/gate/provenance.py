@@ -53,9 +53,8 @@ def _model_args(value: object) -> dict[str, Any]:
 def _text(value: object) -> str | None:
     if value is None:
         return None
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
+    text = str(value)
+    return text.lower() if text.lower() in ("true", "false") else text  # True (JSON) = True (k=v form)
 
 
 def environment_of(data: Mapping[str, Any]) -> dict[str, str | None]:
@@ -75,6 +74,8 @@ def environment_of(data: Mapping[str, Any]) -> dict[str, str | None]:
         if isinstance(versions, dict):
             for package, version in sorted(versions.items()):
                 env.setdefault(f"versions.{package}", _text(version))
+    for package in ("vllm", "torch"):  # unknown in runs made before the tasks recorded versions
+        env.setdefault(f"versions.{package}", None)
     return env
 
 
