@@ -29,28 +29,29 @@ with its 95% Wilson interval.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-
-import numpy as np
 
 from val_probing import gate
-from val_probing.buckets import ScoredSample, bucket_of, summarize
-from val_probing.records import FAMILIES
-from val_probing.results import TaskResult
+from val_probing.gate.simulate import (
+    Layout,
+    Outcome,
+    Truth,
+    depth_shift,
+    no_shift,
+    truth_from_buckets,
+    u_curve,
+    wilson,
+)
+from val_probing.gate.simulate import simulate as simulate_layout
 
 ALPHA = 0.05
-META = {"source": "built", "context_length": 2048, "pool": "embedded", "seed": 0, "probe_version": 1,
-        "probe_hash": "sim", "limit": None}  # fmt: skip
 EMBEDDED = Path(__file__).resolve().parent.parent / "tests" / "data" / "runs" / "embedded"
 
-Probability = Callable[[str, int, int], float]  # (task, position, n_items) -> success probability
+__all__ = ["EFFECTS", "Shape", "depth_shift", "embedded_truth", "no_shift", "simulate", "u_curve", "wilson"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,114 +60,39 @@ class Shape:
     sets: int
     positions: int
     buckets: int
-    truth: Probability  # per-question success probability of the baseline model
+    truth: Truth  # per-question success probability of the baseline model
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.sets, self.positions, self.buckets)
 
     @property
     def per_bucket(self) -> int:
-        return self.sets * self.positions // self.buckets
-
-
-def u_curve(_task: str, position: int, n_items: int) -> float:
-    depth = (position + 0.5) / n_items
-    return 0.6 + 0.3 * (2 * depth - 1) ** 2
-
-
-def embedded_truth() -> Probability:
-    """The shipped embedded run's bucket means, as the per-question probabilities."""
-    means = {r.task: {b.index: b.mean for b in r.summary.buckets} for r in gate.read_run(EMBEDDED)}
-
-    def truth(task: str, position: int, n_items: int) -> float:
-        return means[task][bucket_of(position, n_items, 8)] / 100
-
-    return truth
-
-
-def draw_scores(task: str, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Scores with mean ``p``: graded recall in quarters for document, 0/1 for code and database."""
-    p = np.clip(p, 0.0, 1.0)
-    return rng.binomial(4, p) / 4 if task == "document" else rng.binomial(1, p).astype(np.float64)
-
-
-def draw_run(shape: Shape, shift: Probability, rng: np.random.Generator) -> list[TaskResult]:
-    """One run: every question's score drawn from truth + shift."""
-    out = []
-    cells = [(s, pos) for s in range(shape.sets) for pos in range(shape.positions)]
-    for task in FAMILIES:
-        p = np.array([shape.truth(task, pos, shape.positions) + shift(task, pos, shape.positions)
-                      for _s, pos in cells])  # fmt: skip
-        scores = draw_scores(task, p, rng)
-        samples = tuple(
-            ScoredSample(s, pos, shape.positions, f"{task}-{s}-{pos}", float(x))
-            for (s, pos), x in zip(cells, scores, strict=True)
-        )
-        summary = summarize(samples, n_buckets=shape.buckets, n_boot=None)
-        meta = MappingProxyType({**META, "n_buckets": shape.buckets})
-        out.append(TaskResult("sim/model", task, Path("mem"), 2048, meta, summary, samples))
-    return out
-
-
-def no_shift(_task: str, _position: int, _n: int) -> float:
-    return 0.0
+        return self.layout.per_bucket
 
 
 def rising(_task: str, position: int, n_items: int) -> float:
     return 0.5 + 0.4 * (position + 0.5) / n_items
 
 
-def depth_shift(*bands: tuple[float, float, float]) -> Probability:
-    """``(lo, hi, points)``: positions at depth in [lo, hi) move by ``points`` (x100)."""
-
-    def shift(_task: str, position: int, n_items: int) -> float:
-        depth = (position + 0.5) / n_items
-        return sum(pts / 100 for lo, hi, pts in bands if lo <= depth < hi)
-
-    return shift
+def embedded_truth() -> Truth:
+    """The shipped embedded run's bucket means, as the per-question probabilities."""
+    means = {r.task: {b.index: b.mean for b in r.summary.buckets} for r in gate.read_run(EMBEDDED)}
+    return truth_from_buckets(means, 8)
 
 
-def middle_drop(points: float) -> Probability:
+def uniform(points: float) -> Truth:
+    return depth_shift((0.0, 1.0 + 1e-9, points))
+
+
+def middle_drop(points: float) -> Truth:
     """The middle quarter of the positions loses ``points``."""
     return depth_shift((0.375, 0.625, -points))
 
 
-def uniform(points: float) -> Probability:
-    def shift(_task: str, _position: int, _n: int) -> float:
-        return points / 100
-
-    return shift
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    failed: int
-    draws: int
-    by_kind: Counter[str]  # failing metrics (avg, start, middle, end, shape), counted once per draw
-
-    @property
-    def rate(self) -> float:
-        return self.failed / self.draws
-
-
-def simulate(shape: Shape, shift: Probability, draws: int, *, seed: int) -> Outcome:
-    """``draws`` independent (baseline, rerun) pairs through gate.check; how many failed, and on what."""
-    rng = np.random.default_rng(seed)
-    failed, kinds = 0, Counter[str]()
-    for _ in range(draws):
-        baseline = gate.make_baseline(draw_run(shape, no_shift, rng), environment={})
-        result = gate.check(baseline, draw_run(shape, shift, rng))
-        if not result.passed:
-            failed += 1
-            kinds.update({c.metric for c in result.failures})
-    return Outcome(failed, draws, kinds)
+def simulate(shape: Shape, shift: Truth, draws: int, *, seed: int) -> Outcome:
+    """``draws`` independent (baseline, rerun) pairs through gate.check (default settings)."""
+    return simulate_layout(shape.layout, shape.truth, shift, draws, seed=seed)
 
 
 def shapes() -> list[Shape]:
@@ -178,7 +104,7 @@ def shapes() -> list[Shape]:
 
 
 # name -> (shift, whether a failure is wanted, which shapes it runs on: None = all but "rising")
-EFFECTS: Sequence[tuple[str, Probability, bool, str | None]] = (
+EFFECTS: Sequence[tuple[str, Truth, bool, str | None]] = (
     ("midq -20", middle_drop(20), True, None),
     ("midh -10", depth_shift((0.25, 0.75, -10)), True, None),
     ("midh -20", depth_shift((0.25, 0.75, -20)), True, None),
@@ -196,8 +122,7 @@ def _applies(only: str | None, shape: Shape) -> bool:
 
 
 def _cell(o: Outcome) -> str:
-    lo, hi = wilson(o.failed, o.draws)
-    return f"{o.rate:.0%} [{lo:.0%}, {hi:.0%}]"
+    return str(o)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -476,14 +476,19 @@ def test_small_slices_say_which_tests_cannot_fail(base_scores: Scores) -> None:
     few = replace(base, tasks={n: replace(t, samples=small(t.samples or ())) for n, t in base.tasks.items()})
     run = [replace(r, samples=small(r.samples)) for r in in_memory(base_scores)]
     result = gate.check(few, run)
-    # start and end pool 4 questions each, middle 8: even 2^-8 cannot pass Holm over 15 tests (0.0033)
+    # start and end pool 4 questions each: p >= 2^-4 can never pass, so they leave the Holm family
+    # (Tarone), which leaves avg, middle (8 questions: 2^-8 < 0.05 / 9) and shape: 9 tests
     said = [n for n in result.notes if "cannot fail at this size" in n]
-    assert len(said) == len(TASKS) and all("start, middle, end cannot fail" in n for n in said)
-    assert all("with 4 paired questions" in n for n in said)
+    assert len(said) == len(TASKS) and all("start, end cannot fail" in n for n in said)
+    assert all("with 4 paired questions or fewer" in n and "Holm over the other 9" in n for n in said)
+    by = {(c.task, c.metric): c for c in result.checks}
+    assert by[("code", "start")].status == "low power" and by[("code", "start")].p_adjusted is None
+    assert by[("code", "middle")].p_adjusted is not None and len(result.gated) == 9
     # gated buckets of 1 question are low power, reported and not failing, unless asked for
     gated = gate.check(few, run, gate_buckets=True)
     low = {(c.task, c.metric) for c in gated.checks if c.status == "low power"}
-    assert low == {(t, f"bucket_{b:02d}") for t in TASKS for b in range(N_BUCKETS)}
+    buckets = {(t, f"bucket_{b:02d}") for t in TASKS for b in range(N_BUCKETS)}
+    assert low == buckets | {(t, m) for t in TASKS for m in ("start", "end")}
     assert any("min_questions 16" in n for n in gated.notes)
     strict = gate.check(few, run, gate_buckets=True, fail_low_power=True)
     assert not any(c.status == "low power" for c in strict.checks)
@@ -534,6 +539,7 @@ def test_shipped_lm_eval_run_round_trips(
     assert check_cli(run, out, "--junit", str(tmp_path / "j.xml")) == 0
     text = capsys.readouterr().out
     assert "PASS" in text and "LOW POWER: document start, end cannot fail at this size" in text
+    assert "Holm-corrected over 9 tests" in text  # start and end (8 questions) left out: Tarone
     assert len(ElementTree.parse(tmp_path / "j.xml").getroot().findall(".//testcase")) > 0
 
 

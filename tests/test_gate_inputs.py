@@ -341,8 +341,12 @@ def test_environment_is_recorded_and_every_difference_named(
     other = _edit_results(run, tmp_path / "other", change)
     assert check(other, baseline) == 0
     out = capsys.readouterr().out
-    for name in ("dtype: baseline unknown, run bfloat16", "prefix_caching: baseline unknown, run true",
-                 "transformers: baseline unknown, run 9.9.9", "versions.vllm: baseline unknown, run 0.32.0"):  # fmt: skip
+    for name in (
+        "dtype: baseline unknown, run bfloat16",
+        "prefix_caching: baseline unknown, run true",
+        "transformers: baseline unknown, run 9.9.9",
+        "versions.vllm: baseline unknown, run 0.32.0",
+    ):
         assert name in out, out
     assert check(other, baseline, "--strict-environment") == 2
     assert "environment differs" in capsys.readouterr().err

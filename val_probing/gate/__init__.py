@@ -39,6 +39,7 @@ from val_probing.gate.baseline_file import (
     samples_text,
     write_baseline,
 )
+from val_probing.gate.calibrate import Calibration, FlipRate, calibrate, format_calibration
 from val_probing.gate.compare import (
     check,
     load_run,
@@ -61,6 +62,7 @@ from val_probing.gate.model import (
     metric_name,
     run_settings,
 )
+from val_probing.gate.plan import plan
 from val_probing.gate.provenance import (
     environment_differences,
     run_environment,
@@ -87,6 +89,8 @@ __all__ = [
     "SETTINGS",
     "Baseline",
     "BaselineTask",
+    "Calibration",
+    "FlipRate",
     "GateInputError",
     "GateResult",
     "MetricCheck",
@@ -96,8 +100,10 @@ __all__ = [
     "Status",
     "Tolerances",
     "baseline_to_yaml",
+    "calibrate",
     "check",
     "environment_differences",
+    "format_calibration",
     "format_markdown",
     "format_table",
     "holm",
@@ -106,6 +112,7 @@ __all__ = [
     "make_baseline",
     "metric_name",
     "monte_carlo_p",
+    "plan",
     "read_baseline",
     "read_run",
     "resamples_for",

@@ -24,6 +24,7 @@ from val_probing.buckets import ScoredSample, summarize
 from val_probing.gate.model import (
     FORMAT,
     SETTINGS,
+    TOLERANCE_KEYS,
     Baseline,
     BaselineTask,
     GateInputError,
@@ -204,8 +205,8 @@ def _field(
 
 
 def _build(cls: type[Any], obj: Mapping[str, Any], base: Any, where: str) -> Any:
-    """``Tolerances`` / ``Statistics`` from a YAML mapping: known keys only, values checked."""
-    _check_keys(obj, [f.name for f in fields(cls)], where)
+    """``Tolerances`` / ``Statistics`` / ``Regions`` from a YAML mapping: known keys only, values checked."""
+    _check_keys(obj, list(TOLERANCE_KEYS) if cls is Tolerances else [f.name for f in fields(cls)], where)
     try:
         return replace(base, **obj)
     except ValueError as err:

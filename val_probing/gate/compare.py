@@ -30,7 +30,6 @@ from val_probing.gate.model import (
 )
 from val_probing.gate.provenance import environment_differences, run_environment, self_disagreements
 from val_probing.gate.stats import (
-    EXACT_MAX,
     Paired,
     holm,
     pair_samples,
@@ -99,7 +98,7 @@ def _metrics(name: str, p: Paired, regions: Regions, n_buckets: int, stats: Stat
         status: Status = "info"
         if stats.gate_buckets:
             big = stats.fail_low_power or p.bucket_samples[b] >= stats.min_questions
-            status = "pass" if big else "low power"
+            status = "pass" if big else "low power"  # a low-power one is never a Holm candidate
         out.append(_Metric(name, MetricKind.BUCKET, b, matrix[:, p.column[b]], status, margin))
     return out
 
@@ -167,36 +166,51 @@ def _tolerance_checks(
     return out
 
 
-def _smallest_p(questions: int, resamples: int, binary_exact: bool) -> float:
-    """The smallest p-value a test of ``questions`` paired questions can reach (all of them worse)."""
-    exact = 0.5 ** min(questions, 1000)
-    return exact if binary_exact or questions <= EXACT_MAX else max(exact, 1 / (resamples + 1))
+def _family(metrics: Sequence[_Metric], alpha: float, everything: bool) -> list[int]:
+    """The metrics in the Holm family: Tarone's rule for discrete tests, from the layout alone.
+
+    A test of ``n`` paired questions can never reach a p-value below ``2^-n`` (every one of them worse).
+    Tests that could not pass Holm's first step anyway only dilute alpha, so the family is the
+    candidates with ``2^-n < alpha / m`` for the smallest ``m`` at which at most ``m`` of them qualify
+    (Tarone 1990). The choice depends on the question counts, never on the scores, so Holm over it
+    keeps the family-wise error at alpha; the others are reported as ``low power``.
+    """
+    candidates = [i for i, m in enumerate(metrics) if m.status == "pass"]
+    if everything:
+        return candidates
+    best = {i: 0.5 ** min(int(np.count_nonzero(metrics[i].weights)), 1074) for i in candidates}
+    for m in range(1, len(candidates) + 1):
+        kept = [i for i in candidates if best[i] < alpha / m]
+        if len(kept) <= m:
+            return kept
+    return candidates
 
 
-def _power_notes(checks: Sequence[MetricCheck], size: int, stats: Statistics, resamples: int) -> list[str]:
-    """Per task, the gated metrics that cannot fail at this slice size, whatever the run does."""
+def _power_notes(checks: Sequence[MetricCheck], size: int, total: int, stats: Statistics) -> list[str]:
+    """Per task, the metrics left out of the Holm family (too few questions), and why."""
     notes = []
-    by_task: dict[str, list[str]] = defaultdict(list)
-    fewest: dict[str, int] = {}
+    by_task: dict[str, list[MetricCheck]] = defaultdict(list)
     for c in checks:
-        if c.p_value is None or c.questions is None:
-            continue
-        if _smallest_p(c.questions, resamples, c.method.startswith("McNemar")) * size >= stats.alpha:
-            by_task[c.task].append(c.metric)
-            fewest[c.task] = min(fewest.get(c.task, c.questions), c.questions)
-    for task, names in by_task.items():
-        notes.append(
-            f"LOW POWER: {task} {', '.join(names)} cannot fail at this size: with {fewest[task]} paired "
-            f"questions even every one worse gives p = 2^-{fewest[task]} >= alpha / {size} tests "
-            f"(Holm); more sets or positions to test them (`val-probing plan` says how many)"
-        )
-    low = [c for c in checks if c.status == "low power"]
-    if low:
-        names = ", ".join(f"{c.task}/{c.metric}" for c in low)
-        notes.append(
-            f"LOW POWER: gated buckets {names} hold fewer than min_questions {stats.min_questions} "
-            "paired questions: reported, not failing (--fail-low-power to test them anyway)"
-        )
+        if c.status == "low power":
+            by_task[c.task].append(c)
+    for task, low in by_task.items():
+        pooled = [c for c in low if c.kind is not MetricKind.BUCKET]
+        buckets = [c for c in low if c.kind is MetricKind.BUCKET]
+        if pooled:
+            n = max(c.questions or 0 for c in pooled)
+            notes.append(
+                f"LOW POWER: {task} {', '.join(c.metric for c in pooled)} cannot fail at this size: with "
+                f"{n} paired questions or fewer even every one worse gives p >= 2^-{n}, too large to pass "
+                f"Holm over all {total} tests at alpha {stats.alpha}, so they are left out of the family "
+                f"(Tarone; Holm over the other {size}): reported, not failing (more sets or positions: "
+                "`val-probing plan` says how many; --fail-low-power tests them anyway)"
+            )
+        if buckets:
+            notes.append(
+                f"LOW POWER: {task} gated buckets {', '.join(c.metric for c in buckets)} hold fewer than "
+                f"min_questions {stats.min_questions} paired questions: reported, not failing "
+                "(--fail-low-power to test them anyway)"
+            )
     return notes
 
 
@@ -216,11 +230,16 @@ def _compare(
             n_buckets = int(t.settings.get("n_buckets") or current[name].summary.n_buckets)
             paired[name] = pair_samples(name, t.samples or (), current[name].samples, n_buckets)
             metrics += _metrics(name, paired[name], baseline.regions, n_buckets, stats)
-        size = sum(m.status == "pass" for m in metrics)
+        family = _family(metrics, stats.alpha, stats.fail_low_power)
+        metrics = [
+            m if i in family or m.status != "pass" else replace(m, status="low power")
+            for i, m in enumerate(metrics)
+        ]
+        size = len(family)
         resamples = resamples_for(stats, size)
         rng = np.random.default_rng(stats.seed)
-        checks = [_paired_check(m, paired[m.task], rng, resamples, m.status == "pass") for m in metrics]
-        tested = [i for i, c in enumerate(checks) if c.status == "pass"]
+        checks = [_paired_check(m, paired[m.task], rng, resamples, m.status != "info") for m in metrics]
+        tested = family
         adjusted = holm([checks[i].p_value or 1.0 for i in tested])
         middle_p = {c.task: c.p_value or 1.0 for c in checks if c.metric == "middle"}
         middle_drop = {c.task: c.change for c in checks if c.metric == "middle"}
@@ -247,7 +266,7 @@ def _compare(
             f"{len(with_samples)} tasks); buckets and gap "
             + ("gated too" if stats.gate_buckets else "informational (--gate-buckets to gate buckets)")
         )
-        notes += _power_notes(checks, size, stats, resamples)
+        notes += _power_notes(checks, size, sum(m.status != "info" for m in metrics), stats)
     for name in order:
         if name in with_samples:
             continue

@@ -66,6 +66,7 @@ class Tolerances:
     avg: float = 2.0
     region: float = 5.0
     bucket: float = 10.0
+    gap: float = 0.0  # ignored since format 3 (the gap is informational); accepted for older callers
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -76,7 +77,10 @@ class Tolerances:
         return float(getattr(self, name)) if name in ("avg", "region", "bucket") else 0.0
 
     def to_dict(self) -> dict[str, float]:
-        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+        return {name: float(getattr(self, name)) for name in TOLERANCE_KEYS}
+
+
+TOLERANCE_KEYS = ("avg", "region", "bucket")  # what a baseline's tolerances may set
 
 
 @dataclass(frozen=True, slots=True)

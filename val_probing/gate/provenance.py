@@ -59,7 +59,7 @@ def _text(value: object) -> str | None:
 
 def environment_of(data: Mapping[str, Any]) -> dict[str, str | None]:
     """The environment recorded in one lm-eval results file (see the module docstring)."""
-    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    config: Mapping[str, Any] = data["config"] if isinstance(data.get("config"), dict) else {}
     args = _model_args(config.get("model_args"))
     env: dict[str, str | None] = {"backend": _text(config.get("model"))}
     for key, name in _MODEL_ARGS.items():
@@ -67,7 +67,7 @@ def environment_of(data: Mapping[str, Any]) -> dict[str, str | None]:
     env["chat_template_sha"] = _text(data.get("chat_template_sha"))
     env["transformers"] = _text(data.get("transformers_version"))
     env["lm-eval"] = _text(data.get("lm_eval_version"))
-    configs = data.get("configs") if isinstance(data.get("configs"), dict) else {}
+    configs: Mapping[str, Any] = data["configs"] if isinstance(data.get("configs"), dict) else {}
     for task_config in configs.values():
         meta = task_config.get("metadata") if isinstance(task_config, dict) else None
         versions = meta.get("versions") if isinstance(meta, dict) else None
@@ -117,17 +117,14 @@ def self_disagreements(results: Sequence[TaskResult]) -> list[str]:
         lengths = r.metadata.get("context_length")
         if isinstance(lengths, list) and len(lengths) > 1:
             continue  # several lengths in one task: the file's aggregates pool them
-        recorded = {
-            "avg": block.get("avg,none"),
-            **{f"bucket_{b.index:02d}": block.get(f"bucket_{b.index:02d},none") for b in r.summary.buckets},
-        }
         actual = {"avg": r.summary.avg, **{f"bucket_{b.index:02d}": b.mean for b in r.summary.buckets}}
-        wrong = [
-            f"{k} {recorded[k]:.2f} in the file, {actual[k]:.2f} from the samples"
-            for k in actual
-            if isinstance(recorded[k], int | float) and not isinstance(recorded[k], bool)
-            and not (math.isfinite(recorded[k]) and abs(recorded[k] - actual[k]) <= 0.01)
-        ]  # fmt: skip
+        wrong = []
+        for k, value in actual.items():
+            got = block.get(f"{k},none")
+            if isinstance(got, bool) or not isinstance(got, int | float):
+                continue  # not recorded (a predict-only run): nothing to disagree with
+            if not (math.isfinite(got) and abs(got - value) <= 0.01):
+                wrong.append(f"{k} {got:.2f} in the file, {value:.2f} from the samples")
         if wrong:
             out.append(
                 f"the run's results file {r.source} disagrees with its own samples for {r.task}: "
