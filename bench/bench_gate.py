@@ -135,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n_null = args.null_draws or (100 if args.quick else 400)
     n_effect = args.effect_draws or (40 if args.quick else 100)
-    print(f"alpha {ALPHA} (one-sided, Holm over 15 tests: avg, start, middle, end, shape x 3 tasks); "
+    print(f"alpha {ALPHA} (one-sided; Holm over avg, start, middle, end, shape x 3 tasks, less any that "
+          "cannot reach significance at the size); "
           f"{n_null} null draws, {n_effect} per effect; cells: draws that FAIL [95% CI]")  # fmt: skip
     head = ["run", "q/bucket", "null (false alarms)", "failing", *(e[0] for e in EFFECTS)]
     print("| " + " | ".join(head) + " |")
