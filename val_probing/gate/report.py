@@ -41,7 +41,7 @@ def _rows(result: GateResult, only_interesting: bool) -> list[list[str]]:
 _STATUS_TEXT: dict[Status, str] = {"pass": "ok", "fail": "FAIL", "low power": "low power", "info": "info"}
 
 
-_HEAD = ["task", "metric", "baseline", "run", "delta", "95% CI", "tol", "p (Holm)", "method", "status"]
+_HEAD = ["task", "metric", "baseline", "run", "delta", "95% CI", "margin", "p (Holm)", "method", "status"]
 _RIGHT = (2, 3, 4, 6, 7)
 
 
