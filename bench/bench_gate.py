@@ -2,21 +2,25 @@
 
 Every simulated run is a list of ``TaskResult`` (the three VAL tasks, per-sample scores as lm-eval
 logs them) built in memory; the baseline is ``gate.make_baseline`` of one draw and the check is
-``gate.check``, the library function ``val-probing check`` calls. Baseline and rerun are drawn
-independently from per-question success probabilities:
+``gate.check``, the library function ``val-probing check`` calls (default settings: the fixed family
+avg / start / middle / end / shape per task, Holm, buckets informational). Baseline and rerun are
+drawn independently from per-question success probabilities:
 
 * null: the same probabilities (rerun noise): every failure is a false alarm;
-* middle drop of d points: the middle quarter of the positions loses d (absolute) in every task;
-* uniform drop of d points everywhere; uniform improvement of 10 points (must pass).
+* "midq -d": the middle QUARTER of the positions (depth 0.375-0.625) loses d points in every task;
+  "midh -d": the middle HALF (the default middle region, depth 0.25-0.75);
+* "uniform -10" / "uniform +10" everywhere; "edges +20": the first and last two of 16 buckets (the
+  first and last 1/8 of depth) +20; "last +25": the last 1/16 of depth +25 (better models: must pass);
+* "collapse": the embedded layout's middle half loses 30 points and the edge quarters gain 30 (avg
+  unchanged: the issue's middle collapse);
+* "rise: mid -15, last +15": a rising curve (0.5 -> 0.9 with depth) whose middle half loses 15 and
+  whose last 1/16 gains 15 (the middle is not the minimum).
 
-Run shapes (sets x positions, buckets): the shipped embedded run (2 x 16, 8 buckets, its own
-bucket means: document ~35% graded recall, code and database ~3%), and a synthetic U-curve
-(0.9 at both ends, 0.6 in the middle; document graded in quarters, code and database 0/1) at 4, 8,
-16 and 32 questions per bucket (4 sets x 16, 32, 64, 128 positions, 16 buckets).
-
-Each size is checked twice where it matters: ``default`` (metrics on buckets smaller than
-statistics.min_questions are low power and do not fail) and ``all tested`` (--fail-low-power: the
-size of every test). False-alarm rates come with a 95% Wilson interval beside alpha.
+Run shapes (sets x positions, buckets): the shipped embedded run (2 x 16, 8 buckets, its own bucket
+means: document ~35% graded recall, code and database ~3%), a U-curve (0.9 at both ends, 0.6 in the
+middle; document graded in quarters, code and database 0/1) at 4, 8, 16 and 32 questions per bucket
+(4 sets x 16, 32, 64, 128 positions, 16 buckets), and the rising curve at 4 x 64. Every rate comes
+with its 95% Wilson interval.
 
     .venv/bin/python bench/bench_gate.py            # 400 null draws, 100 per effect (~minutes)
     .venv/bin/python bench/bench_gate.py --quick    # 100 / 40
@@ -25,27 +29,29 @@ size of every test). False-alarm rates come with a 95% Wilson interval beside al
 from __future__ import annotations
 
 import argparse
-import math
-import random
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 
 from val_probing import gate
-from val_probing.buckets import ScoredSample, bucket_of, summarize
-from val_probing.records import FAMILIES
-from val_probing.results import TaskResult
+from val_probing.gate.simulate import (
+    Layout,
+    Outcome,
+    Truth,
+    depth_shift,
+    no_shift,
+    truth_from_buckets,
+    u_curve,
+    wilson,
+)
+from val_probing.gate.simulate import simulate as simulate_layout
 
 ALPHA = 0.05
-META = {"source": "built", "context_length": 2048, "pool": "embedded", "seed": 0, "probe_version": 1,
-        "probe_hash": "sim", "limit": None}  # fmt: skip
-EMBEDDED = Path(__file__).resolve().parent.parent / "tests" / "data" / "runs" / "embedded" / "baseline.yaml"
+EMBEDDED = Path(__file__).resolve().parent.parent / "tests" / "data" / "runs" / "embedded"
 
-Probability = Callable[[str, int, int], float]  # (task, position, n_items) -> success probability
+__all__ = ["EFFECTS", "Shape", "depth_shift", "embedded_truth", "no_shift", "simulate", "u_curve", "wilson"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,127 +60,69 @@ class Shape:
     sets: int
     positions: int
     buckets: int
-    truth: Probability  # per-question success probability of the baseline model
+    truth: Truth  # per-question success probability of the baseline model
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.sets, self.positions, self.buckets)
 
     @property
     def per_bucket(self) -> int:
-        return self.sets * self.positions // self.buckets
+        return self.layout.per_bucket
 
 
-def u_curve(_task: str, position: int, n_items: int) -> float:
-    depth = (position + 0.5) / n_items
-    return 0.6 + 0.3 * (2 * depth - 1) ** 2
+def rising(_task: str, position: int, n_items: int) -> float:
+    return 0.5 + 0.4 * (position + 0.5) / n_items
 
 
-def embedded_truth() -> Probability:
+def embedded_truth() -> Truth:
     """The shipped embedded run's bucket means, as the per-question probabilities."""
-    means = {name: dict(t.buckets) for name, t in gate.read_baseline(EMBEDDED).tasks.items()}
-
-    def truth(task: str, position: int, n_items: int) -> float:
-        return means[task][bucket_of(position, n_items, 8)] / 100
-
-    return truth
+    means = {r.task: {b.index: b.mean for b in r.summary.buckets} for r in gate.read_run(EMBEDDED)}
+    return truth_from_buckets(means, 8)
 
 
-def draw_score(task: str, p: float, rng: random.Random) -> float:
-    p = min(1.0, max(0.0, p))
-    if task == "document":  # graded recall in quarters, mean p
-        return sum(rng.random() < p for _ in range(4)) / 4
-    return 1.0 if rng.random() < p else 0.0
+def uniform(points: float) -> Truth:
+    return depth_shift((0.0, 1.0 + 1e-9, points))
 
 
-def draw_run(shape: Shape, shift: Probability, rng: random.Random) -> list[TaskResult]:
-    """One run: every question's score drawn from truth + shift."""
-    out = []
-    for task in FAMILIES:
-        samples = tuple(
-            ScoredSample(s, pos, shape.positions, f"{task}-{s}-{pos}",
-                        draw_score(task, shape.truth(task, pos, shape.positions)
-                                   + shift(task, pos, shape.positions), rng))
-            for s in range(shape.sets)
-            for pos in range(shape.positions)
-        )  # fmt: skip
-        summary = summarize(samples, n_buckets=shape.buckets, n_boot=None)
-        meta = MappingProxyType({**META, "n_buckets": shape.buckets})
-        out.append(TaskResult("sim/model", task, Path("mem"), 2048, meta, summary, samples))
-    return out
+def middle_drop(points: float) -> Truth:
+    """The middle quarter of the positions loses ``points``."""
+    return depth_shift((0.375, 0.625, -points))
 
 
-def no_shift(_task: str, _position: int, _n: int) -> float:
-    return 0.0
-
-
-def middle_drop(points: float) -> Probability:
-    def shift(_task: str, position: int, n_items: int) -> float:
-        depth = (position + 0.5) / n_items
-        return -points / 100 if 0.375 <= depth < 0.625 else 0.0
-
-    return shift
-
-
-def uniform(points: float) -> Probability:
-    def shift(_task: str, _position: int, _n: int) -> float:
-        return points / 100
-
-    return shift
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    failed: int
-    draws: int
-    by_kind: Counter[str]  # failing metric kinds (avg, bucket, gap), counted once per draw
-    raw_hits: Counter[str]  # per kind: tests whose own (unadjusted) p-value was <= alpha
-    raw_tests: Counter[str]  # per kind: tests with a p-value
-
-    def raw_size(self, kind: str) -> tuple[int, int]:
-        return self.raw_hits[kind], self.raw_tests[kind]
-
-
-def simulate(shape: Shape, shift: Probability, draws: int, *, seed: int, fail_low_power: bool) -> Outcome:
-    """``draws`` independent (baseline, rerun) pairs through gate.check; how many failed, and on what."""
-    rng = random.Random(seed)
-    failed, kinds, hits, tests = 0, Counter[str](), Counter[str](), Counter[str]()
-    for _ in range(draws):
-        baseline = gate.make_baseline(draw_run(shape, no_shift, rng))
-        result = gate.check(baseline, draw_run(shape, shift, rng), fail_low_power=fail_low_power)
-        if not result.passed:
-            failed += 1
-            kinds.update({c.kind.value for c in result.failures})
-        for c in result.checks:
-            if c.p_value is not None:
-                tests[c.kind.value] += 1
-                hits[c.kind.value] += c.p_value <= ALPHA
-    return Outcome(failed, draws, kinds, hits, tests)
+def simulate(shape: Shape, shift: Truth, draws: int, *, seed: int) -> Outcome:
+    """``draws`` independent (baseline, rerun) pairs through gate.check (default settings)."""
+    return simulate_layout(shape.layout, shape.truth, shift, draws, seed=seed)
 
 
 def shapes() -> list[Shape]:
     return [
-        Shape("embedded run 2 x 16, 8 buckets", 2, 16, 8, embedded_truth()),
-        *(Shape(f"U-curve 4 x {n}, 16 buckets", 4, n, 16, u_curve) for n in (16, 32, 64, 128)),
+        Shape("embedded 2 x 16, 8 b", 2, 16, 8, embedded_truth()),
+        *(Shape(f"U 4 x {n}, 16 b", 4, n, 16, u_curve) for n in (16, 32, 64, 128)),
+        Shape("rising 4 x 64, 16 b", 4, 64, 16, rising),
     ]
 
 
-EFFECTS: Sequence[tuple[str, Probability]] = (
-    ("middle -20", middle_drop(20)),
-    ("middle -30", middle_drop(30)),
-    ("uniform -10", uniform(-10)),
-    ("uniform +10", uniform(10)),
+# name -> (shift, whether a failure is wanted, which shapes it runs on: None = all but "rising")
+EFFECTS: Sequence[tuple[str, Truth, bool, str | None]] = (
+    ("midq -20", middle_drop(20), True, None),
+    ("midh -10", depth_shift((0.25, 0.75, -10)), True, None),
+    ("midh -20", depth_shift((0.25, 0.75, -20)), True, None),
+    ("uniform -10", uniform(-10), True, None),
+    ("uniform +10", uniform(10), False, None),
+    ("edges +20", depth_shift((0.0, 0.125, 20), (0.875, 1.0, 20)), False, None),
+    ("last +25", depth_shift((0.9375, 1.0, 25)), False, None),
+    ("collapse", depth_shift((0.0, 0.25, 30), (0.25, 0.75, -30), (0.75, 1.0, 30)), True, "embedded"),
+    ("rise: mid -15, last +15", depth_shift((0.25, 0.75, -15), (0.9375, 1.0, 15)), True, "rising"),
 )
 
 
-def _rate(o: Outcome) -> str:
-    return f"{o.failed / o.draws:.1%}"
+def _applies(only: str | None, shape: Shape) -> bool:
+    return shape.name.startswith(only) if only else not shape.name.startswith("rising")
+
+
+def _cell(o: Outcome) -> str:
+    return str(o)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,44 +135,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n_null = args.null_draws or (100 if args.quick else 400)
     n_effect = args.effect_draws or (40 if args.quick else 100)
-    min_q = gate.Statistics().min_questions
-    print(f"alpha {ALPHA} (one-sided, Holm over every tested metric); {n_null} null draws, "
-          f"{n_effect} per effect; min_questions {min_q}")  # fmt: skip
-    head = ["run", "q/bucket", "mode", "false alarms [95% CI]", "failing", "raw size gap / bucket / avg",
-            *(e for e, _ in EFFECTS)]  # fmt: skip
+    print(f"alpha {ALPHA} (one-sided; Holm over avg, start, middle, end, shape x 3 tasks, less any that "
+          "cannot reach significance at the size); "
+          f"{n_null} null draws, {n_effect} per effect; cells: draws that FAIL [95% CI]")  # fmt: skip
+    head = ["run", "q/bucket", "null (false alarms)", "failing", *(e[0] for e in EFFECTS)]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    over = []
+    problems = []
     t0 = time.perf_counter()
     for i, shape in enumerate(shapes()):
-        modes = (
-            [("default", False), ("all tested", True)] if shape.per_bucket < min_q else [("default", False)]
-        )
-        for mode, strict in modes:
-            null = simulate(shape, no_shift, n_null, seed=1000 + i, fail_low_power=strict)
-            lo, hi = wilson(null.failed, null.draws)
-            if lo > ALPHA:
-                over.append(f"{shape.name} ({mode})")
-            effects = [simulate(shape, f, n_effect, seed=2000 + 10 * i + j, fail_low_power=strict)
-                       for j, (_e, f) in enumerate(EFFECTS)]  # fmt: skip
-            kinds = ", ".join(f"{k} {n}" for k, n in sorted(null.by_kind.items())) or "-"
-            raw = []
-            for kind in ("gap", "bucket", "avg"):
-                k, n = null.raw_size(kind)
-                raw.append(f"{k / max(1, n):.1%}")
-                if wilson(k, n)[0] > ALPHA:
-                    over.append(f"{shape.name}: raw size of the {kind} test")
-            cells = [shape.name, str(shape.per_bucket), mode,
-                     f"{null.failed}/{null.draws} = {_rate(null)} [{lo:.1%}, {hi:.1%}]", kinds,
-                     " / ".join(raw), *(_rate(o) for o in effects)]  # fmt: skip
-            print("| " + " | ".join(cells) + " |", flush=True)
-    print(f"\n{time.perf_counter() - t0:.0f} s. false alarms: null draws that FAIL the gate. raw size: "
-          f"share of null tests (every task's metric of that kind) whose own p-value is <= {ALPHA}, "
-          "before Holm and tolerances. effects: share of draws that FAIL (uniform +10: 0%)")  # fmt: skip
-    if over:
-        print("FALSE-ALARM RATE ABOVE ALPHA (interval entirely above it): " + "; ".join(over))
+        null = simulate(shape, no_shift, n_null, seed=1000 + i)
+        if wilson(null.failed, null.draws)[0] > ALPHA:
+            problems.append(f"{shape.name}: false alarms above alpha")
+        cells = [shape.name, str(shape.per_bucket), _cell(null),
+                 ", ".join(f"{k} {n}" for k, n in sorted(null.by_kind.items())) or "-"]  # fmt: skip
+        for j, (name, shift, wanted, only) in enumerate(EFFECTS):
+            if not _applies(only, shape):
+                cells.append("")
+                continue
+            o = simulate(shape, shift, n_effect, seed=2000 + 100 * i + j)
+            if not wanted and wilson(o.failed, o.draws)[0] > ALPHA:
+                problems.append(f"{shape.name}: the improvement {name} fails above alpha")
+            cells.append(_cell(o))
+        print("| " + " | ".join(cells) + " |", flush=True)
+    print(f"\n{time.perf_counter() - t0:.0f} s")
+    if problems:
+        print("ABOVE ALPHA (interval entirely above it): " + "; ".join(problems))
         return 1
-    print(f"every false-alarm rate is within its 95% interval of alpha {ALPHA} or below")
+    print(f"every false-alarm and improvement failure rate is within its 95% interval of alpha {ALPHA}")
     return 0
 
 

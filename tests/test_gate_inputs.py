@@ -6,6 +6,7 @@ Runs are written in lm-eval's layout by tests/test_gate.py's helpers (4 sets x 4
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def test_samples_of_another_baseline_under_the_recorded_name_is_exit_2(
 def test_a_format_1_baseline_is_refused_with_the_command_to_re_create_it(
     run: Path, baseline: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    baseline.write_text(baseline.read_text().replace("format: 2", "format: 1"))
+    baseline.write_text(baseline.read_text().replace("format: 3", "format: 1"))
     assert check(run, baseline) == 2
     assert "format-1 baseline" in (err := capsys.readouterr().err) and "val-probing baseline" in err
 
@@ -290,3 +291,75 @@ def test_a_bad_baseline_option_is_exit_2_naming_it_and_writes_nothing(
     assert main(["baseline", str(run), "--out", str(tmp_path / "b.yaml"), option, value]) == 2
     assert message in capsys.readouterr().err
     assert files(tmp_path) == set()
+
+
+# ------------------------------------------------ recorded scores, environment, a run that disagrees
+
+
+def test_a_hand_edited_expected_score_is_exit_2_naming_the_field(
+    run: Path, baseline: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = baseline.read_text()
+    start = text.index("  document:\n")
+    at = text.index("    avg: ", start)
+    end = text.index("\n", at)
+    baseline.write_text(text[:at] + "    avg: 99" + text[end:])
+    assert check(run, baseline) == 2
+    err = capsys.readouterr().err
+    assert "tasks.document.avg: 99, but its samples give" in err and "re-create the baseline" in err
+
+
+def test_a_format_2_baseline_is_refused_with_the_command_to_re_create_it(
+    run: Path, baseline: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    baseline.write_text(baseline.read_text().replace("format: 3", "format: 2"))
+    assert check(run, baseline) == 2
+    err = capsys.readouterr().err
+    assert "format-2 baseline" in err and f"val-probing baseline RUN_DIR --out {baseline}" in err
+
+
+def _edit_results(run_dir: Path, out: Path, edit: object) -> Path:
+    shutil.copytree(run_dir, out)
+    (results,) = out.rglob("results_*.json")
+    data = json.loads(results.read_text())
+    edit(data)  # type: ignore[operator]
+    results.write_text(json.dumps(data))
+    return out
+
+
+def test_environment_is_recorded_and_every_difference_named(
+    run: Path, baseline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorded = yaml.safe_load(baseline.read_text())["environment"]
+    assert recorded["backend"] == "vllm" and recorded["versions.vllm"] is None
+
+    def change(data: dict) -> None:
+        data["config"]["model_args"] = "pretrained=org/model,dtype=bfloat16,enable_prefix_caching=True"
+        data["transformers_version"] = "9.9.9"
+        data["configs"]["val_code"]["metadata"]["versions"] = {"vllm": "0.32.0", "torch": "2.13.0"}
+
+    other = _edit_results(run, tmp_path / "other", change)
+    assert check(other, baseline) == 0
+    out = capsys.readouterr().out
+    for name in (
+        "dtype: baseline unknown, run bfloat16",
+        "prefix_caching: baseline unknown, run true",
+        "transformers: baseline unknown, run 9.9.9",
+        "versions.vllm: baseline unknown, run 0.32.0",
+    ):
+        assert name in out, out
+    assert check(other, baseline, "--strict-environment") == 2
+    assert "environment differs" in capsys.readouterr().err
+    assert check(run, baseline, "--strict-environment") == 0  # the same environment
+
+
+def test_a_run_whose_results_file_disagrees_with_its_samples_is_named(
+    run: Path, baseline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(data: dict) -> None:
+        data["results"]["val_code"]["avg,none"] = 12.5
+
+    other = _edit_results(run, tmp_path / "other", edit)
+    assert check(other, baseline) == 0  # the samples are what is checked
+    out = capsys.readouterr().out
+    assert "disagrees with its own samples for code: avg 12.50 in the file" in out

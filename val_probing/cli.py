@@ -36,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "report": "report",
     "baseline": "baseline",
     "check": "check",
+    "calibrate": "calibrate",
+    "plan": "plan",
     "train": "train",
 }
 

@@ -25,28 +25,50 @@ examples:
       --metadata '{"source": "built", "context_length": 4096, "sets": 4, "positions": 64}' \\
       --output_path runs/main --log_samples
   val-probing baseline runs/main --out ci/val-baseline.yaml
-  # stricter buckets, looser average
-  val-probing baseline runs/main --out ci/val-baseline.yaml --bucket-tolerance 8 --avg-tolerance 3
+  # a non-inferiority margin of 1 point, and the buckets gated too
+  val-probing baseline runs/main --out ci/val-baseline.yaml --min-drop 1 --gate-buckets
+  # re-record the repository's own baseline (tests/test_ci_gate.py) after an intended change
+  val-probing baseline tests/data/runs/embedded --out tests/data/runs/embedded/baseline.yaml
 
-The YAML is meant to be read and edited (tolerances, per-task overrides): see docs/ci-gate.md.
+The YAML's statistics, regions and tolerances are settings, meant to be edited; the recorded scores
+are checked against the samples file. The run's environment (backend, dtype, prefix caching,
+versions) is recorded too. See docs/ci-gate.md.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from val_probing.gate import Statistics, Tolerances
+    from val_probing.gate import Regions, Statistics, Tolerances
 
-    tol, stats = Tolerances(), Statistics()
+    tol, stats, regions = Tolerances(), Statistics(), Regions()
     add_run_dir(parser, "record")
     parser.add_argument("--out", type=Path, required=True, help="baseline YAML to write")
     parser.add_argument(
-        "--avg-tolerance", type=float, default=tol.avg, help=f"points x100 (default {tol.avg})"
+        "--avg-tolerance", type=float, default=tol.avg,
+        help=f"tolerance mode (no per-sample scores): points x100 (default {tol.avg})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--region-tolerance", type=float, default=tol.region,
+        help=f"tolerance mode: points x100 for start / middle / end and shape (default {tol.region})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bucket-tolerance", type=float, default=tol.bucket,
+        help=f"tolerance mode, gated buckets: points x100 (default {tol.bucket})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--min-drop", type=float, default=stats.min_drop, metavar="POINTS",
+        help=f"non-inferiority margin x100 for avg and regions (default {stats.min_drop:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gate-buckets", action="store_true", help="gate every bucket too (statistics.gate_buckets)"
     )
     parser.add_argument(
-        "--gap-tolerance", type=float, default=tol.gap, help=f"points x100 (default {tol.gap})"
-    )
+        "--region-start", type=float, default=regions.start,
+        help=f"depth where the start region ends (default {regions.start}: the first quarter)",
+    )  # fmt: skip
     parser.add_argument(
-        "--bucket-tolerance", type=float, default=tol.bucket, help=f"points x100 (default {tol.bucket})"
-    )
+        "--region-end", type=float, default=regions.end,
+        help=f"depth where the end region begins (default {regions.end}: the last quarter)",
+    )  # fmt: skip
     parser.add_argument(
         "--alpha", type=float, default=stats.alpha, help=f"one-sided level after Holm (default {stats.alpha})"
     )
@@ -60,30 +82,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-questions",
         type=int,
         default=stats.min_questions,
-        help="paired questions per bucket a metric needs to be tested (fewer: reported as low power, "
+        help="with --gate-buckets: paired questions a bucket needs to be tested (fewer: low power, "
         f"not failing; default {stats.min_questions})",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
-    from val_probing.gate import Statistics, Tolerances, make_baseline, read_run, write_baseline
+    from val_probing.gate import Regions, Statistics, Tolerances, make_baseline, read_run, write_baseline
     from val_probing.outputs import check_output_file, check_paths
 
     try:
-        tolerances = Tolerances(args.avg_tolerance, args.gap_tolerance, args.bucket_tolerance)
+        tolerances = Tolerances(args.avg_tolerance, args.region_tolerance, args.bucket_tolerance)
     except ValueError as err:  # "avg: expected a number >= 0, got -1"
         raise ValProbingError(f"--{err}".replace(":", "-tolerance:", 1)) from err
     try:
-        statistics = Statistics(alpha=args.alpha, resamples=args.resamples, min_questions=args.min_questions)
+        statistics = Statistics(alpha=args.alpha, resamples=args.resamples, min_questions=args.min_questions,
+                                min_drop=args.min_drop, gate_buckets=args.gate_buckets)  # fmt: skip
     except ValueError as err:  # "min_questions: expected an integer >= 1, got 0"
-        raise ValProbingError(f"--{err}".replace("_", "-")) from err
+        raise ValProbingError(f"--{err}".replace("_", "-", 1)) from err
+    try:
+        regions = Regions(start=args.region_start, end=args.region_end)
+    except ValueError as err:  # "start: expected a depth with 0 < depth < 1, got 2"
+        raise ValProbingError(f"--region-{err}") from err
     check_paths(inputs={"RUN_DIR": args.run_dir}, outputs={"--out": args.out}, input_files=RUN_FILES)
     check_output_file(args.out, "baseline YAML")  # before the work: a folder or read-only path is exit 2
     results = read_run(args.run_dir, args.model)
     sources = sorted({str(r.source) for r in results})
     baseline = make_baseline(
-        results, tolerances=tolerances, statistics=statistics, created_from=", ".join(sources)
+        results,
+        tolerances=tolerances,
+        statistics=statistics,
+        created_from=", ".join(sources),
+        regions=regions,
     )
     written = write_baseline(baseline, args.out)
     kind = "with per-sample scores" if baseline.has_samples else "WITHOUT per-sample scores (tolerances only)"

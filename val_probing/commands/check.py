@@ -9,14 +9,19 @@ from pathlib import Path
 from val_probing.commands.args import RUN_FILES, add_run_dir
 from val_probing.records import write_text_atomic
 
-HELP = "compare a VAL run with a baseline (paired tests per bucket); exit 1 on a regression"
+HELP = "compare a VAL run with a baseline (paired tests of avg and depth regions); exit 1 on a regression"
 
 EPILOG = """\
+Per task it tests a fixed family: avg, the depth regions start / middle / end (pooled buckets) and
+the shape (the middle's dip below the edges; fails only when the middle also got worse), one-sided
+paired sign-flip tests of "worse", Holm-corrected. Improvements never fail. Buckets and the max-min
+gap are shown with 95% intervals, informational unless --gate-buckets.
+
 exit status: 0 no regression, 1 regression, 2 unusable input or output (settings, probe hash or
 tasks that differ from the baseline, unreadable or mismatched files, an output path that cannot be
-written). A check never passes silently: without per-sample scores it falls back to tolerances and
-says so; metrics whose buckets are too small to test are marked 'low power' and do not fail unless
---fail-low-power (or statistics.fail_low_power in the baseline) asks for it.
+written, an old-format baseline, with --strict-environment a different environment). A check never
+passes silently: without per-sample scores it falls back to tolerances and says so; a test that
+cannot fail at the slice's size is named (LOW POWER); environment differences are named.
 
 examples:
   val-probing check runs/pr --baseline ci/val-baseline.yaml
@@ -24,8 +29,12 @@ examples:
   val-probing check runs/pr --baseline ci/val-baseline.yaml --markdown gate.md --junit gate.xml
   # a new checkpoint against the previous one's baseline (the model may differ; it is named)
   val-probing check runs/ckpt-2 --baseline ci/val-baseline.yaml --junit gate.xml
-  # a small slice (under 16 questions per bucket): also fail on the low-power buckets and gap
-  val-probing check runs/pr --baseline ci/val-baseline.yaml --fail-low-power
+  # a big slice: fail only on evidence of a drop of more than 1 point (non-inferiority margin)
+  val-probing check runs/pr --baseline ci/val-baseline.yaml --min-drop 1
+  # the serving stack must be the baseline's (backend, dtype, prefix caching, versions...)
+  val-probing check runs/pr --baseline ci/val-baseline.yaml --strict-environment
+  # also gate every bucket (Holm over more tests: less power for the regions)
+  val-probing check runs/pr --baseline ci/val-baseline.yaml --gate-buckets
 
 See docs/ci-gate.md for the statistics and the baseline schema.
 """
@@ -44,10 +53,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a setting allowed to differ (limit, probe_hash, ...); repeatable; model: no model note",
     )
     parser.add_argument(
+        "--min-drop",
+        type=float,
+        metavar="POINTS",
+        help="non-inferiority margin (x100 points): avg and regions fail only on evidence of a drop larger "
+        "than this (default: the baseline's statistics.min_drop, 0)",
+    )
+    parser.add_argument(
+        "--gate-buckets",
+        action="store_true",
+        help="also test every bucket (in the Holm family), as statistics.gate_buckets: true",
+    )
+    parser.add_argument(
         "--fail-low-power",
         action="store_true",
-        help="also fail on metrics whose buckets hold fewer than the baseline's statistics.min_questions "
-        "questions (by default they are reported as 'low power' and do not fail)",
+        help="with --gate-buckets: also test buckets holding fewer than statistics.min_questions questions",
+    )
+    parser.add_argument(
+        "--strict-environment",
+        action="store_true",
+        help="a run whose environment (backend, serving settings, versions) differs from the baseline's "
+        "is unusable input (exit 2); by default each difference is named and the check goes on",
     )
 
 
@@ -75,7 +101,15 @@ def run(args: argparse.Namespace) -> int:
 
     baseline = read_baseline(args.baseline)
     results = load_run(args.run_dir, args.model, baseline)
-    result = check(baseline, results, ignore=frozenset(args.ignore), fail_low_power=args.fail_low_power)
+    result = check(
+        baseline,
+        results,
+        ignore=frozenset(args.ignore),
+        fail_low_power=args.fail_low_power,
+        gate_buckets=args.gate_buckets,
+        min_drop=args.min_drop,
+        strict_environment=args.strict_environment,
+    )
     markdown = format_markdown(result)
     if markdown_path is not None:
         write_text_atomic(markdown_path, markdown)

@@ -1,33 +1,27 @@
 """The CI regression gate: a baseline file, and a check of a new run against it.
 
 A **baseline** (YAML, human-editable, strict schema in docs/ci-gate.md) records, per task, the
-expected ``avg``, ``gap`` and bucket means (x100), the run settings that produced them (context
-length, buckets, limit, seed, probe source/pool/version/hash) and tolerances; beside it a JSONL file
-keeps the per-sample reference scores, so a check can PAIR each question of the new run with the
-same question of the baseline run, matched on ``(set_id, position_id, key)``. The two files are one
-unit: the samples file is content-addressed and the YAML records its sha256 (see
-:func:`write_baseline`).
+``avg``, ``gap`` and bucket means (x100, recorded from the samples and checked against them), the run
+settings that produced them (context length, buckets, limit, seed, probe source/pool/version/hash),
+the depth regions, the environment (backend, serving settings, versions: :mod:`.provenance`) and
+tolerances; beside it a JSONL file keeps the per-sample reference scores, so a check can PAIR each
+question of the new run with the same question of the baseline run, matched on
+``(set_id, position_id, key)``. The two files are one unit: the samples file is content-addressed and
+the YAML records its sha256 (see :func:`write_baseline`).
 
-A **check** compares every task's ``avg``, ``gap`` and every bucket:
+A **check** tests a small family per task, fixed in advance: ``avg``, the pooled depth regions
+``start``, ``middle`` and ``end`` (:class:`Regions`: first quarter, middle half, last quarter of the
+buckets by default) and the ``shape`` (the middle's dip below the edges, pooled):
 
-* With samples on both sides (the normal case: ``lm_eval --log_samples``), each metric is a
-  one-sided paired permutation test of "the new run is worse" (lower avg / bucket mean, larger
-  gap): under "no change" the two outcomes of a question are exchangeable, so swapping them for any
-  subset of questions is equally likely. Its size is at most alpha at every run size.
-
-  - avg and bucket means are linear in the scores (the weights of
-    :func:`val_probing.buckets.summarize`): a sign-flip test of the weighted paired differences,
-    exactly McNemar's test for 0/1 scores in equal cells (:func:`sign_flip_p`).
-  - gap (max - min of the bucket means) is recomputed for swapped subsets
-    (:func:`gap_permutation_p`); it fails only if the run's lowest bucket is also below the
-    baseline's (a curve that rose everywhere, unevenly, is not a regression).
-
-  A metric is tested only when every bucket it depends on holds ``statistics.min_questions``
-  paired questions; below that it is reported as ``low power`` and does not fail (unless
-  ``fail_low_power``). The p-values of the tested metrics of a check (every task) are corrected
-  together with Holm's method. A metric FAILS only when its Holm-adjusted p-value is below
-  ``alpha`` AND its change is at least its tolerance (the minimum effect worth failing a build).
-
+* With samples on both sides (the normal case: ``lm_eval --log_samples``), each is a one-sided paired
+  sign-flip test of "worse" on the pooled matched questions (:func:`sign_flip_p`; McNemar's exact test
+  for 0/1 scores in equal cells): under "no change" the two outcomes of a question are exchangeable,
+  so its size is at most alpha at every run size. Holm's method corrects the family of every task
+  (15 tests for three tasks, whatever the number of buckets: more data never dilutes alpha). A metric
+  fails when its Holm-adjusted p-value is below alpha and it got worse by more than the margin
+  ``min_drop``; the shape fails only when the middle's own test is also below alpha. Improvements never
+  fail. Per-bucket numbers and the max-min gap are reported with 95% paired intervals, informational
+  unless ``gate_buckets``.
 * Without samples on either side, the check falls back to the tolerances alone (a metric fails
   when it is worse by more than its tolerance) and says so in every output.
 
@@ -45,6 +39,7 @@ from val_probing.gate.baseline_file import (
     samples_text,
     write_baseline,
 )
+from val_probing.gate.calibrate import Calibration, FlipRate, calibrate, format_calibration
 from val_probing.gate.compare import (
     check,
     load_run,
@@ -59,12 +54,18 @@ from val_probing.gate.model import (
     GateResult,
     MetricCheck,
     MetricKind,
+    Regions,
     Statistics,
     Status,
     Tolerances,
     make_baseline,
     metric_name,
     run_settings,
+)
+from val_probing.gate.plan import plan
+from val_probing.gate.provenance import (
+    environment_differences,
+    run_environment,
 )
 from val_probing.gate.report import (
     format_markdown,
@@ -75,7 +76,6 @@ from val_probing.gate.report import (
 from val_probing.gate.stats import (
     EXACT_MAX,
     SEQUENTIAL_HITS,
-    gap_permutation_p,
     holm,
     monte_carlo_p,
     resamples_for,
@@ -89,27 +89,34 @@ __all__ = [
     "SETTINGS",
     "Baseline",
     "BaselineTask",
+    "Calibration",
+    "FlipRate",
     "GateInputError",
     "GateResult",
     "MetricCheck",
     "MetricKind",
+    "Regions",
     "Statistics",
     "Status",
     "Tolerances",
     "baseline_to_yaml",
+    "calibrate",
     "check",
+    "environment_differences",
+    "format_calibration",
     "format_markdown",
     "format_table",
-    "gap_permutation_p",
     "holm",
     "junit_xml",
     "load_run",
     "make_baseline",
     "metric_name",
     "monte_carlo_p",
+    "plan",
     "read_baseline",
     "read_run",
     "resamples_for",
+    "run_environment",
     "run_settings",
     "samples_path_for",
     "samples_text",

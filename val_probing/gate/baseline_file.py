@@ -20,13 +20,15 @@ from typing import Any
 
 import yaml
 
-from val_probing.buckets import ScoredSample
+from val_probing.buckets import ScoredSample, summarize
 from val_probing.gate.model import (
     FORMAT,
     SETTINGS,
+    TOLERANCE_KEYS,
     Baseline,
     BaselineTask,
     GateInputError,
+    Regions,
     Statistics,
     Tolerances,
     task_order,
@@ -37,8 +39,10 @@ from val_probing.records import FAMILIES, parse_jsonl_lines, write_text_atomic
 SAMPLE_FIELDS = ("task", "set_id", "position_id", "n_items", "key", "score")
 
 
-_TOP_KEYS = ("format", "model", "created_from", "samples", "samples_sha256", "statistics", "tolerances",
-             "tasks")  # fmt: skip
+_TOP_KEYS = ("format", "model", "created_from", "samples", "samples_sha256", "environment", "statistics",
+             "regions", "tolerances", "tasks")  # fmt: skip
+
+RECREATE = "val-probing baseline RUN_DIR --out {path}"
 
 
 _TASK_KEYS = ("settings", "avg", "gap", "n_samples", "buckets", "tolerances")
@@ -68,7 +72,9 @@ def baseline_to_yaml(baseline: Baseline, samples_file: str | None, samples_sha25
         "created_from": baseline.created_from,
         "samples": samples_file,
         "samples_sha256": samples_sha256,
+        "environment": dict(baseline.environment),
         "statistics": baseline.statistics.to_dict(),
+        "regions": baseline.regions.to_dict(),
         "tolerances": baseline.tolerances.to_dict(),
         "tasks": {},
     }
@@ -85,8 +91,10 @@ def baseline_to_yaml(baseline: Baseline, samples_file: str | None, samples_sha25
             entry["tolerances"] = t.tolerances.to_dict()
         data["tasks"][name] = entry
     header = (
-        "# val-probing CI baseline: expected scores (x100) of one run; edit tolerances freely.\n"
-        "# Schema: docs/ci-gate.md. Written by `val-probing baseline`. Commit it with the samples file.\n"
+        "# val-probing CI baseline: one run's scores (x100) and settings. Schema: docs/ci-gate.md.\n"
+        "# Written by `val-probing baseline`; commit it with its samples file. statistics, regions and\n"
+        "# tolerances are settings (edit freely); a task's avg, gap and buckets are recorded from the\n"
+        "# samples and checked against them (edit them and the check refuses the baseline).\n"
     )
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
@@ -197,8 +205,8 @@ def _field(
 
 
 def _build(cls: type[Any], obj: Mapping[str, Any], base: Any, where: str) -> Any:
-    """``Tolerances`` / ``Statistics`` from a YAML mapping: known keys only, values checked."""
-    _check_keys(obj, [f.name for f in fields(cls)], where)
+    """``Tolerances`` / ``Statistics`` / ``Regions`` from a YAML mapping: known keys only, values checked."""
+    _check_keys(obj, list(TOLERANCE_KEYS) if cls is Tolerances else [f.name for f in fields(cls)], where)
     try:
         return replace(base, **obj)
     except ValueError as err:
@@ -224,7 +232,12 @@ def read_baseline(path: Path) -> Baseline:
     if data.get("format") == 1:
         raise GateInputError(
             f"{where}: a format-1 baseline (written by an older val-probing, without the samples "
-            f"file's hash); re-create it: val-probing baseline RUN_DIR --out {path}"
+            f"file's hash); re-create it: {RECREATE.format(path=path)}"
+        )
+    if data.get("format") == 2:
+        raise GateInputError(
+            f"{where}: a format-2 baseline (written by an older val-probing: per-bucket gate, no depth "
+            f"regions, no environment); re-create it from the same run: {RECREATE.format(path=path)}"
         )
     if data.get("format") != FORMAT:
         raise GateInputError(f"{where}.format: expected {FORMAT}, got {data.get('format')!r}")
@@ -233,6 +246,9 @@ def read_baseline(path: Path) -> Baseline:
                         f"{where}: statistics")  # fmt: skip
     tolerances = _build(Tolerances, _mapping(data, "tolerances", where, required=False), Tolerances(),
                         f"{where}: tolerances")  # fmt: skip
+    regions = _build(Regions, _mapping(data, "regions", where, required=False), Regions(),
+                     f"{where}: regions")  # fmt: skip
+    environment = _environment(_mapping(data, "environment", where, required=False), where)
     tasks_obj = _mapping(data, "tasks", where)
     if not tasks_obj:
         raise GateInputError(f"{where}: 'tasks' is empty")
@@ -272,11 +288,15 @@ def read_baseline(path: Path) -> Baseline:
                     f"{tw}: n_samples is {n_samples} but the samples file has {len(task_samples)} "
                     "for this task"
                 )
+        avg = float(_field(obj, "avg", (int, float), tw, "a number"))
+        gap = float(_field(obj, "gap", (int, float), tw, "a number"))
+        if task_samples is not None:
+            _check_recorded(tw, settings, avg, gap, buckets, task_samples)
         tasks[name] = BaselineTask(
             task=name,
             settings={k: settings.get(k) for k in SETTINGS},
-            avg=float(_field(obj, "avg", (int, float), tw, "a number")),
-            gap=float(_field(obj, "gap", (int, float), tw, "a number")),
+            avg=avg,
+            gap=gap,
             buckets=buckets,
             n_samples=n_samples,
             tolerances=_build(Tolerances, _mapping(obj, "tolerances", tw, required=False), tolerances,
@@ -292,7 +312,48 @@ def read_baseline(path: Path) -> Baseline:
         statistics=statistics,
         tolerances=tolerances,
         created_from=created_from or "",
+        regions=regions,
+        environment=environment,
     )
+
+
+def _environment(obj: Mapping[Any, Any], where: str) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for key, value in obj.items():
+        if not isinstance(key, str) or not (value is None or isinstance(value, str)):
+            raise GateInputError(f"{where}.environment: expected name: text or null, got {key!r}: {value!r}")
+        out[key] = value
+    return out
+
+
+def _check_recorded(
+    where: str,
+    settings: Mapping[str, Any],
+    avg: float,
+    gap: float,
+    buckets: Mapping[int, float],
+    samples: Sequence[ScoredSample],
+) -> None:
+    """The YAML's avg, gap and bucket means are recorded from the samples, not settings: an edited one
+    (say avg: 99) would otherwise be silently ignored, so a disagreement is unusable input."""
+    n_buckets = settings.get("n_buckets")
+    if isinstance(n_buckets, bool) or not isinstance(n_buckets, int) or n_buckets < 1:
+        raise GateInputError(f"{where}.settings.n_buckets: expected an integer >= 1, got {n_buckets!r}")
+    try:
+        summary = summarize(samples, n_buckets=n_buckets, n_boot=None)
+    except ValueError as err:
+        raise GateInputError(f"{where}: the samples cannot be summarised ({err})") from err
+    actual = {"avg": summary.avg, "gap": summary.gap}
+    actual.update({f"buckets.{b.index}": b.mean for b in summary.buckets})
+    recorded = {"avg": avg, "gap": gap, **{f"buckets.{k}": v for k, v in buckets.items()}}
+    for key in sorted({*actual, *recorded}, key=lambda k: (k.startswith("buckets."), k)):
+        if key not in recorded or key not in actual or abs(recorded[key] - actual[key]) > 1e-3:
+            have = f"{recorded[key]:g}" if key in recorded else "missing"
+            want = f"{actual[key]:.4f}" if key in actual else "no such bucket"
+            raise GateInputError(
+                f"{where}.{key}: {have}, but its samples give {want}: the scores are recorded from the "
+                "samples file, not settings (to gate on another run, re-create the baseline from it)"
+            )
 
 
 def _read_baseline_samples(path: Path, data: Mapping[str, Any]) -> dict[str, list[ScoredSample]] | None:

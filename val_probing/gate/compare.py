@@ -1,8 +1,8 @@
-"""A check of a run against a baseline: which metrics are tested, their p-values, Holm, the verdict."""
+"""A check of a run against a baseline: the fixed family of tested metrics, p-values, Holm, verdict."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,6 +11,7 @@ import numpy as np
 
 from val_probing.buckets import bucket_gap
 from val_probing.gate.model import (
+    REGIONS,
     SETTINGS,
     Baseline,
     BaselineTask,
@@ -18,18 +19,21 @@ from val_probing.gate.model import (
     GateResult,
     MetricCheck,
     MetricKind,
+    Regions,
     Statistics,
+    Status,
     by_task,
     metric_name,
     one_model,
     run_settings,
     task_order,
 )
+from val_probing.gate.provenance import environment_differences, run_environment, self_disagreements
 from val_probing.gate.stats import (
     Paired,
-    gap_permutation_p,
     holm,
     pair_samples,
+    paired_interval,
     resamples_for,
     sign_flip_p,
 )
@@ -61,47 +65,78 @@ def _settings_problems(
 
 
 @dataclass(frozen=True, slots=True)
-class _Planned:
-    """One metric of one paired task, before its p-value: what it needs and whether it is tested."""
+class _Metric:
+    """One metric of one paired task: its question weights and whether it is in the Holm family.
+
+    ``weights`` v: the metric's change (positive = worse) is ``v @ (old - new)``; its reported value
+    is ``sign * v @ scores`` (the shape reports the middle's dip, ``edges - middle``: sign -1).
+    """
 
     task: str
     kind: MetricKind
-    bucket: int | None
-    questions: int  # the fewest paired questions in a bucket it depends on (avg: the whole task)
-    tested: bool  # in the Holm family (can fail the build)
+    part: int | str | None
+    weights: np.ndarray
+    status: Status  # "pass" (tested, in the family), "info" or "low power" (not tested)
+    margin: float  # the non-inferiority margin, in score units (avg and regions)
+    sign: float = 1.0
 
 
-def _plan(name: str, p: Paired, stats: Statistics) -> list[_Planned]:
-    per_bucket = p.bucket_samples
-    rows: list[tuple[MetricKind, int | None, int]] = [(MetricKind.AVG, None, int(p.old.size))]
-    rows += [(MetricKind.BUCKET, b, per_bucket[b]) for b in sorted(p.bucket_sets)]
-    rows.append((MetricKind.GAP, None, min(per_bucket.values())))
-    return [
-        _Planned(name, kind, b, n, stats.fail_low_power or n >= stats.min_questions) for kind, b, n in rows
-    ]
+def _metrics(name: str, p: Paired, regions: Regions, n_buckets: int, stats: Statistics) -> list[_Metric]:
+    matrix = p.matrix
+    margin = stats.min_drop / 100
+    region_weights = {}
+    for region, buckets in regions.buckets(n_buckets).items():
+        columns = [p.column[b] for b in buckets if b in p.column]
+        if not columns:
+            raise GateInputError(f"{name}: no paired question in region {region} (buckets {buckets})")
+        region_weights[region] = matrix[:, columns].mean(axis=1)
+    edges = (region_weights["start"] + region_weights["end"]) / 2
+    out = [_Metric(name, MetricKind.AVG, None, matrix.mean(axis=1), "pass", margin)]
+    out += [_Metric(name, MetricKind.REGION, r, region_weights[r], "pass", margin) for r in REGIONS]
+    out.append(_Metric(name, MetricKind.SHAPE, None, region_weights["middle"] - edges, "pass", 0.0, -1.0))
+    for b in sorted(p.column):
+        status: Status = "info"
+        if stats.gate_buckets:
+            big = stats.fail_low_power or p.bucket_samples[b] >= stats.min_questions
+            status = "pass" if big else "low power"  # a low-power one is never a Holm candidate
+        out.append(_Metric(name, MetricKind.BUCKET, b, matrix[:, p.column[b]], status, margin))
+    return out
 
 
 def _paired_check(
-    plan: _Planned, t: BaselineTask, p: Paired, rng: np.random.Generator, resamples: int
+    m: _Metric, p: Paired, rng: np.random.Generator, resamples: int, tested: bool
 ) -> MetricCheck:
-    tolerance = t.tolerances.for_metric(plan.kind)
-    name = metric_name(plan.kind, plan.bucket)
-    if plan.kind is MetricKind.GAP:
-        matrix = p.matrix
-        old_means, new_means = p.old @ matrix, p.new @ matrix
-        old, new = float(bucket_gap(old_means)) * 100, float(bucket_gap(new_means)) * 100
-        pv, method = gap_permutation_p(p, rng, resamples)
-        floor_dropped = bool(new_means.min() < old_means.min() - 1e-12)
-        return MetricCheck(plan.task, name, plan.kind, old, new, new - old, tolerance, method, pv,
-                           questions=plan.questions, floor_dropped=floor_dropped)  # fmt: skip
-    w = p.matrix.mean(axis=1) if plan.bucket is None else p.matrix[:, p.column[plan.bucket]]
-    pv, method = sign_flip_p(w * (p.new - p.old), rng, resamples, binary=p.binary)
-    old, new = float(w @ p.old) * 100, float(w @ p.new) * 100
-    return MetricCheck(plan.task, name, plan.kind, old, new, old - new, tolerance, method, pv,
-                       questions=plan.questions)  # fmt: skip
+    terms = m.weights * (p.new - p.old)
+    old, new = m.sign * float(m.weights @ p.old) * 100, m.sign * float(m.weights @ p.new) * 100
+    pv, method = None, "informational"
+    if tested:  # H0: worse by at most the margin; sum(terms) + margin is low when worse by more
+        shifted = terms + m.margin * m.weights
+        pv, method = sign_flip_p(shifted, rng, resamples, binary=p.binary and not m.margin)
+    return MetricCheck(
+        m.task, metric_name(m.kind, m.part), m.kind, old, new, float(m.weights @ (p.old - p.new)) * 100,
+        m.margin * 100, method, pv, status=m.status,
+        questions=int(np.count_nonzero(m.weights)), ci=paired_interval(m.sign * terms),
+    )  # fmt: skip
 
 
-def _tolerance_checks(name: str, t: BaselineTask, r: TaskResult) -> list[MetricCheck]:
+def _gap_info(name: str, p: Paired) -> MetricCheck:
+    old, new = (float(bucket_gap(x @ p.matrix)) * 100 for x in (p.old, p.new))
+    return MetricCheck(name, "gap", MetricKind.GAP, old, new, new - old, 0.0, "informational",
+                       status="info", questions=int(p.old.size))  # fmt: skip
+
+
+def _region_values(buckets: Mapping[int, float], regions: Regions, n_buckets: int) -> dict[str, float]:
+    out = {}
+    for region, members in regions.buckets(n_buckets).items():
+        present = [buckets[b] for b in members if b in buckets]
+        out[region] = sum(present) / len(present) if present else float("nan")
+    out["shape"] = (out["start"] + out["end"]) / 2 - out["middle"]
+    return out
+
+
+def _tolerance_checks(
+    name: str, t: BaselineTask, r: TaskResult, regions: Regions, stats: Statistics
+) -> list[MetricCheck]:
     s = r.summary
     now = {b.index: b.mean for b in s.buckets}
     if set(now) != set(t.buckets):
@@ -109,77 +144,129 @@ def _tolerance_checks(name: str, t: BaselineTask, r: TaskResult) -> list[MetricC
             f"{name}: buckets differ (baseline {sorted(t.buckets)}, run {sorted(now)}); "
             "are the runs of the same probes?"
         )
-    rows: list[tuple[MetricKind, int | None, float, float, float]] = [
-        (MetricKind.AVG, None, t.avg, s.avg, t.avg - s.avg),
-        (MetricKind.GAP, None, t.gap, s.gap, s.gap - t.gap),
+    n_buckets = int(t.settings.get("n_buckets") or s.n_buckets)
+    old_r, new_r = _region_values(t.buckets, regions, n_buckets), _region_values(now, regions, n_buckets)
+    rows: list[tuple[MetricKind, int | str | None, float, float, float]] = [
+        (MetricKind.AVG, None, t.avg, s.avg, t.avg - s.avg)
     ]
+    rows += [(MetricKind.REGION, g, old_r[g], new_r[g], old_r[g] - new_r[g]) for g in REGIONS]
+    rows.append((MetricKind.SHAPE, None, old_r["shape"], new_r["shape"], new_r["shape"] - old_r["shape"]))
     rows += [(MetricKind.BUCKET, i, t.buckets[i], now[i], t.buckets[i] - now[i]) for i in sorted(now)]
-    return [
-        MetricCheck(name, metric_name(kind, b), kind, old, new, change, t.tolerances.for_metric(kind),
-                    "tolerance", status="fail" if change > t.tolerances.for_metric(kind) + 1e-9 else "pass")
-        for kind, b, old, new, change in rows
-    ]  # fmt: skip
+    middle_dropped = old_r["middle"] - new_r["middle"] > 1e-9
+    out = []
+    for kind, part, old, new, change in rows:
+        tol = t.tolerances.for_metric(kind)
+        gated = kind is not MetricKind.BUCKET or stats.gate_buckets
+        failed = gated and change > tol + 1e-9 and (kind is not MetricKind.SHAPE or middle_dropped)
+        status: Status = "fail" if failed else ("pass" if gated else "info")
+        out.append(MetricCheck(name, metric_name(kind, part), kind, old, new, change, tol, "tolerance",
+                               status=status))  # fmt: skip
+    out.append(MetricCheck(name, "gap", MetricKind.GAP, t.gap, s.gap, s.gap - t.gap, 0.0, "informational",
+                           status="info"))  # fmt: skip
+    return out
 
 
-def _low_power_notes(checks: Sequence[MetricCheck], stats: Statistics) -> list[str]:
+def _family(metrics: Sequence[_Metric], alpha: float, everything: bool) -> list[int]:
+    """The metrics in the Holm family: Tarone's rule for discrete tests, from the layout alone.
+
+    A test of ``n`` paired questions can never reach a p-value below ``2^-n`` (every one of them worse).
+    Tests that could not pass Holm's first step anyway only dilute alpha, so the family is the
+    candidates with ``2^-n < alpha / m`` for the smallest ``m`` at which at most ``m`` of them qualify
+    (Tarone 1990). The choice depends on the question counts, never on the scores, so Holm over it
+    keeps the family-wise error at alpha; the others are reported as ``low power``.
+    """
+    candidates = [i for i, m in enumerate(metrics) if m.status == "pass"]
+    if everything:
+        return candidates
+    best = {i: 0.5 ** min(int(np.count_nonzero(metrics[i].weights)), 1074) for i in candidates}
+    for m in range(1, len(candidates) + 1):
+        kept = [i for i in candidates if best[i] < alpha / m]
+        if len(kept) <= m:
+            return kept
+    return candidates
+
+
+def _power_notes(checks: Sequence[MetricCheck], size: int, total: int, stats: Statistics) -> list[str]:
+    """Per task, the metrics left out of the Holm family (too few questions), and why."""
     notes = []
     by_task: dict[str, list[MetricCheck]] = defaultdict(list)
     for c in checks:
         if c.status == "low power":
             by_task[c.task].append(c)
-    buckets_of = Counter(c.task for c in checks if c.kind is MetricKind.BUCKET)
     for task, low in by_task.items():
-        fewest = min(c.questions or 0 for c in low)
-        low_buckets = [c.metric for c in low if c.kind is MetricKind.BUCKET]
-        names = [c.metric for c in low if c.kind is not MetricKind.BUCKET]
-        if len(low_buckets) == buckets_of[task] > 1:
-            names.insert(int("avg" in names), f"all {len(low_buckets)} buckets")
-        else:
-            names[int("avg" in names) : int("avg" in names)] = low_buckets
-        notes.append(
-            f"LOW POWER: {task} {', '.join(names)}: as few as {fewest} paired questions "
-            f"per bucket (< min_questions {stats.min_questions}), too few to test at alpha "
-            f"{stats.alpha} with useful power: reported, not failing (statistics.fail_low_power: true "
-            "in the baseline or check --fail-low-power to fail on them; more sets or positions to test them)"
-        )
+        pooled = [c for c in low if c.kind is not MetricKind.BUCKET]
+        buckets = [c for c in low if c.kind is MetricKind.BUCKET]
+        if pooled:
+            n = max(c.questions or 0 for c in pooled)
+            notes.append(
+                f"LOW POWER: {task} {', '.join(c.metric for c in pooled)} cannot fail at this size: with "
+                f"{n} paired questions or fewer even every one worse gives p >= 2^-{n}, too large to pass "
+                f"Holm over all {total} tests at alpha {stats.alpha}, so they are left out of the family "
+                f"(Tarone; Holm over the other {size}): reported, not failing (more sets or positions: "
+                "`val-probing plan` says how many; --fail-low-power tests them anyway)"
+            )
+        if buckets:
+            notes.append(
+                f"LOW POWER: {task} gated buckets {', '.join(c.metric for c in buckets)} hold fewer than "
+                f"min_questions {stats.min_questions} paired questions: reported, not failing "
+                "(--fail-low-power to test them anyway)"
+            )
     return notes
 
 
 def _compare(
     baseline: Baseline, current: Mapping[str, TaskResult], stats: Statistics
 ) -> tuple[list[MetricCheck], list[str]]:
-    """Paired tests for tasks with samples on both sides (Holm over all of them), tolerances otherwise."""
+    """Paired tests for tasks with samples on both sides (Holm over their fixed family),
+    tolerances otherwise."""
     order = sorted(baseline.tasks, key=task_order)
     with_samples = [n for n in order if baseline.tasks[n].samples is not None and current[n].has_samples]
     notes = []
     checks: list[MetricCheck] = []
     if with_samples:
-        paired = {}
+        paired, metrics = {}, []
         for name in with_samples:
             t = baseline.tasks[name]
             n_buckets = int(t.settings.get("n_buckets") or current[name].summary.n_buckets)
             paired[name] = pair_samples(name, t.samples or (), current[name].samples, n_buckets)
-        plans = [plan for name in with_samples for plan in _plan(name, paired[name], stats)]
-        family = [plan.tested for plan in plans]
-        resamples = resamples_for(stats, sum(family))
+            metrics += _metrics(name, paired[name], baseline.regions, n_buckets, stats)
+        family = _family(metrics, stats.alpha, stats.fail_low_power)
+        metrics = [
+            m if i in family or m.status != "pass" else replace(m, status="low power")
+            for i, m in enumerate(metrics)
+        ]
+        size = len(family)
+        resamples = resamples_for(stats, size)
         rng = np.random.default_rng(stats.seed)
-        checks = [_paired_check(plan, baseline.tasks[plan.task], paired[plan.task], rng, resamples)
-                  for plan in plans]  # fmt: skip
-        adjusted = iter(holm([c.p_value or 1.0 for c, tested in zip(checks, family, strict=True) if tested]))
+        checks = [_paired_check(m, paired[m.task], rng, resamples, m.status != "info") for m in metrics]
+        tested = family
+        adjusted = holm([checks[i].p_value or 1.0 for i in tested])
+        middle_p = {c.task: c.p_value or 1.0 for c in checks if c.metric == "middle"}
+        middle_drop = {c.task: c.change for c in checks if c.metric == "middle"}
         alpha = stats.alpha
-        for i, (c, tested) in enumerate(zip(checks, family, strict=True)):
-            if not tested:
-                checks[i] = replace(c, status="low power")
-                continue
-            q = next(adjusted)
-            failed = q < alpha and c.change >= c.tolerance and c.floor_dropped
+        # the shape fails only when, in addition, the middle's own test is below alpha / tasks: an
+        # improvement of the edges alone (the dip grows, the middle unchanged) then fails at most
+        # alpha of the time over all tasks together
+        middle_level = alpha / len(with_samples)
+        for i, q in zip(tested, adjusted, strict=True):
+            c = checks[i]
+            if c.kind is MetricKind.SHAPE:
+                middle_worse = middle_p[c.task] < middle_level and middle_drop[c.task] > 0
+                failed = q < alpha and c.change > 0 and middle_worse
+            else:
+                failed = q < alpha and c.change > c.tolerance
             checks[i] = replace(c, p_adjusted=q, status="fail" if failed else "pass")
+        for name in with_samples:
+            checks.append(_gap_info(name, paired[name]))
+        margin = f", margin min_drop {stats.min_drop:g} points" if stats.min_drop else ""
         notes.append(
-            f"paired tests on matched samples of {', '.join(with_samples)}: one-sided, Holm-corrected "
-            f"over {sum(family)} tests at alpha {alpha}; a metric fails when significant AND worse by at "
-            "least its tolerance (gap: and the run's lowest bucket is below the baseline's)"
+            f"paired tests on matched samples of {', '.join(with_samples)}: one-sided sign-flip tests of "
+            f"'worse' on avg, start, middle, end and shape, Holm-corrected over {size} tests at alpha "
+            f"{alpha}{margin}; shape fails only when the middle also got worse (its p < alpha / "
+            f"{len(with_samples)} tasks); buckets and gap "
+            + ("gated too" if stats.gate_buckets else "informational (--gate-buckets to gate buckets)")
         )
-        notes += _low_power_notes(checks, stats)
+        notes += _power_notes(checks, size, sum(m.status != "info" for m in metrics), stats)
     for name in order:
         if name in with_samples:
             continue
@@ -188,7 +275,7 @@ def _compare(
             f"NO PER-SAMPLE SCORES in {whose} for {name}: tolerance comparison only, no statistics "
             "(run lm_eval with --log_samples and re-create the baseline for paired tests)"
         )
-        checks += _tolerance_checks(name, baseline.tasks[name], current[name])
+        checks += _tolerance_checks(name, baseline.tasks[name], current[name], baseline.regions, stats)
     rank = {n: i for i, n in enumerate(order)}
     checks.sort(key=lambda c: rank[c.task])  # stable: each task's rows keep their order
     return checks, notes
@@ -200,10 +287,15 @@ def check(
     *,
     ignore: frozenset[str] = frozenset(),
     fail_low_power: bool = False,
+    gate_buckets: bool = False,
+    min_drop: float | None = None,
+    strict_environment: bool = False,
 ) -> GateResult:
     """Compare a run with a baseline (see the module docstring). Raises GateInputError when unusable.
 
-    ``fail_low_power`` tests (and may fail on) low-power metrics too, as ``statistics.fail_low_power``.
+    ``gate_buckets``, ``fail_low_power`` and ``min_drop`` override the baseline's statistics.
+    Every difference of the environment (read from the run's results files) is named in the notes;
+    ``strict_environment`` makes any difference unusable input.
     """
     if not results:
         raise GateInputError("the run has no VAL results")
@@ -221,6 +313,19 @@ def check(
             + "\n(re-create the baseline for new settings, or --ignore SETTING when a difference is harmless)"
         )  # fmt: skip
     notes = []
+    changed = environment_differences(baseline.environment, run_environment(results))
+    if changed and strict_environment:
+        raise GateInputError(
+            "the run's environment differs from the baseline's (--strict-environment):\n  "
+            + "\n  ".join(changed)
+            + "\n(re-create the baseline in the new environment, deliberately)"
+        )
+    if changed:
+        notes.append(
+            "ENVIRONMENT differs (greedy outputs can change with it; `val-probing calibrate` measures "
+            "the noise): " + "; ".join(changed)
+        )
+    notes += self_disagreements(results)
     if "model" not in ignore and display_name(model) != display_name(baseline.model):
         # a new checkpoint is the point of the gate: a different model is reported, never blocking
         notes.append(f"model differs: baseline {baseline.model!r}, run {model!r} (compared all the same)")
@@ -230,6 +335,13 @@ def check(
     stats = baseline.statistics
     if fail_low_power:
         stats = replace(stats, fail_low_power=True)
+    if gate_buckets:
+        stats = replace(stats, gate_buckets=True)
+    if min_drop is not None:
+        try:
+            stats = replace(stats, min_drop=min_drop)
+        except ValueError as err:
+            raise GateInputError(f"--{err}".replace("_", "-", 1)) from err
     checks, more_notes = _compare(baseline, current, stats)
     notes += more_notes
     paired = all(c.method != "tolerance" for c in checks)

@@ -12,7 +12,7 @@ from val_probing.errors import ValProbingError
 from val_probing.records import FAMILIES
 from val_probing.results import TaskResult
 
-FORMAT = 2  # 2: the samples file is content-addressed and its sha256 recorded (format 1 is refused)
+FORMAT = 3  # 3: depth regions and the environment; 2: content-addressed samples (1 and 2 are refused)
 
 
 # Run settings that must agree between a baseline and a check (read from the results file).
@@ -28,15 +28,20 @@ SETTINGS = (
 )
 
 
-Status = Literal["pass", "fail", "low power"]
+Status = Literal["pass", "fail", "low power", "info"]
 
 
 class MetricKind(Enum):
-    """What a compared number is; its value names the tolerance that applies."""
+    """What a compared number is; its value names the tolerance that applies (tolerance mode)."""
 
     AVG = "avg"
-    GAP = "gap"
+    REGION = "region"  # start, middle or end: the pooled buckets of a depth range
+    SHAPE = "shape"  # the middle's dip below the edges (mean of start and end minus middle)
     BUCKET = "bucket"
+    GAP = "gap"  # max - min of the bucket means: informational only
+
+
+REGIONS = ("start", "middle", "end")
 
 
 class GateInputError(ValProbingError):
@@ -55,36 +60,45 @@ def _integer(name: str, value: object, minimum: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Tolerances:
-    """Smallest change (x100 points) that fails a build: a drop of avg or a bucket, a rise of gap."""
+    """Tolerance mode only (a side without per-sample scores): the smallest change (x100 points) that
+    fails, a drop of avg, a region (and the shape's dip growing) or a gated bucket."""
 
     avg: float = 2.0
-    gap: float = 10.0
+    region: float = 5.0
     bucket: float = 10.0
+    gap: float = 0.0  # ignored since format 3 (the gap is informational); accepted for older callers
 
     def __post_init__(self) -> None:
         for f in fields(self):
             _number(f.name, getattr(self, f.name), "a number >= 0", lambda x: x >= 0)
 
     def for_metric(self, kind: MetricKind) -> float:
-        return float(getattr(self, kind.value))
+        name = "region" if kind is MetricKind.SHAPE else kind.value
+        return float(getattr(self, name)) if name in ("avg", "region", "bucket") else 0.0
 
     def to_dict(self) -> dict[str, float]:
-        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+        return {name: float(getattr(self, name)) for name in TOLERANCE_KEYS}
+
+
+TOLERANCE_KEYS = ("avg", "region", "bucket")  # what a baseline's tolerances may set
 
 
 @dataclass(frozen=True, slots=True)
 class Statistics:
     """Paired tests: one-sided level ``alpha`` after Holm's correction; resamples for p-values.
 
-    ``min_questions``: a metric is tested (can fail the build) only when every bucket it depends on
-    holds at least this many paired questions (avg: the whole task; a bucket: itself; gap: every
-    bucket). Below that it is reported as ``low power`` and left out of the Holm family, unless
-    ``fail_low_power`` is true.
+    The gated family of a task is fixed: avg, the regions start, middle and end, and the shape.
+    ``min_drop`` (x100 points) is the non-inferiority margin: avg and a region fail only on evidence
+    of a drop larger than it. Buckets are informational unless ``gate_buckets``; a gated bucket is
+    tested only when it holds at least ``min_questions`` paired questions (else ``low power``),
+    unless ``fail_low_power``.
     """
 
     alpha: float = 0.05
     resamples: int = 4000
     seed: int = 0
+    min_drop: float = 0.0
+    gate_buckets: bool = False
     min_questions: int = 16
     fail_low_power: bool = False
 
@@ -92,12 +106,51 @@ class Statistics:
         _number("alpha", self.alpha, "a number with 0 < alpha < 1", lambda x: 0 < x < 1)
         _integer("resamples", self.resamples, 100)
         _integer("seed", self.seed, 0)
+        _number("min_drop", self.min_drop, "a number of points with 0 <= min_drop < 100",
+                lambda x: 0 <= x < 100)  # fmt: skip
         _integer("min_questions", self.min_questions, 1)
-        if not isinstance(self.fail_low_power, bool):
-            raise ValueError(f"fail_low_power: expected true or false, got {self.fail_low_power!r}")
+        for name in ("gate_buckets", "fail_low_power"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class Regions:
+    """Depth regions, by a bucket's centre depth ``(b + 0.5) / n_buckets``: start ``[0, start)``,
+    middle ``[start, end)``, end ``[end, 1]``. The defaults read the paper's U-curve: the first and
+    last quarter of the context against the middle half (8 buckets: 0-1, 2-5, 6-7)."""
+
+    start: float = 0.25
+    end: float = 0.75
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _number(f.name, getattr(self, f.name), "a depth with 0 < depth < 1", lambda x: 0 < x < 1)
+        if not self.start < self.end:
+            raise ValueError(f"start: expected start < end, got start {self.start}, end {self.end}")
+
+    def of_bucket(self, bucket: int, n_buckets: int) -> str:
+        depth = (bucket + 0.5) / n_buckets
+        return "start" if depth < self.start else ("middle" if depth < self.end else "end")
+
+    def buckets(self, n_buckets: int) -> dict[str, list[int]]:
+        """Region -> its buckets; a region without a bucket is unusable input."""
+        out: dict[str, list[int]] = {r: [] for r in REGIONS}
+        for b in range(n_buckets):
+            out[self.of_bucket(b, n_buckets)].append(b)
+        empty = [r for r, bs in out.items() if not bs]
+        if empty:
+            raise GateInputError(
+                f"regions: {', '.join(empty)} holds no bucket at {n_buckets} buckets (regions.start "
+                f"{self.start}, regions.end {self.end}); widen them in the baseline or use more buckets"
+            )
+        return out
+
+    def to_dict(self) -> dict[str, float]:
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +174,8 @@ class Baseline:
     statistics: Statistics = field(default_factory=Statistics)
     tolerances: Tolerances = field(default_factory=Tolerances)
     created_from: str = ""
+    regions: Regions = field(default_factory=Regions)
+    environment: Mapping[str, str | None] = field(default_factory=dict)
 
     @property
     def has_samples(self) -> bool:
@@ -165,6 +220,8 @@ def make_baseline(
     tolerances: Tolerances | None = None,
     statistics: Statistics | None = None,
     created_from: str = "",
+    regions: Regions | None = None,
+    environment: Mapping[str, str | None] | None = None,
 ) -> Baseline:
     """A baseline from the results of one model's run (samples kept when the run logged them)."""
     if not results:
@@ -183,35 +240,44 @@ def make_baseline(
             tolerances=tol,
             samples=r.samples if r.has_samples else None,
         )
-    return Baseline(model, tasks, statistics or Statistics(), tol, created_from)
+    if environment is None:
+        from val_probing.gate.provenance import run_environment
+
+        environment = run_environment(results)
+    return Baseline(model, tasks, statistics or Statistics(), tol, created_from, regions or Regions(),
+                    dict(environment))  # fmt: skip
 
 
 def task_order(task: str) -> tuple[int, str]:
     return (FAMILIES.index(task) if task in FAMILIES else len(FAMILIES), task)
 
 
-def metric_name(kind: MetricKind, bucket: int | None = None) -> str:
-    """The metric's name in every output: ``avg``, ``gap`` or ``bucket_NN``."""
-    return f"bucket_{bucket:02d}" if kind is MetricKind.BUCKET else kind.value
+def metric_name(kind: MetricKind, part: int | str | None = None) -> str:
+    """The metric's name in every output: ``avg``, ``start``/``middle``/``end``, ``shape``, ``gap``
+    or ``bucket_NN``."""
+    if kind is MetricKind.BUCKET:
+        return f"bucket_{part:02d}"
+    return str(part) if kind is MetricKind.REGION else kind.value
 
 
 @dataclass(frozen=True, slots=True)
 class MetricCheck:
-    """One compared number. ``change`` is signed so that positive = worse (drop, or gap rise)."""
+    """One compared number (x100). ``change`` is signed so that positive = worse (a drop; for the
+    shape and the gap, a rise). ``ci``: 95% interval of ``current - baseline`` (paired)."""
 
     task: str
-    metric: str  # its name: "avg", "gap" or "bucket_NN" (see metric_name)
+    metric: str  # its name (see metric_name)
     kind: MetricKind
     baseline: float
     current: float
     change: float
-    tolerance: float
-    method: str  # "McNemar exact", "sign-flip", "permutation", ... or "tolerance"
+    tolerance: float  # tolerance mode: the change that fails; paired: the margin min_drop
+    method: str  # "McNemar exact", "sign-flip", ..., "tolerance" or "informational"
     p_value: float | None = None
-    p_adjusted: float | None = None  # None: not in the Holm family (low power, or tolerance only)
+    p_adjusted: float | None = None  # None: not in the Holm family (informational, low power)
     status: Status = "pass"
-    questions: int | None = None  # fewest paired questions in a bucket it depends on (avg: all)
-    floor_dropped: bool = True  # gap: whether the run's lowest bucket is below the baseline's
+    questions: int | None = None  # paired questions it pools
+    ci: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,3 +295,8 @@ class GateResult:
     @property
     def passed(self) -> bool:
         return not self.failures
+
+    @property
+    def gated(self) -> tuple[MetricCheck, ...]:
+        """The checks that can fail the build (tested, or compared with a tolerance)."""
+        return tuple(c for c in self.checks if c.status in ("pass", "fail"))

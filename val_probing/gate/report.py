@@ -21,38 +21,42 @@ def _delta(c: MetricCheck) -> str:
     return f"{round(c.current - c.baseline, 1) + 0.0:+.1f}"  # + 0.0: no "-0.0"
 
 
+def _ci(c: MetricCheck) -> str:
+    return "" if c.ci is None else f"[{c.ci[0] + 0.0:+.1f}, {c.ci[1] + 0.0:+.1f}]"
+
+
 def _rows(result: GateResult, only_interesting: bool) -> list[list[str]]:
     rows = []
     for c in result.checks:
         if only_interesting and c.kind is MetricKind.BUCKET and c.status != "fail" and c.change <= 0:
             continue
         rows.append([
-            c.task, c.metric, f"{c.baseline:.1f}", f"{c.current:.1f}", _delta(c),
+            c.task, c.metric, f"{c.baseline:.1f}", f"{c.current:.1f}", _delta(c), _ci(c),
             f"{c.tolerance:.1f}", _p(c.p_adjusted), c.method,
             _STATUS_TEXT[c.status],
         ])  # fmt: skip
     return rows
 
 
-_STATUS_TEXT: dict[Status, str] = {"pass": "ok", "fail": "FAIL", "low power": "low power"}
+_STATUS_TEXT: dict[Status, str] = {"pass": "ok", "fail": "FAIL", "low power": "low power", "info": "info"}
 
 
-_HEAD = ["task", "metric", "baseline", "run", "delta", "tol", "p (Holm)", "method", "status"]
+_HEAD = ["task", "metric", "baseline", "run", "delta", "95% CI", "margin", "p (Holm)", "method", "status"]
+_RIGHT = (2, 3, 4, 6, 7)
 
 
 def verdict(result: GateResult) -> str:
+    gated = len(result.gated)
     if result.passed:
-        return f"PASS: {result.model}, {len(result.checks)} checks"
+        return f"PASS: {result.model}, {gated} gated checks ({len(result.checks) - gated} informational)"
     names = ", ".join(f"{c.task}/{c.metric}" for c in result.failures)
-    return (
-        f"REGRESSION: {result.model}, {len(result.failures)} of {len(result.checks)} checks failed ({names})"
-    )
+    return f"REGRESSION: {result.model}, {len(result.failures)} of {gated} gated checks failed ({names})"
 
 
 def format_table(result: GateResult) -> str:
     rows = [_HEAD, *_rows(result, only_interesting=False)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_HEAD))]
-    lines = ["  ".join(cell.rjust(w) if i in (2, 3, 4, 5, 6) else cell.ljust(w)
+    lines = ["  ".join(cell.rjust(w) if i in _RIGHT else cell.ljust(w)
                        for i, (cell, w) in enumerate(zip(r, widths, strict=True))).rstrip()
              for r in rows]  # fmt: skip
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -66,7 +70,11 @@ def format_markdown(result: GateResult) -> str:
     out += [f"> {note}" for note in result.notes]
     out += ["", "| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
     out += ["| " + " | ".join(r) + " |" for r in _rows(result, only_interesting=True)]
-    out += ["", "Scores x100; delta = run - baseline; buckets that did not get worse are not listed."]
+    out += [
+        "",
+        "Scores x100; delta = run - baseline with its 95% paired interval; shape = the middle's "
+        "dip below the edges; buckets that did not get worse are not listed.",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -86,13 +94,15 @@ def junit_xml(result: GateResult) -> str:
         )  # fmt: skip
         for c in checks:
             low = c.status == "low power"
+            ci = "" if c.ci is None else f", 95% CI of the delta [{c.ci[0]:.2f}, {c.ci[1]:.2f}]"
             case = ElementTree.SubElement(suite, "testcase", classname=f"val_probing.{task}", name=c.metric)
             detail = (
-                f"baseline {c.baseline:.2f}, run {c.current:.2f}, worse by {c.change:.2f} (tolerance "
+                f"baseline {c.baseline:.2f}, run {c.current:.2f}, worse by {c.change:.2f}{ci} (tolerance "
                 f"{c.tolerance:.2f}); {c.method}"
                 + (f", p={c.p_value:.3g}" if c.p_value is not None else "")
                 + (f", Holm p={c.p_adjusted:.3g}" if c.p_adjusted is not None else "")
-                + (f"; LOW POWER ({c.questions} questions per bucket): not tested" if low else "")
+                + (f"; LOW POWER ({c.questions} questions): not tested" if low else "")
+                + ("; informational, not gated" if c.status == "info" else "")
             )
             if c.status == "fail":
                 ElementTree.SubElement(case, "failure", message=f"{task}/{c.metric} regressed").text = detail

@@ -1,4 +1,4 @@
-"""The paired permutation tests of the gate: sign flips for linear metrics, swaps for the gap, Holm."""
+"""The paired permutation tests of the gate: sign flips of weighted paired differences, and Holm."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from val_probing.buckets import ScoredSample, bucket_gap, group_cells
+from val_probing.buckets import ScoredSample, group_cells
 from val_probing.gate.model import (
     GateInputError,
     Statistics,
@@ -132,33 +132,14 @@ def sign_flip_p(
     return monte_carlo_p(lambda m: total - 2 * (m @ size) <= observed, nz.size, rng, resamples), "sign-flip"
 
 
-def gap_permutation_p(p: Paired, rng: np.random.Generator, resamples: int) -> tuple[float, str]:
-    """One-sided p-value of "the gap grew": the paired permutation test of the gap difference.
+def paired_interval(terms: np.ndarray, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of ``sum(terms)`` (x100): the sum +- z times its randomisation standard error.
 
-    Under "no change" the two outcomes of each question are exchangeable, so swapping them for any
-    subset of questions gives an equally likely pair of runs. The statistic is
-    ``gap(run) - gap(baseline)``, computed as summarize does (cell means, the mean over sets per
-    bucket, max - min). Only questions whose outcomes differ move it: with at most
-    :data:`EXACT_MAX` of them every subset is enumerated (exact p-value), otherwise ``resamples``
-    random subsets with the (k + 1) / (n + 1) correction. Either way the test's size is at most its
-    level at any run size, unlike a bootstrap.
+    Under the sign flips each term's sign is a coin flip, so ``sum(terms**2)`` is the variance of the
+    sum: the paired standard error, exact in its second moment and cheap (no resampling).
     """
-    matrix = p.matrix
-    old_means, new_means = p.old @ matrix, p.new @ matrix
-    changed = np.flatnonzero(p.old != p.new)
-    if changed.size == 0:
-        return 1.0, "no change"
-    # swapping question i moves the run's bucket means by shift_i and the baseline's by -shift_i
-    shift = matrix[changed] * (p.old - p.new)[changed, None]
-    observed = float(bucket_gap(new_means) - bucket_gap(old_means)) - 1e-12
-
-    def stats(masks: np.ndarray) -> np.ndarray:
-        moved = masks @ shift
-        return bucket_gap(new_means + moved) - bucket_gap(old_means - moved)
-
-    if changed.size <= EXACT_MAX:
-        return float((stats(_swap_masks(changed.size)) >= observed).mean()), "permutation (exact)"
-    return monte_carlo_p(lambda m: stats(m) >= observed, changed.size, rng, resamples), "permutation"
+    total, se = float(terms.sum()), float(np.sqrt((terms**2).sum()))
+    return (total - z * se) * 100, (total + z * se) * 100
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
