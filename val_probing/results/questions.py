@@ -1,0 +1,113 @@
+"""The questions of a saved run, as a person reads them: where the needle was, what was asked, the
+gold answer, what the model answered and its score (the HTML report's drill-down).
+
+:func:`read_questions` streams an lm-eval ``samples_<task>_*.jsonl`` file, like
+:func:`val_probing.results.read_samples`, but keeps the texts that the summaries do not need. Every
+line is checked: a bad line is a :class:`ResultsError` naming the file, line and field; a truncated
+last line (a run killed while writing) is dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from val_probing.results.model import ResultsError
+from val_probing.results.readers import PREFERRED_FILTER, score_response
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """One asked question of a run: its place in the context, its texts and its reference score."""
+
+    set_id: int
+    position_id: int
+    n_items: int
+    context_length: int | None
+    depth: float  # relative needle position, 0 = start of the context, 1 = its end
+    key: str  # what the question names (the sentence, snippet or entity)
+    gold: str  # the gold answer
+    answer: str  # the model's (filtered) response
+    score: float  # reference score in [0, 1]
+
+
+def _text(value: object) -> str:
+    while isinstance(value, list) and value:  # lm-eval nests per-repeat lists in some versions
+        value = value[0]
+    return value if isinstance(value, str) else ""
+
+
+def _int(doc: Mapping[str, Any], name: str, where: str) -> int:
+    value = doc.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ResultsError(f"{where}: field 'doc.{name}' must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _question(obj: object, where: str) -> Question:
+    if not isinstance(obj, dict) or not isinstance(obj.get("doc"), dict):
+        raise ResultsError(f"{where}: missing field 'doc' (not an lm-eval samples line)")
+    doc: dict[str, Any] = obj["doc"]
+    score = obj.get("ref_score")
+    if score is None and "bypass" in obj:  # --predict_only: scored here, as the results loader does
+        score = score_response(obj, doc, where)
+    if isinstance(score, bool) or not isinstance(score, int | float) or not 0.0 <= score <= 1.0:
+        raise ResultsError(f"{where}: field 'ref_score' must be a number in [0, 1], got {score!r}")
+    set_id, position_id, n_items = (_int(doc, f, where) for f in ("set_id", "position_id", "n_items"))
+    if n_items < 1 or position_id >= n_items:
+        raise ResultsError(f"{where}: doc.position_id {position_id} is not below doc.n_items {n_items}")
+    length = doc.get("context_length")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int)):
+        raise ResultsError(f"{where}: field 'doc.context_length' must be an integer, got {length!r}")
+    depth = doc.get("depth")
+    if isinstance(depth, bool) or not isinstance(depth, int | float) or math.isnan(depth):
+        depth = (position_id + 0.5) / n_items
+    return Question(
+        set_id=set_id,
+        position_id=position_id,
+        n_items=n_items,
+        context_length=length,
+        depth=float(depth),
+        key=str(doc.get("key") or ""),
+        gold=str(doc.get("answer") or ""),
+        answer=_text(obj.get("filtered_resps")) or _text(obj.get("resps")),
+        score=float(score),
+    )
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a samples file, streamed (official runs' files are hundreds of MB)."""
+    try:
+        with Path(path).open(encoding="utf-8") as handle:
+            yield from enumerate(handle, start=1)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ResultsError(f"{path}: cannot read the samples file ({err})") from err
+
+
+def read_questions(path: Path) -> list[Question]:
+    """Every question of one samples file, in file order (one filter: ``"none"``, else the first)."""
+    rows: list[tuple[str, Question]] = []
+    broken: tuple[int, json.JSONDecodeError] | None = None
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        if broken is not None:
+            raise ResultsError(f"{path}:{broken[0]}: malformed JSON ({broken[1].msg})") from broken[1]
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            broken = (lineno, err)
+            continue
+        rows.append((str(obj.get("filter", PREFERRED_FILTER)), _question(obj, f"{path}:{lineno}")))
+    if broken is not None:
+        log.warning("%s:%d: last line is truncated (a run stopped while writing?); ignored", path, broken[0])
+    filters = sorted({f for f, _q in rows})
+    keep = PREFERRED_FILTER if PREFERRED_FILTER in filters or not filters else filters[0]
+    return [q for f, q in rows if f == keep]
