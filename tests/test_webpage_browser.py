@@ -83,6 +83,20 @@ def _data(path: Path) -> dict[str, Any]:
     return json.loads(match.group(1))
 
 
+def _covered_points(page: Any) -> int:
+    """Points of a curve that another element (a band, a line, an axis) hides from the mouse."""
+    return int(
+        page.evaluate(
+            """() => Array.from(document.querySelectorAll("circle.pt")).filter(c => {
+                 c.scrollIntoView({block: "center"});
+                 const b = c.getBoundingClientRect();
+                 const top = document.elementFromPoint(b.x + b.width / 2, b.y + b.height / 2);
+                 return !(top && top.classList.contains("pt"));
+               }).length"""
+        )
+    )
+
+
 def test_two_models_curves_drill_down_and_legend(browser: Any, tmp_path: Path) -> None:
     out = write_html([SYNTHETIC, LENGTHS], tmp_path / "report.html", n_boot=50)
     data = _data(out)
@@ -95,6 +109,7 @@ def test_two_models_curves_drill_down_and_legend(browser: Any, tmp_path: Path) -
         box = lines.nth(i).bounding_box()
         assert box is not None and box["width"] > 100
     assert page.locator("circle.pt").count() == sum(len(c["buckets"]) for c in data["curves"])
+    assert _covered_points(page) == 0
     assert page.locator("#heatmaps rect.cell").count() == 3 * 8  # u-model document at 1K, 2K, 4K
     assert page.locator("#table1 tbody tr").count() == 2
     # a click on a bucket of the 4K document panel lists its questions, right -> wrong first
@@ -132,11 +147,24 @@ def test_real_run_answers_expand_and_hostile_text_stays_text(browser: Any, tmp_p
     first["filtered_resps"] = ['</script><script>window.pwned=1</script><img src=x onerror="window.pwned=2">']
     lines[0] = json.dumps(first)
     samples.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    out = write_html([run], tmp_path / "report.html", n_boot=50)
+    twin = tmp_path / "twin"  # nearly the same run under another name: its bands lie over the first's points
+    shutil.copytree(run, twin)
+    for path in twin.glob("samples_*.jsonl"):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        for row in rows:
+            row["ref_score"] = round(0.9 * row["ref_score"] + 0.05, 6)
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    (results,) = twin.glob("results_*.json")
+    data = json.loads(results.read_text(encoding="utf-8"))
+    data["model_name"] = "org/twin"
+    results.write_text(json.dumps(data), encoding="utf-8")
+    out = write_html([run, twin], tmp_path / "report.html", n_boot=50)
     view = Page(browser, out)
     page = view.page
     for bucket in range(8):
-        page.locator(f'figure[data-task="code"] circle.pt[data-bucket="{bucket}"]').click()
+        page.locator(
+            f'figure[data-task="code"] g[data-model="twin"] circle.pt[data-bucket="{bucket}"]'
+        ).click()
         more = page.locator("#drill button.more")
         if more.count():
             cell = more.first.locator("xpath=..")
@@ -146,6 +174,7 @@ def test_real_run_answers_expand_and_hostile_text_stays_text(browser: Any, tmp_p
             break
     else:
         pytest.fail("no long answer to expand in the code task")
+    assert _covered_points(page) == 0
     assert page.evaluate("window.pwned") is None
     assert view.errors == []
     assert view.requests == [view.url]
