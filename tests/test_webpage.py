@@ -65,6 +65,7 @@ def test_tables_and_provenance(data: dict) -> None:
     assert u["cells"]["document"]["above_floor"] is None  # no floor known for these runs
     (eff,) = data["effective"]
     assert (eff["model"], eff["task"]) == ("u-model", "document")
+    assert eff["bounds"] and [p["name"] for p in eff["peers"]] == ["RULER", "NoLiMa"]
     prov = {p["file"]: p for p in data["provenance"]}
     assert all(p["backend"] == "vllm" and p["lm_eval_version"] == "0.4.13" for p in prov.values())
     assert any(p["lengths"] == ["1K", "2K"] for p in prov.values())

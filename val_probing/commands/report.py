@@ -21,7 +21,10 @@ better), x100; All = mean over the three tasks (empty when a model lacks a task)
 A model run at two or more context lengths also gets its effective context length per task: the
 longest tested length up to which every tested length has avg >= --min-avg (default 80) and a
 CI gap <= --max-gap (default 20). The CI gap is max(0, highest bucket CI low - lowest bucket CI
-high): the part of the gap that the buckets' 95% bootstrap CIs cannot explain (docs/plots.md).
+high): the part of the gap that the buckets' 95% bootstrap CIs cannot explain. Its 95% bounds
+apply the same rule with every interval inside (low) or reaching (high) the thresholds, and the
+peers' definitions are printed beside it: RULER's (avg >= 85.6, a reference model's short-context
+score) and NoLiMa's (avg >= 85% of the model's own shortest-length avg) (docs/plots.md).
 
 examples:
   val-probing report results/

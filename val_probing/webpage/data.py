@@ -168,6 +168,8 @@ def _effective(found: Sequence[EffectiveLength]) -> list[dict[str, Any]]:
             "model": e.model,
             "task": e.task,
             "effective": e.text(),
+            "bounds": e.interval_text(),
+            "peers": [{"name": p.name, "rule": p.rule, "text": p.text()} for p in e.peers],
             "min_avg": e.min_avg,
             "max_gap": e.max_gap,
             "uses_ci": e.uses_ci,

@@ -292,13 +292,19 @@
   if (D.effective.length) {
     var es = section("Effective context length", "effective");
     var e0 = D.effective[0];
-    es.appendChild(el("p", { class: "note" }, "Longest tested length up to which every length has avg >= " +
-      e0.min_avg + " and CI gap <= " + e0.max_gap + " (docs/plots.md). Tested: avg / CI gap, ✓ passes."));
-    es.appendChild(table(["Model", "Task", "Effective", "Tested"], D.effective.map(function (e) {
-      return { model: e.model, cells: [e.model, taskName(e.task), e.effective, e.checks.map(function (c) {
-        return c.length + " " + fmt(c.avg) + "/" + fmt(c.ci_gap) + (c.passes ? " ✓" : "");
-      }).join(", ") + (e.uses_ci ? "" : " (no CIs: plain gap)")] };
-    })));
+    es.appendChild(el("p", { class: "note" }, "Ours: longest tested length up to which every length has avg >= " +
+      e0.min_avg + " and CI gap <= " + e0.max_gap + "; 95% bounds: the same with every interval inside " +
+      "(low) or reaching (high) the thresholds. RULER: avg above a reference model's short-context " +
+      "score; NoLiMa: avg >= 85% of the model's own shortest-length avg; point [95% bounds]. " +
+      "Tested: avg / CI gap, ✓ passes (docs/plots.md)."));
+    var peerHead = e0.peers.map(function (p) { return p.name + " (" + p.rule + ")"; });
+    es.appendChild(table(["Model", "Task", "Effective", "95% bounds"].concat(peerHead, ["Tested"]),
+      D.effective.map(function (e) {
+        return { model: e.model, cells: [e.model, taskName(e.task), e.effective, e.bounds].concat(
+          e.peers.map(function (p) { return p.text; }), [e.checks.map(function (c) {
+            return c.length + " " + fmt(c.avg) + "/" + fmt(c.ci_gap) + (c.passes ? " ✓" : "");
+          }).join(", ") + (e.uses_ci ? "" : " (no CIs: plain gap)")]) };
+      })));
   }
 
   if (D.gate.length) {
