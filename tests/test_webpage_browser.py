@@ -98,7 +98,12 @@ def _covered_points(page: Any) -> int:
 
 
 def test_two_models_curves_drill_down_and_legend(browser: Any, tmp_path: Path) -> None:
-    out = write_html([SYNTHETIC, LENGTHS], tmp_path / "report.html", n_boot=50)
+    from test_closed_book import add_closed_book_run
+
+    synthetic = tmp_path / "synthetic"
+    shutil.copytree(SYNTHETIC, synthetic)
+    add_closed_book_run(synthetic / "org__u-model")
+    out = write_html([synthetic, LENGTHS], tmp_path / "report.html", n_boot=50)
     data = _data(out)
     view = Page(browser, out)
     page = view.page
@@ -112,6 +117,9 @@ def test_two_models_curves_drill_down_and_legend(browser: Any, tmp_path: Path) -
     assert _covered_points(page) == 0
     assert page.locator("#heatmaps rect.cell").count() == 3 * 8  # u-model document at 1K, 2K, 4K
     assert page.locator("#table1 tbody tr").count() == 2
+    # the closed-book floor: a line in every panel of u-model's tasks, and "above floor" in Table 1
+    assert page.locator('line.floor.closed_book[data-model="u-model"]').count() == 3 + 1 + 1
+    assert "Document above floor" in page.locator("#table1 thead").inner_text()
     # a click on a bucket of the 4K document panel lists its questions, right -> wrong first
     panel = page.locator('figure.panel[data-task="document"][data-length="4K"]')
     panel.locator('g.curve[data-model="flat-model"] circle.pt[data-bucket="3"]').click()

@@ -98,6 +98,7 @@ class Row:
 
 def table_rows(results: Sequence[TaskResult], *, context_length: int | None = None) -> list[Row]:
     """Rows sorted by label; one cell per task the row has."""
+    results = [r for r in results if not r.closed_book]  # floors, not rows
     labels = curve_labels(results)
     chosen = select_curves(results, context_length)
     cells: dict[str, dict[str, Cell]] = {}
@@ -321,7 +322,7 @@ def effective_lengths(
         raise ValueError("min_avg / max_gap / ruler_threshold / nolima_fraction: NaN threshold")
     grouped: dict[tuple[str, str], list[TaskResult]] = {}
     for r in keep_latest(results):
-        if r.context_length is not None:
+        if r.context_length is not None and not r.closed_book:
             grouped.setdefault((r.model, r.task), []).append(r)
     out: list[EffectiveLength] = []
     order: dict[str, int] = {f: i for i, f in enumerate(FAMILIES)}

@@ -42,18 +42,12 @@ from val_probing.results.readers import read_json
 
 PAGE_FORMAT = 1
 DEFAULT_ANSWER_CHARS = 2000
-CLOSED_BOOK = "closed_book"
 CONSTANT_FLOOR = "constant_answer_floor"
 
 
 def _num(value: float) -> float | None:
     """A JSON number (rounded to 4 decimals) or null for NaN."""
     return None if math.isnan(value) else round(value, 4)
-
-
-def is_closed_book(result: TaskResult) -> bool:
-    """True for a run asked without its context (task metadata ``closed_book: true``)."""
-    return result.metadata.get(CLOSED_BOOK) is True
 
 
 def _curve(result: TaskResult, label: str) -> dict[str, Any]:
@@ -124,16 +118,27 @@ def _question_sets(curves: Sequence[tuple[TaskResult, str]], answer_chars: int) 
     return out
 
 
-def _floors(results: Sequence[TaskResult], labels: Mapping[tuple[str, Path], str]) -> dict[str, Any]:
-    floors: dict[str, dict[str, dict[str, float | None]]] = {}
+def _floors(results: Sequence[TaskResult], model_of: Mapping[str, str]) -> dict[str, Any]:
+    """Per curve label and task: the closed-book floor (the mean avg of the model's closed-book
+    runs of that task) and the constant-answer floor its probe file records, each None if unknown."""
+    closed: dict[tuple[str, str], list[float]] = {}
+    constant: dict[tuple[str, str], float] = {}
     for r in results:
-        label = labels[run_key(r)]
-        entry = floors.setdefault(label, {}).setdefault(r.task, {"closed_book": None, "constant": None})
-        if is_closed_book(r):
-            entry["closed_book"] = _num(r.summary.avg)
-        constant = r.metadata.get(CONSTANT_FLOOR)
-        if isinstance(constant, int | float) and not isinstance(constant, bool):
-            entry["constant"] = _num(float(constant))
+        if r.closed_book:
+            closed.setdefault((r.model, r.task), []).append(r.summary.avg)
+        value = r.metadata.get(CONSTANT_FLOOR)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            constant[(r.model, r.task)] = float(value)
+    floors: dict[str, dict[str, dict[str, float | None]]] = {}
+    for label, model in model_of.items():
+        for task in FAMILIES:
+            book = closed.get((model, task))
+            const = constant.get((model, task))
+            if book or const is not None:
+                floors.setdefault(label, {})[task] = {
+                    "closed_book": _num(sum(book) / len(book)) if book else None,
+                    "constant": None if const is None else _num(const),
+                }
     return floors
 
 
@@ -208,7 +213,7 @@ def _provenance(
                 "probe_hash": meta.get("probe_hash"),
                 "probe_version": meta.get("probe_version"),
                 "source": meta.get("source"),
-                "closed_book": is_closed_book(r),
+                "closed_book": r.closed_book,
                 "versions": meta.get("versions") if isinstance(meta.get("versions"), dict) else None,
             }
         lengths = sorted({r.context_length for r in mine if r.context_length is not None})
@@ -216,7 +221,7 @@ def _provenance(
         out.append(
             {
                 "file": str(source),
-                "model": labels[run_key(mine[0])],
+                "model": labels.get(run_key(mine[0]), mine[0].model),
                 "model_name": str(data.get("model_name") or mine[0].model),
                 "backend": config.get("model"),
                 "model_args": model_args if isinstance(model_args, dict | str) else None,
@@ -247,14 +252,14 @@ def page_data(
         raise ValueError("results: nothing to show")
     if answer_chars < 1:
         raise ValueError(f"answer_chars: {answer_chars} is not positive")
-    labels = curve_labels(results)
-    drawn = [r for r in results if not is_closed_book(r)]
+    drawn = [r for r in results if not r.closed_book]
     if not drawn:
         raise ValueError("results: only closed-book runs (floors), no curve to draw")
+    labels = curve_labels(drawn)  # a closed-book run is no second run of its model
     model_of = {labels[run_key(r)]: r.model for r in drawn}
     rank = {m: i for i, m in enumerate(order)}
     names = sorted(model_of, key=lambda label: (rank.get(model_of[label], len(rank)), label))
-    floors = _floors(results, labels)
+    floors = _floors(results, model_of)
     thresholds: dict[str, float] = {}
     if min_avg is not None:
         thresholds["min_avg"] = min_avg

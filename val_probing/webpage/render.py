@@ -16,7 +16,7 @@ from val_probing.errors import ValProbingError
 from val_probing.outputs import check_output_file
 from val_probing.records import write_text_atomic
 from val_probing.results import DEFAULT_N_BOOT, PathLike, TaskResult, load_results
-from val_probing.webpage.data import DEFAULT_ANSWER_CHARS, is_closed_book, page_data
+from val_probing.webpage.data import DEFAULT_ANSWER_CHARS, page_data
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ def gate_blocks(results: Sequence[TaskResult], baseline: Path) -> list[dict[str,
 
     base = read_baseline(baseline)
     blocks: list[dict[str, Any]] = []
-    for model in sorted({r.model for r in results if not is_closed_book(r)}):
-        mine = [r for r in results if r.model == model and not is_closed_book(r)]
+    for model in sorted({r.model for r in results if not r.closed_book}):
+        mine = [r for r in results if r.model == model and not r.closed_book]
         try:
             result = check(base, mine)
         except GateInputError as err:
@@ -110,8 +110,8 @@ def write_html(
         raise ValProbingError("no runs given")
     if answer_chars < 1:
         raise ValProbingError(f"answer_chars: {answer_chars} is not positive")
-    results = load_results(paths, n_boot=n_boot)
-    if all(is_closed_book(r) for r in results):
+    results = load_results(paths, n_boot=n_boot, closed_book=True)
+    if all(r.closed_book for r in results):
         raise ValProbingError(
             "only closed-book runs given: they are floors, a curve needs a run with context"
         )
