@@ -79,6 +79,11 @@ def test_long_answers_are_cut_and_flagged() -> None:
     assert sorted(a[0] for a in answers) == sorted(t[:20] for t in full)
     assert sorted(a[2] for a in answers) == sorted(len(t) > 20 for t in full)
     assert any(a[2] for a in answers)
+    for curve in cut["curves"]:  # what each bucket cost, summing to the run's
+        total, buckets = curve["cost"]["total"], curve["cost"]["buckets"]
+        assert total["questions"] == 32 and total["cached_tokens"] is None
+        assert sum(b["prompt_tokens"] for b in buckets.values()) == total["prompt_tokens"] > 32 * 2000
+    assert cut["provenance"][0]["seconds"] == pytest.approx(170.38, abs=0.01)
 
 
 def test_page_is_one_file_with_no_request_and_no_early_script_end(tmp_path: Path) -> None:

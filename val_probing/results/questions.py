@@ -36,6 +36,11 @@ class Question:
     gold: str  # the gold answer
     answer: str  # the model's (filtered) response
     score: float  # reference score in [0, 1]
+    context_id: str = ""  # which context (questions with the same one share its prompt prefix)
+    context_tokens: int | None = None  # the context's length in ``tokenizer`` tokens
+    instruction: str = ""  # the question as asked
+    tokenizer: str | None = None  # what measured ``context_tokens``
+    cached_tokens: int | None = None  # prompt tokens the backend served from its prefix cache, if it says
 
 
 def _text(value: object) -> str:
@@ -49,6 +54,10 @@ def _int(doc: Mapping[str, Any], name: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ResultsError(f"{where}: field 'doc.{name}' must be a non-negative integer, got {value!r}")
     return value
+
+
+def _optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _question(obj: object, where: str) -> Question:
@@ -79,6 +88,11 @@ def _question(obj: object, where: str) -> Question:
         gold=str(doc.get("answer") or ""),
         answer=_text(obj.get("filtered_resps")) or _text(obj.get("resps")),
         score=float(score),
+        context_id=str(doc.get("context_id") or f"{length}/{set_id}"),
+        context_tokens=_optional_int(doc.get("context_tokens")),
+        instruction=str(doc.get("instruction") or ""),
+        tokenizer=doc["tokenizer"] if isinstance(doc.get("tokenizer"), str) else None,
+        cached_tokens=_optional_int(obj.get("cached_tokens")),
     )
 
 

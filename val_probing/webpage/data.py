@@ -37,6 +37,7 @@ from val_probing.report import (
     table_rows,
 )
 from val_probing.results import TaskResult
+from val_probing.results.cost import bucket_costs, run_seconds
 from val_probing.results.questions import Question, read_questions
 from val_probing.results.readers import read_json
 
@@ -50,7 +51,7 @@ def _num(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 4)
 
 
-def _curve(result: TaskResult, label: str) -> dict[str, Any]:
+def _curve(result: TaskResult, label: str, questions: Sequence[Question]) -> dict[str, Any]:
     s = result.summary
     n = s.n_buckets
     by_index = {b.index: b for b in s.buckets}
@@ -79,6 +80,7 @@ def _curve(result: TaskResult, label: str) -> dict[str, Any]:
         "gap": _num(s.gap),
         "n_samples": s.n_samples,
         "qset": _qset(result),
+        "cost": _cost(result, questions),
     }
 
 
@@ -93,11 +95,12 @@ def _questions_of(result: TaskResult) -> list[Question]:
     return [q for q in read_questions(Path(samples_file)) if q.context_length == result.context_length]
 
 
-def _question_sets(curves: Sequence[tuple[TaskResult, str]], answer_chars: int) -> dict[str, dict[str, Any]]:
+def _question_sets(
+    curves: Sequence[tuple[TaskResult, str, list[Question]]], answer_chars: int
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     index: dict[str, dict[tuple[int, int, str], int]] = {}
-    for result, label in curves:
-        questions = _questions_of(result)
+    for result, label, questions in curves:
         if not questions:
             continue
         qset = _qset(result)
@@ -116,6 +119,14 @@ def _question_sets(curves: Sequence[tuple[TaskResult, str]], answer_chars: int) 
             answers[i] = [q.answer[:answer_chars], round(q.score, 4), len(q.answer) > answer_chars]
         block["answers"][label] = answers
     return out
+
+
+def _cost(result: TaskResult, questions: Sequence[Question]) -> dict[str, Any] | None:
+    """Per bucket and in all: the curve's cost (:mod:`val_probing.results.cost`); None without samples."""
+    if not questions:
+        return None
+    per, total = bucket_costs(questions, result.summary.n_buckets)
+    return {"total": total.to_dict(), "buckets": {str(b): c.to_dict() for b, c in per.items()}}
 
 
 def _floors(results: Sequence[TaskResult], model_of: Mapping[str, str]) -> dict[str, Any]:
@@ -228,6 +239,7 @@ def _provenance(
                 "lm_eval_version": data.get("lm_eval_version"),
                 "transformers_version": data.get("transformers_version"),
                 "date": _date(data.get("date")),
+                "seconds": run_seconds(data),
                 "lengths": [length_label(x) for x in lengths] or ["official"],
                 "tasks": tasks,
             }
@@ -265,7 +277,7 @@ def page_data(
         thresholds["min_avg"] = min_avg
     if max_gap is not None:
         thresholds["max_gap"] = max_gap
-    curves = [(r, labels[run_key(r)]) for r in drawn]
+    curves = [(r, labels[run_key(r)], _questions_of(r)) for r in drawn]
     task_order: dict[str, int] = {t: i for i, t in enumerate(FAMILIES)}
     curves.sort(key=lambda c: (task_order[c[0].task], c[0].context_length or 0, names.index(c[1])))
     return {
@@ -276,7 +288,7 @@ def page_data(
         "models": names,
         "colors": model_colors(names),
         "tasks": [{"task": t, "name": TASK_NAMES[t], "title": TASK_TITLES[t]} for t in FAMILIES],
-        "curves": [_curve(r, label) for r, label in curves],
+        "curves": [_curve(r, label, questions) for r, label, questions in curves],
         "questions": _question_sets(curves, answer_chars),
         "floors": floors,
         "table1": _table1(drawn, floors),

@@ -23,6 +23,10 @@
   function fmt(x, d) {
     return x === null || x === undefined ? "–" : Number(x).toFixed(d === undefined ? 1 : d);
   }
+  function tokens(n) {
+    if (n === null || n === undefined) return "?";
+    return n >= 1e6 ? (n / 1e6).toFixed(1) + "M" : n >= 1e4 ? (n / 1e3).toFixed(0) + "K" : String(n);
+  }
   function section(title, id) {
     var s = el("section", { id: id });
     s.appendChild(el("h2", {}, title));
@@ -135,6 +139,9 @@
         " (depth " + lo + "-" + hi + "%)", "score " + fmt(b.mean) +
         (b.lo !== null ? "  (95% CI " + fmt(b.lo) + "-" + fmt(b.hi) + ")" : "  (no CI: no samples)"),
         b.n + " questions; click to read them"];
+      var bc = c.cost && c.cost.buckets[String(b.i)];
+      if (bc) lines.push("cost: " + tokens(bc.prompt_tokens) + " prompt tokens, " +
+        tokens(bc.generation_tokens) + " generated");
       pt.addEventListener("mousemove", function (ev) { showTip(ev, lines); });
       pt.addEventListener("mouseleave", hideTip);
       pt.addEventListener("click", function () { drill(c, b.i); });
@@ -286,8 +293,8 @@
     return { model: r.model, cells: cells };
   }), "num"));
   t1.appendChild(el("p", { class: "note" }, "Avg = mean of the bucket means, Gap = max - min (x100); " +
-    "All = mean over the three tasks. Above floor = Avg minus the higher of the closed-book and " +
-    "constant-answer floors (what reading the context adds)."));
+    "All = mean over the three tasks." + (anyFloor ? " Above floor = Avg minus the higher of the " +
+    "closed-book and constant-answer floors (what reading the context adds)." : "")));
 
   if (D.effective.length) {
     var es = section("Effective context length", "effective");
@@ -318,15 +325,33 @@
     });
   }
 
+  var costed = D.curves.filter(function (c) { return c.cost; });
+  if (costed.length) {
+    var cs = section("Cost", "cost");
+    cs.appendChild(el("p", { class: "note" }, "Prompt tokens: context + instruction (the probes' " +
+      "tokenizer; the chat template not counted). Shareable: context tokens a prefix cache can serve " +
+      "(every question of a context but the first). Cached: what the backend reported it served " +
+      "(lm-eval's backends report nothing: –). Seconds: the whole lm-eval run, in Provenance."));
+    cs.appendChild(table(["Model", "Task", "Context", "Questions", "Prompt tokens", "Shareable",
+      "Cached", "Generated tokens", "Per question"], costed.map(function (c) {
+      var t = c.cost.total;
+      var per = t.prompt_tokens === null ? "–" : tokens(Math.round(t.prompt_tokens / t.questions)) + " + " +
+        (t.generation_tokens === null ? "?" : tokens(Math.round(t.generation_tokens / t.questions)));
+      return { model: c.model, cells: [c.model, taskName(c.task), c.length_label, t.questions,
+        tokens(t.prompt_tokens), tokens(t.shared_prefix_tokens),
+        t.cached_tokens === null ? "–" : tokens(t.cached_tokens), tokens(t.generation_tokens), per] };
+    }), "num"));
+  }
+
   var ps = section("Provenance", "provenance");
-  ps.appendChild(table(["Model", "Backend", "Lengths", "Date", "lm-eval", "transformers", "Probe hashes",
-    "File"], D.provenance.map(function (p) {
+  ps.appendChild(table(["Model", "Backend", "Lengths", "Date", "Seconds", "lm-eval", "transformers",
+    "Probe hashes", "File"], D.provenance.map(function (p) {
     var hashes = Object.keys(p.tasks).map(function (t) {
       var x = p.tasks[t];
       return t + " " + (x.probe_hash || "–") + (x.closed_book ? " (closed book)" : "");
     }).join("; ");
     return { model: p.model, cells: [p.model_name, p.backend || "–", p.lengths.join(", "), p.date || "–",
-      p.lm_eval_version || "–", p.transformers_version || "–", hashes, p.file] };
+      p.seconds === null || p.seconds === undefined ? "–" : p.seconds.toFixed(0), p.lm_eval_version || "–", p.transformers_version || "–", hashes, p.file] };
   })));
   D.provenance.forEach(function (p) {
     var extra = { model_args: p.model_args };
@@ -400,6 +425,10 @@
       rows.sort(function (x, y) { return (score(x.a[0]) || 0) - (score(y.a[0]) || 0) || x.q[3] - y.q[3]; });
     }
     var n = pair ? rows.filter(function (r) { return r.kind === "right → wrong"; }).length : 0;
+    var bcost = c.cost && c.cost.buckets[String(bucket)];
+    if (bcost) drillBox.appendChild(el("p", { class: "note" }, c.model + ", this bucket: " +
+      tokens(bcost.prompt_tokens) + " prompt tokens (" + tokens(bcost.shared_prefix_tokens) +
+      " shareable by a prefix cache), " + tokens(bcost.generation_tokens) + " generated."));
     drillBox.appendChild(el("p", { class: "note" }, rows.length + " questions" + (pair ? "; " + models[0] +
       " → " + models[1] + ": " + n + " right → wrong, listed first" : ", lowest scores first") + ". Score x100."));
     var t = el("table", { class: "questions" });
