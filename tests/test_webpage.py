@@ -139,3 +139,15 @@ def test_bad_samples_line_names_file_and_line(tmp_path: Path) -> None:
     path.write_text('{"doc": {"set_id": 0, "position_id": 5, "n_items": 3}, "ref_score": 1}\n{}\n')
     with pytest.raises(ResultsError, match=r"samples_val_code_x.jsonl:1: doc.position_id 5"):
         read_questions(path)
+
+
+def test_baseline_adds_the_gates_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = EMBEDDED.parent / "baseline.yaml"
+    out = write_html([EMBEDDED, SYNTHETIC], tmp_path / "gate.html", baseline=baseline, n_boot=50)
+    gate = {block["model"]: block for block in page_json(out.read_text(encoding="utf-8"))["gate"]}
+    same = gate["SmolLM2-135M-Instruct"]  # the run the baseline was recorded from
+    assert same["passed"] is True and same["verdict"].startswith("PASS") and "avg" in same["table"]
+    assert gate["u-model"]["passed"] is None and gate["u-model"]["verdict"].startswith("not compared")
+    missing = tmp_path / "no-baseline.yaml"
+    assert main(["html", str(EMBEDDED), "--out", str(tmp_path / "x.html"), "--baseline", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err and not (tmp_path / "x.html").exists()
