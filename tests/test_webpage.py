@@ -139,6 +139,16 @@ def test_bad_samples_line_names_file_and_line(tmp_path: Path) -> None:
     path.write_text('{"doc": {"set_id": 0, "position_id": 5, "n_items": 3}, "ref_score": 1}\n{}\n')
     with pytest.raises(ResultsError, match=r"samples_val_code_x.jsonl:1: doc.position_id 5"):
         read_questions(path)
+    path.write_text("[1, 2]\n")
+    with pytest.raises(ResultsError, match=r"samples_val_code_x.jsonl:1: missing field 'doc'"):
+        read_questions(path)
+    good = '{"doc": {"set_id": 0, "position_id": 1, "n_items": 3, "key": "k"}, "ref_score": 0.5}'
+    path.write_text(good + "\n" + good[:20])  # a run killed while writing its last line
+    (question,) = read_questions(path)
+    assert (question.key, question.score, question.depth) == ("k", 0.5, 0.5)
+    path.write_text(good[:20] + "\n" + good + "\n")
+    with pytest.raises(ResultsError, match=r"samples_val_code_x.jsonl:1: malformed JSON"):
+        read_questions(path)
 
 
 def test_baseline_adds_the_gates_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

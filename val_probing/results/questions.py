@@ -9,14 +9,14 @@ last line (a run killed while writing) is dropped with a warning.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from val_probing.results.jsonl import jsonl_objects
 from val_probing.results.model import ResultsError
 from val_probing.results.readers import PREFERRED_FILTER, score_response
 
@@ -96,32 +96,12 @@ def _question(obj: object, where: str) -> Question:
     )
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a samples file, streamed (official runs' files are hundreds of MB)."""
-    try:
-        with Path(path).open(encoding="utf-8") as handle:
-            yield from enumerate(handle, start=1)
-    except (OSError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path}: cannot read the samples file ({err})") from err
-
-
 def read_questions(path: Path) -> list[Question]:
     """Every question of one samples file, in file order (one filter: ``"none"``, else the first)."""
     rows: list[tuple[str, Question]] = []
-    broken: tuple[int, json.JSONDecodeError] | None = None
-    for lineno, line in _lines(path):
-        if not line.strip():
-            continue
-        if broken is not None:
-            raise ResultsError(f"{path}:{broken[0]}: malformed JSON ({broken[1].msg})") from broken[1]
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            broken = (lineno, err)
-            continue
-        rows.append((str(obj.get("filter", PREFERRED_FILTER)), _question(obj, f"{path}:{lineno}")))
-    if broken is not None:
-        log.warning("%s:%d: last line is truncated (a run stopped while writing?); ignored", path, broken[0])
+    for lineno, obj in jsonl_objects(path):
+        question = _question(obj, f"{path}:{lineno}")  # checks that the line is an object first
+        rows.append((str(obj.get("filter", PREFERRED_FILTER)), question))
     filters = sorted({f for f, _q in rows})
     keep = PREFERRED_FILTER if PREFERRED_FILTER in filters or not filters else filters[0]
     return [q for f, q in rows if f == keep]
