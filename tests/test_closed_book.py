@@ -106,3 +106,31 @@ def test_only_closed_book_runs_are_refused(runs: Path, tmp_path: Path) -> None:
         path.unlink()
     with pytest.raises(ResultsError, match="only closed-book runs"):
         load_results([runs])
+
+
+def test_report_table_one_says_what_reading_adds(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from val_probing.cli import main
+    from val_probing.report import constant_floors, floors, table_rows, to_markdown
+
+    results = load_results([runs], n_boot=20, closed_book=True)
+    assert main(["report", str(runs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[2:5] == ["Document Avg", "Document Gap↓", "Document above floor"]
+    (row,) = [line for line in lines if line.startswith("| u-model |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    opened = {r.task: r.summary.avg for r in results if not r.closed_book}
+    closed = {r.task: r.summary.avg for r in results if r.closed_book}
+    assert cells[4] == f"{opened['document'] - closed['document']:.1f}"
+    # the higher floor counts: a constant-answer floor above the closed-book one wins
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    with_constant = [
+        replace(r, metadata=MappingProxyType({**r.metadata, "constant_answer_floor": 30.0})) for r in results
+    ]
+    assert constant_floors(with_constant)[("u-model", "code")] == 30.0
+    assert floors(with_constant)[("u-model", "code")] == max(30.0, closed["code"])
+    text = to_markdown(table_rows(with_constant), floors=floors(with_constant))
+    assert "above floor" in text
+    assert "above floor" not in to_markdown(table_rows(results))  # no floors given: Table 1 as before

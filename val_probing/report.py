@@ -385,11 +385,49 @@ def effective_markdown(found: Sequence[EffectiveLength], *, digits: int = 1) -> 
     return "\n".join([title, "", *table]) + "\n"
 
 
-def to_markdown(rows: Sequence[Row], *, digits: int = 1) -> str:
-    """A GitHub Markdown table in Table 1's form (Avg and Gap↓ per task, then All)."""
+CONSTANT_FLOOR = "constant_answer_floor"  # task metadata: the score of always giving one fixed answer
+
+
+def closed_book_floors(results: Sequence[TaskResult]) -> dict[tuple[str, str], float]:
+    """Per (model, task): the mean avg of its closed-book runs (``TaskResult.closed_book``)."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for r in results:
+        if r.closed_book:
+            found.setdefault((r.model, r.task), []).append(r.summary.avg)
+    return {key: sum(v) / len(v) for key, v in found.items()}
+
+
+def constant_floors(results: Sequence[TaskResult]) -> dict[tuple[str, str], float]:
+    """Per (model, task): the constant-answer floor its probe files record (metadata
+    ``constant_answer_floor``, x100), where they do."""
+    found: dict[tuple[str, str], float] = {}
+    for r in results:
+        value = r.metadata.get(CONSTANT_FLOOR)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            found[(r.model, r.task)] = float(value)
+    return found
+
+
+def floors(results: Sequence[TaskResult]) -> dict[tuple[str, str], float]:
+    """Per (model, task): the floor a score must beat to show reading: the higher of the
+    closed-book and the constant-answer floor, where either is known."""
+    out = dict(constant_floors(results))
+    for key, value in closed_book_floors(results).items():
+        out[key] = max(value, out.get(key, value))
+    return out
+
+
+def to_markdown(
+    rows: Sequence[Row], *, digits: int = 1, floors: Mapping[tuple[str, str], float] | None = None
+) -> str:
+    """A GitHub Markdown table in Table 1's form (Avg and Gap↓ per task, then All). With
+    ``floors`` (:func:`floors`, keyed by row label and task), an "above floor" column per task:
+    Avg minus the floor, what reading the context adds."""
     header = ["Model", "Context"]
     for task in FAMILIES:
         header += [f"{TASK_NAMES[task]} Avg", f"{TASK_NAMES[task]} Gap↓"]
+        if floors:
+            header.append(f"{TASK_NAMES[task]} above floor")
     header += ["All Avg", "All Gap↓"]
     body = []
     for row in rows:
@@ -400,6 +438,10 @@ def to_markdown(rows: Sequence[Row], *, digits: int = 1) -> str:
                 fmt_number(cell.avg if cell else None, digits),
                 fmt_number(cell.gap if cell else None, digits),
             ]
+            if floors:
+                floor = floors.get((row.label, task))
+                above = None if cell is None or floor is None else cell.avg - floor
+                cells.append(fmt_number(above, digits))
         cells += [fmt_number(row.all_avg, digits), fmt_number(row.all_gap, digits)]
         body.append(cells)
     return "\n".join(markdown_table(header, body, right=range(2, len(header)))) + "\n"

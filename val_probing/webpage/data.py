@@ -32,6 +32,8 @@ from val_probing.records import FAMILIES
 from val_probing.report import (
     TASK_NAMES,
     EffectiveLength,
+    closed_book_floors,
+    constant_floors,
     effective_lengths,
     length_label,
     table_rows,
@@ -43,7 +45,6 @@ from val_probing.results.readers import read_json
 
 PAGE_FORMAT = 1
 DEFAULT_ANSWER_CHARS = 2000
-CONSTANT_FLOOR = "constant_answer_floor"
 
 
 def _num(value: float) -> float | None:
@@ -130,27 +131,21 @@ def _cost(result: TaskResult, questions: Sequence[Question]) -> dict[str, Any] |
 
 
 def _floors(results: Sequence[TaskResult], model_of: Mapping[str, str]) -> dict[str, Any]:
-    """Per curve label and task: the closed-book floor (the mean avg of the model's closed-book
-    runs of that task) and the constant-answer floor its probe file records, each None if unknown."""
-    closed: dict[tuple[str, str], list[float]] = {}
-    constant: dict[tuple[str, str], float] = {}
-    for r in results:
-        if r.closed_book:
-            closed.setdefault((r.model, r.task), []).append(r.summary.avg)
-        value = r.metadata.get(CONSTANT_FLOOR)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            constant[(r.model, r.task)] = float(value)
-    floors: dict[str, dict[str, dict[str, float | None]]] = {}
+    """Per curve label and task: the closed-book floor and the constant-answer floor
+    (:func:`val_probing.report.closed_book_floors`, :func:`~val_probing.report.constant_floors`),
+    each None when unknown; tasks with neither are left out."""
+    closed = closed_book_floors(results)
+    constant = constant_floors(results)
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
     for label, model in model_of.items():
         for task in FAMILIES:
-            book = closed.get((model, task))
-            const = constant.get((model, task))
-            if book or const is not None:
-                floors.setdefault(label, {})[task] = {
-                    "closed_book": _num(sum(book) / len(book)) if book else None,
+            book, const = closed.get((model, task)), constant.get((model, task))
+            if book is not None or const is not None:
+                out.setdefault(label, {})[task] = {
+                    "closed_book": None if book is None else _num(book),
                     "constant": None if const is None else _num(const),
                 }
-    return floors
+    return out
 
 
 def _table1(results: Sequence[TaskResult], floors: Mapping[str, Any]) -> list[dict[str, Any]]:
