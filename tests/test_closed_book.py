@@ -134,3 +134,26 @@ def test_report_table_one_says_what_reading_adds(runs: Path, capsys: pytest.Capt
     text = to_markdown(table_rows(with_constant), floors=floors(with_constant))
     assert "above floor" in text
     assert "above floor" not in to_markdown(table_rows(results))  # no floors given: Table 1 as before
+
+
+def test_the_lm_eval_task_asks_the_question_alone() -> None:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from val_probing.lm_eval_adapter import ValTask
+    from val_probing.lm_eval_tasks import TASKS_DIR
+
+    def task(meta: dict[str, object]) -> ValTask:
+        cfg = load_yaml(Path(TASKS_DIR) / "val_database.yaml")
+        cfg["metadata"] = cfg.get("metadata", {}) | _meta(**meta, max_length=4096, tokenizer="embedded")
+        return ValTask(config=cfg)
+
+    closed, opened = task({"closed_book": True}), task({})
+    assert closed.config.metadata["closed_book"] is True and opened.config.metadata["closed_book"] is False
+    assert closed.config.metadata["probe_hash"] == opened.config.metadata["probe_hash"]
+    for c_doc, o_doc in zip(closed.test_docs(), opened.test_docs(), strict=True):
+        assert closed.doc_to_text(c_doc) == c_doc["instruction"] == o_doc["instruction"]
+        assert len(opened.doc_to_text(o_doc)) > 5 * len(c_doc["instruction"])
+    closed.build_all_requests(limit=2)
+    assert [inst.arguments[0] for inst in closed.instances] == [
+        d["instruction"] for d in list(closed.test_docs())[:2]
+    ]
