@@ -125,6 +125,7 @@ def test_two_models_curves_drill_down_and_legend(browser: Any, tmp_path: Path) -
     panel.locator('g.curve[data-model="flat-model"] circle.pt[data-bucket="3"]').click()
     drill = page.locator("#drill")
     assert drill.is_visible()
+    assert page.locator(".pt.sel").count() == 1  # the clicked point stays marked
     rows = drill.locator("tr.q")
     block = data["questions"]["document/4096"]
     expected = [r for r in block["rows"] if r[1] * 8 // r[2] == 3]

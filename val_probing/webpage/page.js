@@ -144,8 +144,8 @@
         tokens(bc.generation_tokens) + " generated");
       pt.addEventListener("mousemove", function (ev) { showTip(ev, lines); });
       pt.addEventListener("mouseleave", hideTip);
-      pt.addEventListener("click", function () { drill(c, b.i); });
-      pt.addEventListener("keydown", function (ev) { if (ev.key === "Enter") drill(c, b.i); });
+      pt.addEventListener("click", function () { drill(c, b.i, pt); });
+      pt.addEventListener("keydown", function (ev) { if (ev.key === "Enter") drill(c, b.i, pt); });
       g.appendChild(pt);
     });
     svg.appendChild(g);
@@ -235,7 +235,7 @@
             "score " + fmt(b.mean) + (b.lo !== null ? " (95% CI " + fmt(b.lo) + "-" + fmt(b.hi) + ")" : "")];
           rect.addEventListener("mousemove", function (ev) { showTip(ev, lines); });
           rect.addEventListener("mouseleave", hideTip);
-          rect.addEventListener("click", function () { drill(c, b.i); });
+          rect.addEventListener("click", function () { drill(c, b.i, rect); });
           svg.appendChild(rect);
         });
         var t = sv("text", { x: left + j * cw + cw / 2, y: top + nb * ch + 14, class: "tick",
@@ -385,7 +385,10 @@
     return td;
   }
 
-  function drill(c, bucket) {
+  function drill(c, bucket, from) {
+    var old = document.querySelectorAll(".sel");
+    for (var k = 0; k < old.length; k++) old[k].classList.remove("sel");
+    if (from) from.classList.add("sel");
     var qs = D.questions[c.qset];
     drillBox.textContent = "";
     drillBox.hidden = false;
