@@ -161,3 +161,19 @@ def test_baseline_adds_the_gates_verdict(tmp_path: Path, capsys: pytest.CaptureF
     missing = tmp_path / "no-baseline.yaml"
     assert main(["html", str(EMBEDDED), "--out", str(tmp_path / "x.html"), "--baseline", str(missing)]) == 2
     assert str(missing) in capsys.readouterr().err and not (tmp_path / "x.html").exists()
+
+
+def test_provenance_carries_the_recorded_versions(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(EMBEDDED, run)
+    (results,) = run.glob("results_*.json")
+    data = json.loads(results.read_text(encoding="utf-8"))
+    versions = {"python": "3.11.7", "val-probing": "0.1.0", "vllm": "0.32.0", "torch": "2.13.0+cpu"}
+    for config in data["configs"].values():
+        config["metadata"]["versions"] = versions
+    results.write_text(json.dumps(data), encoding="utf-8")
+    (prov,) = page_data(load_results([run], n_boot=20))["provenance"]
+    assert prov["tasks"]["code"]["versions"] == versions
+    assert (prov["transformers_version"], prov["lm_eval_version"]) == ("5.19.0", "0.4.13")
+    assert prov["backend"] == "vllm" and prov["model_args"]["max_model_len"] == 3072
+    assert prov["date"] == "2026-11-24 11:33 UTC" and prov["lengths"] == ["2K"]

@@ -344,14 +344,21 @@
   }
 
   var ps = section("Provenance", "provenance");
+  function stack(p) {
+    var v = null;
+    Object.keys(p.tasks).forEach(function (t) { v = v || p.tasks[t].versions; });
+    if (!v) return "–";
+    return ["val-probing", "vllm", "torch", "tokenizers", "python"].filter(function (k) { return v[k]; })
+      .map(function (k) { return k + " " + v[k]; }).join(", ") || "–";
+  }
   ps.appendChild(table(["Model", "Backend", "Lengths", "Date", "Seconds", "lm-eval", "transformers",
-    "Probe hashes", "File"], D.provenance.map(function (p) {
+    "Other versions", "Probe hashes", "File"], D.provenance.map(function (p) {
     var hashes = Object.keys(p.tasks).map(function (t) {
       var x = p.tasks[t];
       return t + " " + (x.probe_hash || "–") + (x.closed_book ? " (closed book)" : "");
     }).join("; ");
     return { model: p.model, cells: [p.model_name, p.backend || "–", p.lengths.join(", "), p.date || "–",
-      p.seconds === null || p.seconds === undefined ? "–" : p.seconds.toFixed(0), p.lm_eval_version || "–", p.transformers_version || "–", hashes, p.file] };
+      p.seconds === null || p.seconds === undefined ? "–" : p.seconds.toFixed(0), p.lm_eval_version || "–", p.transformers_version || "–", stack(p), hashes, p.file] };
   })));
   D.provenance.forEach(function (p) {
     var extra = { model_args: p.model_args };
