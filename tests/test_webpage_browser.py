@@ -21,6 +21,7 @@ from val_probing.webpage import write_html
 DATA = Path(__file__).resolve().parent / "data"
 SYNTHETIC = DATA / "runs" / "synthetic"
 LENGTHS = DATA / "runs" / "lengths"
+SCORE_JSON = DATA / "score" / "mistral-like_document.json"  # a summary without samples
 EMBEDDED = DATA / "runs" / "embedded" / "SmolLM2-135M-Instruct"
 CHROMIUM_ARGS = [
     "--headless",
@@ -103,7 +104,7 @@ def test_two_models_curves_drill_down_and_legend(browser: Any, tmp_path: Path) -
     synthetic = tmp_path / "synthetic"
     shutil.copytree(SYNTHETIC, synthetic)
     add_closed_book_run(synthetic / "org__u-model")
-    out = write_html([synthetic, LENGTHS], tmp_path / "report.html", n_boot=50)
+    out = write_html([synthetic, LENGTHS, SCORE_JSON], tmp_path / "report.html", n_boot=50)
     data = _data(out)
     view = Page(browser, out)
     page = view.page
@@ -116,7 +117,7 @@ def test_two_models_curves_drill_down_and_legend(browser: Any, tmp_path: Path) -
     assert page.locator("circle.pt").count() == sum(len(c["buckets"]) for c in data["curves"])
     assert _covered_points(page) == 0
     assert page.locator("#heatmaps rect.cell").count() == 3 * 8  # u-model document at 1K, 2K, 4K
-    assert page.locator("#table1 tbody tr").count() == 2
+    assert page.locator("#table1 tbody tr").count() == 3
     # the closed-book floor: a line in every panel of u-model's tasks, and "above floor" in Table 1
     assert page.locator('line.floor.closed_book[data-model="u-model"]').count() == 3 + 1 + 1
     assert "Document above floor" in page.locator("#table1 thead").inner_text()
@@ -132,6 +133,9 @@ def test_two_models_curves_drill_down_and_legend(browser: Any, tmp_path: Path) -
     assert rows.count() == len(expected) > 0
     assert "flat-model → u-model" in drill.inner_text()
     assert rows.first.get_attribute("class") == "q worse"  # the flat model's right answers the U-model lost
+    # a run saved without samples has a curve but no questions, and says why
+    page.locator('g.curve[data-model="mistral-like"] circle.pt').first.click()
+    assert "without --log_samples" in drill.inner_text() and drill.locator("tr.q").count() == 0
     # a heatmap cell drills down too
     page.locator('#heatmaps rect.cell[data-bucket="0"]').first.click()
     assert "bucket 0" in drill.locator("h2").inner_text()
