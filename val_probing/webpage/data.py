@@ -5,8 +5,8 @@ Layout (``PAGE_FORMAT``; the page's script reads nothing else):
 * ``models``: curve labels in the order given (the first is "before" in a two-run comparison),
   ``colors``: label -> colour (:func:`val_probing.plots.model_colors`);
 * ``curves``: one per (model, task, context length): bucket x (% of the context), mean, 95%
-  bootstrap CI (``null`` where unknown), questions per bucket, avg with its CI, gap, and the key
-  ``qset`` of its questions;
+  bootstrap CI (``null`` where unknown), questions per bucket, avg with its CI, gap, the key
+  ``qset`` of its questions and its ``cost`` per bucket and in all (:mod:`val_probing.results.cost`);
 * ``questions``: per ``qset`` (``task/length``), the questions once (set, position, n_items, depth,
   key, gold) and per model its answers and scores aligned with them (``null`` where that model was
   not asked). Questions are shared between models, so a comparison stores each key and gold once;
@@ -15,7 +15,7 @@ Layout (``PAGE_FORMAT``; the page's script reads nothing else):
   the constant-answer floor of the probe file, when known;
 * ``table1``, ``effective``: :mod:`val_probing.report`'s rows; ``gate``: the gate's rows, when given;
 * ``provenance``: per results file, the model, backend, model args, versions, probe hashes,
-  lengths and date.
+  lengths, date and seconds.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ DEFAULT_ANSWER_CHARS = 2000
 
 
 def _num(value: float) -> float | None:
-    """A JSON number (rounded to 4 decimals) or null for NaN."""
-    return None if math.isnan(value) else round(value, 4)
+    """A JSON number (rounded to 4 decimals); null for NaN (unknown) and infinities."""
+    return round(value, 4) if math.isfinite(value) else None
 
 
 def _curve(result: TaskResult, label: str, questions: Sequence[Question]) -> dict[str, Any]:
