@@ -118,9 +118,12 @@ def test_command_writes_the_page_and_prints_its_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "sub" / "r.html"
-    assert main(["html", str(SYNTHETIC), str(LENGTHS), "--out", str(out)]) == 0
+    assert main(["html", str(SYNTHETIC), str(LENGTHS), "--out", str(out), "--min-avg", "60"]) == 0
     assert str(out) in capsys.readouterr().out
-    assert page_json(out.read_text(encoding="utf-8"))["models"] == ["flat-model", "u-model"]
+    data = page_json(out.read_text(encoding="utf-8"))
+    assert data["models"] == ["flat-model", "u-model"]
+    (eff,) = data["effective"]
+    assert (eff["min_avg"], eff["max_gap"], eff["effective"]) == (60.0, 20.0, "2K")  # --min-avg is used
 
 
 def test_bad_output_path_stops_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from val_probing.commands.args import add_run_dirs, positive_int
+from val_probing.commands.args import add_effective_length, add_run_dirs, positive_int
 
 HELP = "write one offline, interactive HTML page of saved runs: curves, heatmap, Table 1, questions"
 
@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="longest answer kept in the page, in characters (default 2000; longer ones are cut)",
     )
+    add_effective_length(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         title=args.title,
         answer_chars=args.answer_chars or DEFAULT_ANSWER_CHARS,
+        min_avg=args.min_avg,
+        max_gap=args.max_gap,
     )
     print(f"report: {path} ({path.stat().st_size / 1024:.0f} KiB)")
     return 0
