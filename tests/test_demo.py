@@ -14,6 +14,7 @@ from val_probing.cli import main
 from val_probing.commands.demo import (
     LogWatcher,
     failure_tail,
+    move_run,
     run_logged,
     split_output,
     task_line,
@@ -35,6 +36,7 @@ ENGINE_OUTPUT = [
     "Processed prompts:  10%|█         | 10/96 [00:20<02:50, ...]",
     "Processed prompts:  52%|█████▏    | 50/96 [01:10<01:00, ...]",
     "Processed prompts:  53%|█████▎    | 51/96 [01:11<00:59, ...]",
+    "Processed prompts:  96%|█████████▋| 93/96 [02:10<00:05, ...]",
     "Processed prompts: 100%|██████████| 96/96 [02:23<00:00, ...]",
     "Running generate_until requests: 100%|██████████| 96/96 [02:23<00:00,  1.50s/it]",
     "2026-12-01:16:23:00 INFO     [loggers.evaluation_tracker:247] Saving results aggregated",
@@ -50,8 +52,9 @@ def test_log_watcher_turns_the_engine_output_into_a_few_status_lines() -> None:
         "  val_code: requests built (50 s)",
         "  val_database: requests built (60 s)",
         "  engine ready after 70 s; generating",
-        "  generated 50/96 prompts (50%, 50 s)",
-        "  generated 96/96 prompts (100%, 70 s)",
+        "  generated 50/96 prompts (52%, 50 s)",
+        "  generated 93/96 prompts (96%, 70 s)",
+        "  generated 96/96 prompts (100%, 80 s)",
         "  saving results and samples",
     ]
 
@@ -149,11 +152,39 @@ def test_demo_end_to_end_is_quiet_and_writes_the_figure(tmp_path: Path) -> None:
     printed = (proc.stdout + proc.stderr).splitlines()
     assert len(printed) <= 45, "\n".join(printed)
     (run_dir,) = {p.parent for p in out.rglob("results_*.json")}
+    assert run_dir == out / "SmolLM2-135M-Instruct"  # as the README says, not the model's whole path
     figure = run_dir / "position_curves.png"
+    page = run_dir / "report.html"
+    assert page.stat().st_size > 10_000 and f"report:  {page}" in proc.stdout
     assert figure.read_bytes().startswith(b"\x89PNG")
     assert (run_dir / "summary.md").is_file() and (out / "lm_eval.log").stat().st_size > 10_000
     assert f"figure:  {figure}" in proc.stdout and f"log:     {out / 'lm_eval.log'}" in proc.stdout
     assert "| val_document |" in proc.stdout and "Processed prompts" not in proc.stdout
+
+
+def test_the_run_moves_to_a_folder_named_after_the_model(tmp_path: Path) -> None:
+    lm_eval_dir = tmp_path / "__root__.cache__val-probing__models__SmolLM2-135M-Instruct"
+    lm_eval_dir.mkdir()
+    new, old = "2026-12-01T16-23-00.1", "2026-11-30T10-00-00.1"
+    for stamp in (new, old):
+        (lm_eval_dir / f"results_{stamp}.json").write_text("{}")
+        for task in ("val_code", "val_document"):
+            (lm_eval_dir / f"samples_{task}_{stamp}.jsonl").write_text("")
+    target = tmp_path / "SmolLM2-135M-Instruct"
+    (moved,) = move_run([lm_eval_dir / f"results_{new}.json"], target)
+    assert moved == target / f"results_{new}.json"
+    assert sorted(p.name for p in target.iterdir()) == [
+        f"results_{new}.json",
+        f"samples_val_code_{new}.jsonl",
+        f"samples_val_document_{new}.jsonl",
+    ]
+    assert sorted(p.name for p in lm_eval_dir.iterdir()) == sorted(
+        [f"results_{old}.json", f"samples_val_code_{old}.jsonl", f"samples_val_document_{old}.jsonl"]
+    )  # an earlier run is left where it was
+    (again,) = move_run([moved], target)  # already in place: nothing moves
+    assert again == moved and moved.is_file()
+    (last,) = move_run([lm_eval_dir / f"results_{old}.json"], target)
+    assert not lm_eval_dir.exists() and last.is_file()  # the emptied folder is removed
 
 
 def test_demo_counts_must_be_positive_integers(capsys: pytest.CaptureFixture[str]) -> None:

@@ -193,6 +193,70 @@ def test_effective_length_is_the_longest_length_up_to_which_every_length_passes(
     assert effective_lengths(runs[:1]) == []  # one length: no effective length
 
 
+def _with_avg_ci(result: TaskResult, low: float, high: float) -> TaskResult:
+    from dataclasses import replace
+
+    return replace(result, summary=replace(result.summary, avg_ci=(low, high)))
+
+
+def test_effective_length_interval_and_the_peers_definitions(results: list[TaskResult]) -> None:
+    from val_probing.report import effective_lengths
+
+    base = _result(results, "u-model", "code")
+    narrow = {"lows": [85, 80], "highs": [95, 92]}  # CI gap 0, widest gap 15
+    runs = [
+        _with_avg_ci(_with_summary(base, 1024, 90, **narrow), 85, 95),  # passes for certain
+        _with_avg_ci(_with_summary(base, 2048, 82, **narrow), 76, 88),  # passes, not for certain
+        _with_avg_ci(_with_summary(base, 4096, 70, **narrow), 60, 81),  # fails, but may pass
+        _with_avg_ci(_with_summary(base, 8192, 50, **narrow), 40, 60),  # fails for certain
+    ]
+    (found,) = effective_lengths(runs, min_avg=80, max_gap=20)
+    assert (found.length, found.low, found.high) == (2048, 1024, 4096)
+    assert found.interval_text() == "1K – 4K"
+    assert [(c.surely_passes, c.may_pass) for c in found.checks] == [
+        (True, True),
+        (False, True),
+        (False, True),
+        (False, False),
+    ]
+    # the widest gap the bucket CIs allow decides "for certain" too: 15 passes max_gap 20, not 10
+    (strict,) = effective_lengths(runs, min_avg=80, max_gap=10)
+    assert (strict.length, strict.low, strict.high) == (2048, None, 4096)
+    assert strict.interval_text() == "< 1K – 4K"
+    ruler, nolima = found.peers
+    assert (ruler.name, ruler.threshold) == ("RULER", 85.6)
+    assert (ruler.length, ruler.low, ruler.high) == (1024, None, 2048)  # 90 >= 85.6 > 82; CI low 85
+    assert ruler.text() == "1K [< 1K – 2K]"
+    assert nolima.threshold == pytest.approx(0.85 * 90)  # 85% of its own shortest-length avg
+    assert (nolima.length, nolima.low, nolima.high) == (2048, 1024, 4096)
+    (loose,) = effective_lengths(runs, min_avg=80, max_gap=20, ruler_threshold=40, nolima_fraction=0.6)
+    assert loose.peers[0].length == 8192 and loose.peers[1].length == 4096  # 0.6 * 90 = 54 > 50
+    # without CIs the bounds are unknown, the point estimates stay
+    from dataclasses import replace
+
+    nan = float("nan")
+    bare = [
+        replace(r, summary=replace(r.summary, avg_ci=(nan, nan), buckets=tuple(
+            replace(b, ci=(nan, nan)) for b in r.summary.buckets
+        )))
+        for r in runs
+    ]  # fmt: skip
+    (unknown,) = effective_lengths(bare, min_avg=80, max_gap=20)
+    assert (unknown.length, unknown.low, unknown.high) == (2048, None, None)
+    assert unknown.interval_text() == "unknown (no CIs)" and unknown.peers[0].text() == "1K"
+
+
+def test_effective_length_bounds_hold_on_real_bootstrap_cis(results: list[TaskResult]) -> None:
+    from val_probing.report import effective_lengths
+
+    for e in effective_lengths(results, min_avg=60, max_gap=30):
+        assert e.uses_ci
+        rank = {None: 0, **{c.length: i + 1 for i, c in enumerate(e.checks)}}
+        assert rank[e.low] <= rank[e.length] <= rank[e.high]
+        for p in e.peers:
+            assert rank[p.low] <= rank[p.length] <= rank[p.high]
+
+
 def test_report_prints_the_effective_length_with_settable_thresholds(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "plot": "plot",
     "report": "report",
+    "html": "webpage",
     "baseline": "baseline",
     "check": "check",
     "calibrate": "calibrate",

@@ -164,14 +164,18 @@ def load_probe_set(opts: ValOptions) -> ProbeSet:
         context_id = ids.get(ex.context)
         if context_id is None:
             context_id = ids[ex.context] = f"{_context_label(length)}/{ex.set_id}/{len(ids)}"
-            contexts[context_id] = ex.context
-        docs.append(_doc(ex, context_id, context_index[(length or 0, ex.set_id)], n_buckets, length))
+            contexts[context_id] = "" if opts.closed_book else ex.context  # closed book: no context
+        doc = _doc(ex, context_id, context_index[(length or 0, ex.set_id)], n_buckets, length)
+        docs.append(doc | {"closed_book": True} if opts.closed_book else doc)
     floor = probe_floor([t.example for t in tagged])
     return ProbeSet(docs=docs, contexts=contexts, probe_hash=probe_hash, n_buckets=n_buckets, floor=floor)
 
 
 def render_prompt(template: Template, context: str, instruction: str) -> str:
-    """The prompt text: neutral (``plain``) or the FILM-7B training template (``film``)."""
+    """The prompt text: neutral (``plain``) or the FILM-7B training template (``film``); with no
+    context (``closed_book``), the instruction alone."""
+    if not context and template == "plain":
+        return instruction
     if template == "film":
         return film_prompt(context, instruction)
     return f"{context}\n\n{instruction}"

@@ -44,6 +44,7 @@ VAL_OPTIONS: dict[str, str] = {
     "skip_ambiguous": "official: leave out rows whose key occurs twice in the context (default true)",
     "template": "plain | film (default plain: context, blank line, instruction)",
     "check_length": "refuse prompts that do not fit the model (default true)",
+    "closed_book": "ask the same questions without their context: the floor of guessing (default false)",
 }
 BUILT_ONLY: tuple[str, ...] = ("context_length", "max_seq_lengths", "pool", "sets", "positions", "seed")
 OFFICIAL_ONLY: tuple[str, ...] = ("data", "skip_ambiguous")
@@ -126,6 +127,7 @@ class ValOptions:
     skip_ambiguous: bool = True
     template: Template = "plain"
     check_length: bool = True
+    closed_book: bool = False  # the questions without their context (issue 23)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -178,6 +180,8 @@ class ValOptions:
         for name in ("skip_ambiguous", "check_length"):
             if name in meta:
                 kwargs[name] = as_bool(name, meta[name])
+        if "closed_book" in meta:
+            kwargs["closed_book"] = as_bool("closed_book", meta["closed_book"])
         if "template" in meta:
             kwargs["template"] = _choice("template", str(meta["template"]), TEMPLATES)
         if source == "official":

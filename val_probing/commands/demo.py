@@ -35,8 +35,9 @@ EPILOG = """\
 Steps: convert the embedded model once (cached), build the probes offline (embedded pool, the
 model's tokenizer), run val_document, val_code and val_database with
 `lm_eval --model vllm --apply_chat_template --log_samples` (prefix caching on: every question of a
-set shares its context), then print avg, gap and per-bucket scores, write them as summary.md and
-the position curves as position_curves.png next to lm-eval's results. About 4-5 minutes on 2 CPU
+set shares its context), then print avg, gap and per-bucket scores, write them as summary.md, the
+position curves as position_curves.png and the interactive page report.html (one offline file)
+next to lm-eval's results in OUT/<model>/. About 4-5 minutes on 2 CPU
 cores with the defaults.
 
 Output is one status line per stage and the generation progress; everything vLLM and lm-eval
@@ -226,7 +227,8 @@ class LogWatcher:
             if step is not None and step not in self._printed_steps:
                 self._printed_steps.update(s for s in PROGRESS_STEPS if s <= step)
                 elapsed = _duration(now - self.generating_since)
-                return [f"  generated {done}/{total} prompts ({step}%, {elapsed})"]
+                # the bar's own share: a bar that jumps past a step (93/96) is 96%, not the step crossed
+                return [f"  generated {done}/{total} prompts ({pct}%, {elapsed})"]
         return []
 
 
@@ -354,11 +356,38 @@ def _new_results(out: Path, before: set[Path]) -> list[Path]:
     return sorted(p for p in out.rglob("results_*.json") if p not in before)
 
 
+def run_files(results_path: Path) -> list[Path]:
+    """One lm-eval run's files: its ``results_<stamp>.json`` and the ``samples_*_<stamp>.jsonl`` beside it."""
+    stamp = results_path.stem.removeprefix("results_")
+    return [results_path, *sorted(results_path.parent.glob(f"samples_*_{stamp}.jsonl"))]
+
+
+def move_run(produced: Sequence[Path], target: Path) -> list[Path]:
+    """Move the runs' files into ``target`` (lm-eval names its folder after the model's whole path,
+    ``__root__.cache__...__SmolLM2-135M-Instruct``); the results files at their new place. An
+    emptied folder is removed."""
+    moved: list[Path] = []
+    with writing(target, "results folder"):
+        target.mkdir(parents=True, exist_ok=True)
+        for results_path in produced:
+            source = results_path.parent
+            if source.resolve() == target.resolve():
+                moved.append(results_path)
+                continue
+            for path in run_files(results_path):
+                path.replace(target / path.name)
+            moved.append(target / results_path.name)
+            if not any(source.iterdir()):
+                source.rmdir()
+    return moved
+
+
 def run(args: argparse.Namespace) -> int:
     from val_probing.embedded import embedded_model_dir
     from val_probing.plots import plot_position_curves, save_figure
     from val_probing.results import DEFAULT_N_BOOT, load_results
     from val_probing.serving import serving_cache_dir, serving_env, vllm_is_cpu_build, vllm_model_args
+    from val_probing.webpage import write_html
 
     check_paths(inputs={"--model": args.model}, output_folders={"--out": args.out})
     out = check_output_dir(args.out).resolve()
@@ -404,14 +433,16 @@ def run(args: argparse.Namespace) -> int:
     produced = _new_results(out, before)
     if not produced:
         raise ValProbingError(f"lm_eval finished but wrote no results_*.json under {out} (log: {log_path})")
+    produced = move_run(produced, out / (model_dir.resolve().name or "model"))
 
     _stage(4, n, "scores (reference metric, 95% bootstrap CIs)")
     results = load_results(produced, n_boot=DEFAULT_N_BOOT)
     for r in results:
         print(task_line(r))
     run_dir = produced[-1].parent
-    _stage(5, n, "summary and figure")
+    _stage(5, n, "summary, figure and HTML report")
     (figure,) = save_figure(plot_position_curves(results), run_dir / "position_curves", ["png"])
+    page = write_html(produced, run_dir / "report.html")
     wall = time.monotonic() - start
     table = summary_markdown(
         results,
@@ -424,6 +455,7 @@ def run(args: argparse.Namespace) -> int:
     print(table)
     print(f"summary: {summary_path}")
     print(f"figure:  {figure}")
+    print(f"report:  {page} (open it in a browser; it works offline)")
     print(f"lm-eval results and samples: {run_dir}")
     print(f"log:     {log_path}")
     return 0

@@ -16,12 +16,17 @@ HELP = "print the paper's Table 1 (Avg and Gap per task, All) for saved runs; --
 EPILOG = """\
 RUN_DIR is an lm-eval --output_path folder (searched for results_*.json), one results_*.json, or
 a 'val-probing score --json' file. Avg = mean of the bucket scores, Gap = max - min (lower is
-better), x100; All = mean over the three tasks (empty when a model lacks a task).
+better), x100; All = mean over the three tasks (empty when a model lacks a task). Give a
+closed-book run too (lm-eval metadata closed_book: true) and each task gets an "above floor"
+column: Avg minus what the model scores without the context.
 
 A model run at two or more context lengths also gets its effective context length per task: the
 longest tested length up to which every tested length has avg >= --min-avg (default 80) and a
 CI gap <= --max-gap (default 20). The CI gap is max(0, highest bucket CI low - lowest bucket CI
-high): the part of the gap that the buckets' 95% bootstrap CIs cannot explain (docs/plots.md).
+high): the part of the gap that the buckets' 95% bootstrap CIs cannot explain. Its 95% bounds
+apply the same rule with every interval inside (low) or reaching (high) the thresholds, and the
+peers' definitions are printed beside it: RULER's (avg >= 85.6, a reference model's short-context
+score) and NoLiMa's (avg >= 85% of the model's own shortest-length avg) (docs/plots.md).
 
 examples:
   val-probing report results/
@@ -45,7 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
     from val_probing.outputs import check_output_file, check_paths
-    from val_probing.report import effective_lengths, effective_markdown, table_rows, to_csv, to_markdown
+    from val_probing.report import (
+        effective_lengths,
+        effective_markdown,
+        floors,
+        table_rows,
+        to_csv,
+        to_markdown,
+    )
     from val_probing.results import DEFAULT_N_BOOT, load_results
 
     if args.digits < 0:
@@ -55,11 +67,13 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.csv, args.markdown):
         if path is not None:
             check_output_file(path)
-    results = load_results(args.runs, latest_only=not args.all_runs, n_boot=DEFAULT_N_BOOT)
+    results = load_results(args.runs, latest_only=not args.all_runs, n_boot=DEFAULT_N_BOOT, closed_book=True)
+    if all(r.closed_book for r in results):
+        raise ValProbingError("only closed-book runs: they are floors of a run with the context")
     rows = table_rows(results, context_length=args.context_length)
     if not rows:
         raise ValProbingError(f"no results at context length {args.context_length}")
-    markdown = to_markdown(rows, digits=args.digits)
+    markdown = to_markdown(rows, digits=args.digits, floors=floors(results))
     effective = effective_markdown(
         effective_lengths(results, min_avg=args.min_avg, max_gap=args.max_gap), digits=args.digits
     )

@@ -273,12 +273,17 @@ def load_results(
     *,
     latest_only: bool = True,
     n_boot: int | None = None,
+    closed_book: bool = False,
 ) -> list[TaskResult]:
     """Load every VAL result under ``paths`` (see the module docstring).
 
     ``paths`` is one path (``str`` or ``Path``) or a list of them. ``n_boot``: bootstrap resamples
     for the CIs of results with samples (default ``None``: no CIs now; :func:`with_ci` or
     :func:`results_frame` compute them when needed).
+
+    ``closed_book``: also return closed-book runs (task metadata ``closed_book: true``, the
+    questions without their context: floors, ``TaskResult.closed_book``). By default they are left
+    out (logged), so one saved beside a run never enters a curve, a table or the gate as a run.
 
     ``latest_only`` keeps the newest results file per (model, task, context length). Results are
     ordered by model, task (document, code, database) and context length. Raises
@@ -313,6 +318,15 @@ def load_results(
             "folders with results_*.json for tasks val_document/val_code/val_database, or "
             "'val-probing score --json' files)"
         )
+    floors = [r for r in loaded if r.closed_book]
+    if floors and not closed_book:
+        log.info("%d closed-book result(s) left out (floors: closed_book=True)", len(floors))
+        loaded = [r for r in loaded if not r.closed_book]
+        if not loaded:
+            raise ResultsError(
+                "only closed-book runs in " + ", ".join(map(str, paths)) + ": they are floors of a run "
+                "with the context, not runs (load them with closed_book=True)"
+            )
     results = keep_latest(loaded) if latest_only else loaded
     order: dict[str, int] = {f: i for i, f in enumerate(FAMILIES)}
     results.sort(key=lambda r: (r.model, order[r.task], r.context_length is None, r.context_length or 0))
@@ -321,14 +335,17 @@ def load_results(
 
 
 def keep_latest(results: Sequence[TaskResult]) -> list[TaskResult]:
-    """The newest run (file-name timestamp, then path) per (model, task, context length), in order."""
-    newest: dict[tuple[str, str, int | None], tuple[str, str]] = {}
+    """The newest run (file-name timestamp, then path) per (model, task, context length, closed
+    book or not), in order: a closed-book run never replaces the run with the context."""
+    newest: dict[tuple[str, str, int | None, bool], tuple[str, str]] = {}
     for r in results:
-        key = (r.model, r.task, r.context_length)
+        key = (r.model, r.task, r.context_length, r.closed_book)
         rank = (run_stamp(r.source) or "", str(r.source))
         if key not in newest or rank > newest[key]:
             newest[key] = rank
-    return [r for r in results if newest[(r.model, r.task, r.context_length)][1] == str(r.source)]
+    return [
+        r for r in results if newest[(r.model, r.task, r.context_length, r.closed_book)][1] == str(r.source)
+    ]
 
 
 def _warn_incomplete(results: Sequence[TaskResult]) -> None:

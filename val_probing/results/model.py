@@ -47,6 +47,11 @@ class TaskResult:
         return bool(self.samples)
 
     @property
+    def closed_book(self) -> bool:
+        """True for a run asked without its context (task metadata ``closed_book: true``): a floor."""
+        return self.metadata.get("closed_book") is True
+
+    @property
     def has_spread(self) -> bool:
         """True when the across-set std of the buckets is known (not NaN)."""
         return all(not math.isnan(b.std) for b in self.summary.buckets)
