@@ -127,7 +127,10 @@ def test_report_table_one_says_what_reading_adds(runs: Path, capsys: pytest.Capt
     from types import MappingProxyType
 
     with_constant = [
-        replace(r, metadata=MappingProxyType({**r.metadata, "constant_answer_floor": 30.0})) for r in results
+        replace(
+            r, metadata=MappingProxyType({**r.metadata, "constant_floor": {"score": 30.0, "answer": "x"}})
+        )
+        for r in results
     ]
     assert constant_floors(with_constant)[("u-model", "code")] == 30.0
     assert floors(with_constant)[("u-model", "code")] == max(30.0, closed["code"])
@@ -144,11 +147,18 @@ def test_the_lm_eval_task_asks_the_question_alone() -> None:
 
     def task(meta: dict[str, object]) -> ValTask:
         cfg = load_yaml(Path(TASKS_DIR) / "val_database.yaml")
-        cfg["metadata"] = cfg.get("metadata", {}) | _meta(**meta, max_length=4096, tokenizer="embedded")
+        # database entities are ~40 tokens each (distinct descriptions): 600 tokens hold more than 8
+        extra = {"max_length": 4096, "tokenizer": "embedded", "context_length": 600}
+        cfg["metadata"] = cfg.get("metadata", {}) | _meta(**meta) | extra
         return ValTask(config=cfg)
 
     closed, opened = task({"closed_book": True}), task({})
     assert closed.config.metadata["closed_book"] is True and opened.config.metadata["closed_book"] is False
+    # the floor the task records is the one report and the page read back
+    from val_probing.report import constant_floor_of
+
+    assert opened.probes.floor is not None
+    assert constant_floor_of(opened.config.metadata) == opened.probes.floor.score > 0
     assert closed.config.metadata["probe_hash"] == opened.config.metadata["probe_hash"]
     for c_doc, o_doc in zip(closed.test_docs(), opened.test_docs(), strict=True):
         assert closed.doc_to_text(c_doc) == c_doc["instruction"] == o_doc["instruction"]

@@ -47,6 +47,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from val_probing.plots import curve_labels, run_key, select_curves
 from val_probing.probes import get_family
@@ -385,7 +386,18 @@ def effective_markdown(found: Sequence[EffectiveLength], *, digits: int = 1) -> 
     return "\n".join([title, "", *table]) + "\n"
 
 
-CONSTANT_FLOOR = "constant_answer_floor"  # task metadata: the score of always giving one fixed answer
+# Task metadata the adapter writes (adapter/task.py): the probe set's constant-answer floor, the score
+# (x100) of giving one fixed answer to every question, as {"score": ..., "answer": ...}.
+CONSTANT_FLOOR = "constant_floor"
+
+
+def constant_floor_of(metadata: Mapping[str, Any]) -> float | None:
+    """The constant-answer floor (x100) a task's metadata records, or None where it records none."""
+    record = metadata.get(CONSTANT_FLOOR)
+    value = record.get("score") if isinstance(record, Mapping) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def closed_book_floors(results: Sequence[TaskResult]) -> dict[tuple[str, str], float]:
@@ -398,13 +410,13 @@ def closed_book_floors(results: Sequence[TaskResult]) -> dict[tuple[str, str], f
 
 
 def constant_floors(results: Sequence[TaskResult]) -> dict[tuple[str, str], float]:
-    """Per (model, task): the constant-answer floor its probe files record (metadata
-    ``constant_answer_floor``, x100), where they do."""
+    """Per (model, task): the constant-answer floor its probe set records (:func:`constant_floor_of`),
+    where it does."""
     found: dict[tuple[str, str], float] = {}
     for r in results:
-        value = r.metadata.get(CONSTANT_FLOOR)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            found[(r.model, r.task)] = float(value)
+        value = constant_floor_of(r.metadata)
+        if value is not None:
+            found[(r.model, r.task)] = value
     return found
 
 
