@@ -334,3 +334,41 @@ def test_every_task_records_the_package_versions_without_changing_its_probes() -
     again = _task("code", SLICE | {"versions": {"lm-eval": "0.0.0"}})  # read back from a results file
     assert again.probes.probe_hash == task.probes.probe_hash
     assert again.request_fingerprint == task.request_fingerprint
+
+
+# ------------------------------------------------------------------------------ errors inside lm_eval
+
+
+def test_a_val_error_inside_the_lm_eval_cli_is_one_line_and_exit_2() -> None:
+    """The README's dummy-model case without a tokenizer: lm-eval's traceback was all users saw."""
+    lm_eval_cli = Path(PY).with_name("lm_eval")
+    proc = subprocess.run(
+        [str(lm_eval_cli), "--model", "dummy", "--tasks", "val_code", "--limit", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    assert line.startswith("lm_eval: error: VAL tasks with source=built size their contexts")
+    assert "VAL_PROBING_TRACEBACK=1" in line
+
+
+def test_the_exit_hook_finds_our_error_in_a_chain_and_leaves_others_alone() -> None:
+    from val_probing.adapter import exit_hook
+
+    try:
+        try:
+            raise TaskSetupError("ours")
+        except TaskSetupError as err:
+            raise RuntimeError("lm-eval's wrapper") from err
+    except RuntimeError as outer:
+        found = exit_hook._ours(outer)
+    assert isinstance(found, TaskSetupError) and str(found) == "ours"
+    assert exit_hook._ours(ValueError("theirs")) is None
+    before = sys.excepthook
+    exit_hook.install()  # pytest is not the lm_eval command: nothing is installed
+    assert sys.excepthook is before

@@ -37,6 +37,7 @@ from typing import Any
 import datasets
 from lm_eval.api.task import ConfigurableTask
 
+from val_probing.adapter import exit_hook
 from val_probing.adapter.docs import ProbeSet, load_probe_set, render_prompt
 from val_probing.adapter.guard import (
     PromptTooLong,
@@ -64,6 +65,7 @@ class ValTask(ConfigurableTask):
     """One VAL probing task; the family comes from the YAML (``metadata: {family: ...}`` via task name)."""
 
     def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        exit_hook.install()  # under the lm_eval command, a VAL error ends as one line, exit 2
         cfg = dict(config or {})
         cfg.pop("class", None)
         meta = dict(cfg.get("metadata") or {})
