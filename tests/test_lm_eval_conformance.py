@@ -372,3 +372,59 @@ def test_the_exit_hook_finds_our_error_in_a_chain_and_leaves_others_alone() -> N
     before = sys.excepthook
     exit_hook.install()  # pytest is not the lm_eval command: nothing is installed
     assert sys.excepthook is before
+
+
+# ------------------------------------------------------------------------------ lm-eval's task checks
+
+
+@pytest.fixture(scope="module")
+def loaded_tasks() -> dict[str, Any]:
+    """The three tasks as lm-eval loads them by name (its TaskManager, the registered stubs)."""
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_defaults=True, metadata=dict(SLICE))
+    tasks: dict[str, Any] = manager.load(["val_document", "val_code", "val_database"])["tasks"]
+    return tasks
+
+
+@pytest.mark.parametrize("name", ["val_document", "val_code", "val_database"])
+def test_what_lm_evals_test_tasks_checks(loaded_tasks: dict[str, Any], name: str) -> None:
+    """lm-eval's tests/test_tasks.py, on our tasks: docs, doc_to_text, doc_to_target, requests, metrics."""
+    task = loaded_tasks[name]
+    assert task.has_test_docs() and not task.has_training_docs() and not task.has_validation_docs()
+    docs = list(task.test_docs())
+    assert len(docs) == 16
+    for doc in docs[:4]:
+        text, target = task.doc_to_text(doc), task.doc_to_target(doc)
+        assert isinstance(text, str) and text and text == text.rstrip()  # target_delimiter "" follows
+        assert isinstance(target, str) and target == doc["answer"]
+        assert doc["instruction"] in text
+    task.build_all_requests(limit=4)
+    assert len(task.instances) == 4
+    for inst in task.instances:
+        assert inst.request_type == "generate_until"
+        assert inst.arguments[1]["max_gen_toks"] == 128 and inst.arguments[1]["do_sample"] is False
+    metric_names = {m["metric"] for m in task.config.metric_list}
+    scored = task.process_results(docs[0], [task.doc_to_target(docs[0])])
+    assert set(scored) == metric_names and scored["ref_score"] == 1.0
+    assert set(task.aggregation()) == metric_names == set(task.higher_is_better())
+
+
+def test_lm_eval_validate_finds_every_task() -> None:
+    """``lm_eval validate`` (lm-eval 0.4.13 checks names only; it takes no glob: ``'val_*'`` is "not found"
+    for every task family, lm-eval's own included)."""
+    proc = subprocess.run(
+        [
+            str(Path(PY).with_name("lm_eval")),
+            "validate",
+            "--tasks",
+            "val_document,val_code,val_database,valprobing",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert "All tasks found and valid" in proc.stdout

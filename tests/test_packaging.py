@@ -58,7 +58,7 @@ def test_top_level_is_the_cards_layout() -> None:
 
 def test_wheel_carries_tasks_recipes_configs_pools_and_stubs(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for task in (*TASK_FILES, "_val_probing_base.yaml"):
+    for task in (*TASK_FILES, "_default_template_yaml"):  # lm-eval's name for a shared base, no .yaml
         assert f"val_probing/tasks_yaml/{task}" in names
     assert "val_probing/training/recipes/in2_sft.py" in names
     configs = {p.name for p in (REPO / "training" / "configs").glob("*.yaml")}
@@ -83,7 +83,8 @@ def test_entry_point_names_the_package_holding_the_yamls() -> None:
     folder = Path(importlib.import_module(ep.value).__file__ or "").parent
     assert folder.resolve() == (REPO / "tasks_yaml").resolve()
     assert set(TaskIndex.build([folder])) == TASK_NAMES
-    assert {p.name for p in folder.glob("*.yaml")} == {*TASK_FILES, "_val_probing_base.yaml"}
+    assert {p.name for p in folder.glob("*.yaml")} == set(TASK_FILES)
+    assert (folder / "_default_template_yaml").is_file()
 
 
 # --------------------------------------------------------------------------------- register / unregister

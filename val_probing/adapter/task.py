@@ -2,7 +2,7 @@
 
 The tasks ``val_document``, ``val_code`` and ``val_database`` are one class, :class:`ValTask`, named by
 ``class: !function val_probing.lm_eval_adapter.ValTask`` in the shared YAML
-(``tasks_yaml/_val_probing_base.yaml``). It
+(``tasks_yaml/_default_template_yaml``, lm-eval's name for a shared base). It
 
 * reads its probe settings from the task metadata (:mod:`val_probing.adapter.options`; lm-eval
   0.4.x also merges the ``--model_args`` into it, which is how the tokenizer and the model's length
