@@ -428,3 +428,32 @@ def test_lm_eval_validate_finds_every_task() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "All tasks found and valid" in proc.stdout
+
+
+# ------------------------------------------------------------------------------ reasoning models
+
+
+def test_reasoning_models_score_only_the_final_answer(caplog: pytest.LogCaptureFixture) -> None:
+    """An answer that never left the trace scores 0 (echoing the needle while thinking is no answer)
+    and is counted in the run and in its bucket; the 128-token budget with thinking on is warned."""
+    plain = _task("document", SLICE)
+    task = _task("document", SLICE | {"think_end_token": "</think>", "enable_thinking": True})
+    docs = list(task.test_docs())
+    doc = next(d for d in docs if d["bucket"] == 2)
+    gold = doc["answer"]
+    cut = f"<think>The context says {gold} and then"  # the budget ran out inside the trace
+    assert plain.process_results(doc, [cut])["ref_score"] > 0.5  # what scoring the trace gave
+    unfinished = task.process_results(doc, [cut])
+    assert unfinished["ref_score"] == 0.0 and unfinished["unfinished"] == 1
+    assert unfinished["unfinished_02"] == 1 and unfinished["unfinished_00"] == 0
+    for response in (gold, f"<think>hmm</think>\n{gold}"):  # stripped by lm-eval, or not (completions)
+        finished = task.process_results(doc, [response])
+        assert finished["ref_score"] == 1.0 and finished["unfinished"] == 0
+    names = {m["metric"] for m in task.config.metric_list}
+    assert {"unfinished", "unfinished_00", "unfinished_03"} <= names
+    assert not any(m["metric"].startswith("unfinished") for m in plain.config.metric_list)
+    counts = [task.process_results(d, [cut])["unfinished_02"] for d in docs]
+    assert task.aggregation()["unfinished_02"](counts) == sum(d["bucket"] == 2 for d in docs) == 4
+    with caplog.at_level("WARNING"):
+        task.build_all_requests(limit=2)
+    assert "max_gen_toks=128" in caplog.text and "--gen_kwargs max_gen_toks=" in caplog.text

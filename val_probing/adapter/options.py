@@ -51,7 +51,16 @@ OFFICIAL_ONLY: tuple[str, ...] = ("data", "skip_ambiguous")
 # package_versions(), read by the results and the gate; never part of the probes or their hash),
 # and model_args the adapter reads.
 _LM_EVAL_KEYS = frozenset({"version", "config_source", "num_fewshot", "_metadata", "versions"})
-MODEL_ARG_KEYS = ("pretrained", "model", "max_length", "max_model_len", "base_url", "truncation_side")
+MODEL_ARG_KEYS = (
+    "pretrained",
+    "model",
+    "max_length",
+    "max_model_len",
+    "base_url",
+    "truncation_side",
+    "enable_thinking",
+    "think_end_token",
+)
 _TOKENIZER_KEYS = ("tokenizer", "pretrained", "model")
 
 

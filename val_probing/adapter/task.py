@@ -47,8 +47,8 @@ from val_probing.adapter.guard import (
     model_limit,
     served_limit,
 )
-from val_probing.adapter.options import TaskSetupError, ValOptions
-from val_probing.adapter.scoring import metric_list, process_results
+from val_probing.adapter.options import TaskSetupError, ValOptions, as_bool
+from val_probing.adapter.scoring import metric_list, process_results, unfinished_metric_list
 from val_probing.adapter.served import Server
 from val_probing.build import PROBE_VERSION
 from val_probing.environment import package_versions
@@ -88,8 +88,11 @@ class ValTask(ConfigurableTask):
         self.probes: ProbeSet = load_probe_set(options)
         self.options = replace(options, n_buckets=self.probes.n_buckets)
         lengths = self.options.per_length
+        self.think_end = _think_end(meta, self.options.tokenizer)
         cfg["metric_list"] = metric_list(self.options.n_buckets, lengths)
-        cfg["process_results"] = functools.partial(process_results, lengths=lengths)
+        if self.think_end is not None:
+            cfg["metric_list"] += unfinished_metric_list(self.options.n_buckets)
+        cfg["process_results"] = functools.partial(process_results, lengths=lengths, think_end=self.think_end)
         cfg["doc_to_text"] = self.prompt
         super().__init__(config=cfg, **kwargs)
 
@@ -151,6 +154,16 @@ class ValTask(ConfigurableTask):
         )
         if cache_requests:
             self._check_cached_requests()
+        max_gen = int((self.config.generation_kwargs or {}).get("max_gen_toks", 256))
+        if self.think_end is not None and max_gen <= 128:
+            log.warning(
+                "%s: a reasoning model (think_end_token %r) with max_gen_toks=%d, the paper's budget for a "
+                "direct answer: most traces will not finish, and an answer left in the trace scores 0 "
+                "(counted under 'unfinished'). Raise it: --gen_kwargs max_gen_toks=4096",
+                self.config.task,
+                self.think_end,
+                max_gen,
+            )
         if not self.options.check_length:
             log.warning("%s: check_length=false, prompts may be cut by lm-eval", self.config.task)
             return
@@ -167,7 +180,6 @@ class ValTask(ConfigurableTask):
             return
         prompts = [inst.arguments[0] for inst in self._instances]
         contexts = [inst.doc["context_id"] for inst in self._instances]
-        max_gen = int((self.config.generation_kwargs or {}).get("max_gen_toks", 256))
         tokenizer = hf_tokenizer(counter_name)
         server = self.server if self.server is not None and chat_messages(prompts[0]) is not None else None
         longest = check_prompts_fit(
@@ -202,6 +214,22 @@ class ValTask(ConfigurableTask):
                     f"probes (doc {doc_id}); rerun with --cache_requests refresh, or delete lm-eval's "
                     "request cache (LM_HARNESS_CACHE_PATH, default lm_eval/caching/.cache)"
                 )
+
+
+def _think_end(meta: Mapping[str, Any], tokenizer: str | None) -> str | None:
+    """The reasoning model's end-of-trace mark from the model_args (``think_end_token``: a string, or a
+    token id that the tokenizer decodes); None for a model that does not think."""
+    value = meta.get("think_end_token")
+    if value in (None, ""):
+        if as_bool("enable_thinking", meta.get("enable_thinking", False)):
+            log.warning("enable_thinking without think_end_token: traces cannot be told from answers")
+        return None
+    text = str(value)
+    if text.isdigit():
+        if tokenizer is None:
+            raise TaskSetupError(f"think_end_token={text} is a token id: name the tokenizer that decodes it")
+        text = str(hf_tokenizer(tokenizer).decode([int(text)]))
+    return text
 
 
 def _prompt_text(inst: Any) -> str:
