@@ -24,6 +24,7 @@ pytest.importorskip("lm_eval")
 
 from lm_eval.models.api_models import JsonChatStr
 
+from test_lm_eval_tasks import _results, _samples, _task
 from val_probing.adapter.served import Server, served_window, server_counts
 from val_probing.environment import package_versions
 from val_probing.lm_eval_adapter import ModelLimit, PromptTooLong, TaskSetupError, ValTask, check_prompts_fit
@@ -117,27 +118,15 @@ def _env(**extra: str) -> dict[str, str]:
     }
 
 
-def _lm_eval(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [PY, "-m", "lm_eval", "--include_path", TASKS_DIR, *args]
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env or _env(), check=False)
 
 
-def _results(out: Path) -> tuple[Path, dict[str, Any]]:
-    (path,) = out.rglob("results_*.json")
-    return path, json.loads(path.read_text())
+def _lm_eval(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return _run([PY, "-m", "lm_eval", "--include_path", TASKS_DIR, *args], env)
 
 
-def _samples(results_path: Path, task: str) -> list[dict[str, Any]]:
-    (path,) = results_path.parent.glob(f"samples_{task}_*.jsonl")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _task(family: str, meta: dict[str, Any]) -> ValTask:
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    cfg = load_yaml(Path(TASKS_DIR) / f"val_{family}.yaml")
-    cfg["metadata"] = cfg.get("metadata", {}) | meta
-    return ValTask(config=cfg)
+LM_EVAL_CLI = str(Path(PY).with_name("lm_eval"))  # the console script users run
 
 
 def _chat(prompt: str) -> JsonChatStr:
@@ -294,14 +283,7 @@ def test_num_fewshot_is_refused_and_zero_is_fine(tmp_path: Path) -> None:
     with pytest.raises(TaskSetupError, match="--num_fewshot 1: VAL probing is zero-shot"):
         task.set_config("num_fewshot", 1)
     args = ["--model", "dummy", "--tasks", "val_code", "--metadata", json.dumps(SLICE), "--num_fewshot", "1"]
-    proc = subprocess.run(
-        [PY, "-m", "val_probing.cli", "eval", *args, "--output_path", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_env(),
-        check=False,
-    )
+    proc = _run([PY, "-m", "val_probing.cli", "eval", *args, "--output_path", str(tmp_path)])
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "VAL probing is zero-shot" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.rglob("results_*.json"))
@@ -341,15 +323,7 @@ def test_every_task_records_the_package_versions_without_changing_its_probes() -
 
 def test_a_val_error_inside_the_lm_eval_cli_is_one_line_and_exit_2() -> None:
     """The README's dummy-model case without a tokenizer: lm-eval's traceback was all users saw."""
-    lm_eval_cli = Path(PY).with_name("lm_eval")
-    proc = subprocess.run(
-        [str(lm_eval_cli), "--model", "dummy", "--tasks", "val_code", "--limit", "2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_env(),
-        check=False,
-    )
+    proc = _run([LM_EVAL_CLI, "--model", "dummy", "--tasks", "val_code", "--limit", "2"])
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
@@ -413,19 +387,7 @@ def test_what_lm_evals_test_tasks_checks(loaded_tasks: dict[str, Any], name: str
 def test_lm_eval_validate_finds_every_task() -> None:
     """``lm_eval validate`` (lm-eval 0.4.13 checks names only; it takes no glob: ``'val_*'`` is "not found"
     for every task family, lm-eval's own included)."""
-    proc = subprocess.run(
-        [
-            str(Path(PY).with_name("lm_eval")),
-            "validate",
-            "--tasks",
-            "val_document,val_code,val_database,valprobing",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-        check=False,
-    )
+    proc = _run([LM_EVAL_CLI, "validate", "--tasks", "val_document,val_code,val_database,valprobing"])
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "All tasks found and valid" in proc.stdout
 
