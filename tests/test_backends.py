@@ -180,6 +180,7 @@ class ServedRuns:
     base_url: str
     full: Run
     guard: Run
+    chat: Run
     completions_args: str
     cache_prefix: Path
 
@@ -226,13 +227,35 @@ def served(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, tasks_path
             tmp / "guard",
             tasks_path,
         )
+        # The chat endpoint: the server renders the same chat template; the guard counts through its
+        # /tokenize and takes the window from /v1/models (no max_length: lm-eval sends text).
+        chat = lm_eval(
+            [
+                "--model",
+                "local-chat-completions",
+                "--model_args",
+                f"model={model_dir},base_url={server.chat_url},num_concurrent=4,max_retries=2,timeout=120",
+                "--tasks",
+                ",".join(TASKS),
+            ],
+            tmp / "chat",
+            tasks_path,
+        )
         base_url = server.base_url
-    return ServedRuns(base_url, full, guard, args, cache_prefix)
+    return ServedRuns(base_url, full, guard, chat, args, cache_prefix)
 
 
 @pytest.mark.slow
 def test_local_completions_against_vllm_serve(served: ServedRuns) -> None:
     assert_task_results(served.full.check().results())
+
+
+@pytest.mark.slow
+def test_local_chat_completions_scores_as_local_completions(served: ServedRuns) -> None:
+    """The chat endpoint (JsonChatStr prompts, guard on) gives the completions run's numbers."""
+    chat = served.chat.check().results()
+    assert_task_results(chat)
+    assert task_metrics(chat) == task_metrics(served.full.check().results())
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from val_probing.registration import (
     TASK_FILES,
     RegistrationError,
     is_registered,
+    lm_eval_tasks_folder,
     register,
     unregister,
 )
@@ -58,7 +59,7 @@ def test_top_level_is_the_cards_layout() -> None:
 
 def test_wheel_carries_tasks_recipes_configs_pools_and_stubs(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for task in (*TASK_FILES, "_val_probing_base.yaml"):
+    for task in (*TASK_FILES, "_default_template_yaml"):  # lm-eval's name for a shared base, no .yaml
         assert f"val_probing/tasks_yaml/{task}" in names
     assert "val_probing/training/recipes/in2_sft.py" in names
     configs = {p.name for p in (REPO / "training" / "configs").glob("*.yaml")}
@@ -83,7 +84,8 @@ def test_entry_point_names_the_package_holding_the_yamls() -> None:
     folder = Path(importlib.import_module(ep.value).__file__ or "").parent
     assert folder.resolve() == (REPO / "tasks_yaml").resolve()
     assert set(TaskIndex.build([folder])) == TASK_NAMES
-    assert {p.name for p in folder.glob("*.yaml")} == {*TASK_FILES, "_val_probing_base.yaml"}
+    assert {p.name for p in folder.glob("*.yaml")} == set(TASK_FILES)
+    assert (folder / "_default_template_yaml").is_file()
 
 
 # --------------------------------------------------------------------------------- register / unregister
@@ -249,3 +251,65 @@ def test_eval_adds_the_include_path_only_when_the_tasks_are_not_registered() -> 
     assert lm_eval_argv(["ls", "tasks"], None) == ["ls", "tasks"]
     with pytest.raises(EvalArgumentError, match="val-probing register"):
         lm_eval_argv(argv, "/tasks")
+
+
+def _pip_uninstall_old_record(record: Path) -> None:
+    """What a second `pip install -e .` does first: delete every file the old install's RECORD lists."""
+    root = record.parent.parent
+    for line in record.read_text().splitlines():
+        path = root / line.split(",", 1)[0]
+        if path.is_file() and path != record:
+            path.unlink()
+
+
+def test_a_reinstall_that_deletes_the_stubs_is_traced_to_the_fix(tmp_path: Path) -> None:
+    from val_probing.registration import registration_problem
+
+    tasks = tmp_path / "site" / "lm_eval" / "tasks"
+    tasks.mkdir(parents=True)
+    record = _record(tmp_path)
+    register(REPO / "tasks_yaml", tasks, record)
+    assert registration_problem(tasks) is None
+    _pip_uninstall_old_record(record)
+    problem = registration_problem(tasks)
+    assert problem is not None
+    assert "val_document.yaml" in problem and "Tasks not found: val_*" in problem
+    assert "pip install -e ." in problem and "run `val-probing register` again" in problem
+    register(REPO / "tasks_yaml", tasks, record)  # the fix it names works
+    assert registration_problem(tasks) is None
+
+
+def test_register_check_reports_this_environment() -> None:
+    """This venv is registered (scripts/install.sh); --check says so, writes nothing, exit 0."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "val_probing.cli", "register", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "VAL tasks registered: lm_eval finds them" in proc.stdout
+
+
+def test_an_lm_eval_that_loads_task_plugins_gets_no_stubs(tmp_path: Path, monkeypatch, capsys) -> None:
+    """lm-eval PR #4015's hook (entry points lm_eval.tasks): stubs would define every task twice."""
+    from val_probing import cli
+    from val_probing.registration import loads_task_plugins, registration_problem
+
+    tasks = tmp_path / "lm_eval" / "tasks"
+    tasks.mkdir(parents=True)
+    (tasks / "manager.py").write_text("from importlib.metadata import entry_points\n")
+    assert not loads_task_plugins(tasks)
+    register(REPO / "tasks_yaml", tasks, None)  # an old registration, from before the hook
+    (tasks / "_plugins.py").write_text('for ep in entry_points(group="lm_eval.tasks"):\n    pass\n')
+    assert loads_task_plugins(tasks) and registration_problem(tasks) is None
+    monkeypatch.setattr("val_probing.registration.lm_eval_tasks_folder", lambda: tasks)
+    monkeypatch.setattr("val_probing.registration.installed_record", lambda: None)
+    assert cli.main(["register"]) == 0
+    out = capsys.readouterr().out
+    assert f"removed {tasks / FOLDER / 'val_code.yaml'}" in out and "no stubs needed" in out
+    assert not (tasks / FOLDER).exists()
+    assert cli.main(["register", "--check"]) == 0
+    monkeypatch.undo()
+    assert not loads_task_plugins(lm_eval_tasks_folder())  # lm-eval 0.4.13 has no hook

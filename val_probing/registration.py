@@ -219,6 +219,44 @@ def unregister(lm_eval_tasks: Path, record: Path | None) -> Change:
     return Change(folder, removed=tuple(removed))
 
 
+PLUGIN_GROUP = "lm_eval.tasks"
+"""The entry-point group of lm-eval's proposed task-plugin hook (PR #4015), which pyproject.toml declares."""
+
+
+def loads_task_plugins(lm_eval_tasks: Path) -> bool:
+    """Whether this lm-eval discovers task plugins through the ``lm_eval.tasks`` entry points itself.
+
+    Read from its source (nothing imported): its task-loading modules name the entry-point group. Then
+    the package's entry point already defines the tasks, and stubs would define every one twice.
+    """
+    for path in sorted(lm_eval_tasks.glob("*.py")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "entry_points" in text and (f'"{PLUGIN_GROUP}"' in text or f"'{PLUGIN_GROUP}'" in text):
+            return True
+    return False
+
+
+def registration_problem(lm_eval_tasks: Path) -> str | None:
+    """None when ``lm_eval --tasks 'val_*'`` will find the tasks; else what is wrong and the fix."""
+    if loads_task_plugins(lm_eval_tasks) or is_registered(lm_eval_tasks):
+        return None
+    folder = lm_eval_tasks / FOLDER
+    missing = [name for name in TASK_FILES if not (folder / name).is_file()]
+    what = (
+        f"the task stubs {', '.join(missing)} are missing from {folder}"
+        if missing
+        else f"the task stubs in {folder} are not the ones val-probing wrote"
+    )
+    return (
+        f"{what}, so lm_eval answers 'Tasks not found: val_*'. A second `pip install -e .` deletes the "
+        "stubs `val-probing register` wrote (pip removes the files the old install recorded): run "
+        '`val-probing register` again (or pass --include_path "$(val-probing tasks-path)")'
+    )
+
+
 def is_registered(lm_eval_tasks: Path) -> bool:
     """Whether every stub is in place and vouched for by the manifest."""
     folder = lm_eval_tasks / FOLDER

@@ -175,6 +175,10 @@ class Server:
     def completions_url(self) -> str:
         return f"{self.base_url}/v1/completions"
 
+    @property
+    def chat_url(self) -> str:
+        return f"{self.base_url}/v1/chat/completions"
+
 
 def serve_command(
     model: Path | str, *, host: str, port: int, max_model_len: int, cpu: bool, extra: Sequence[str] = ()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,14 +20,18 @@ from tqdm import tqdm
 from transformers import AutoConfig, AutoTokenizer
 
 from val_probing.adapter.options import TaskSetupError, as_int
+from val_probing.adapter.served import Server, served_window, server_counts
 from val_probing.errors import ValProbingError
 from val_probing.tokenizers import load_counter
+
+log = logging.getLogger(__name__)
 
 # lm-eval's own default max_length for API backends (local-completions, local-chat-completions).
 API_DEFAULT_MAX_LENGTH = 2048
 # HFLM's fallback when neither the model config nor the tokenizer names a length.
 HF_DEFAULT_MAX_LENGTH = 2048
 _SEQLEN_CONFIG_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx")
+_API_DEFAULT_SOURCE = "lm-eval's default max_length for API models"
 
 
 class PromptTooLong(ValProbingError):
@@ -50,7 +55,7 @@ def model_limit(meta: Mapping[str, Any]) -> ModelLimit | None:
         if meta.get(key) not in (None, ""):
             return ModelLimit(as_int(key, meta[key], 1), f"model_args {key}")
     if meta.get("base_url"):
-        return ModelLimit(API_DEFAULT_MAX_LENGTH, "lm-eval's default max_length for API models")
+        return ModelLimit(API_DEFAULT_MAX_LENGTH, _API_DEFAULT_SOURCE)
     pretrained = meta.get("pretrained")
     if not pretrained:
         return None
@@ -85,20 +90,35 @@ def hf_tokenizer(name: str) -> Any:
     return tokenizer
 
 
-def backend_text(tokenizer: Any, prompt: str) -> str:
-    """The text the backend tokenizes: lm-eval hands chat APIs a JSON list of messages."""
-    if prompt.startswith("[{"):
+def chat_messages(prompt: object) -> list[dict[str, Any]] | None:
+    """The message list of a chat prompt, else None.
+
+    lm-eval hands chat APIs (``local-chat-completions``, ``openai-chat-completions``) a ``JsonChatStr``
+    (a NamedTuple whose ``prompt`` is the JSON of the messages), a ``remote``-tokenizer backend a
+    plain list of messages; every other backend gets the rendered text (a ``str``).
+    """
+    value = getattr(prompt, "prompt", prompt)
+    if isinstance(value, str) and value.startswith("[{"):
         try:
-            messages = json.loads(prompt)
+            value = json.loads(value)
         except json.JSONDecodeError:
-            return prompt
-        if getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return "\n".join(str(m.get("content", "")) for m in messages)
-    return prompt
+            return None
+    if isinstance(value, list) and all(isinstance(m, dict) and "content" in m for m in value):
+        return value
+    return None
 
 
-def longest_prompt(tokenizer: Any, prompts: Sequence[str]) -> tuple[int, int]:
+def backend_text(tokenizer: Any, prompt: object) -> str:
+    """The text the backend tokenizes: a chat prompt rendered with the tokenizer's chat template."""
+    messages = chat_messages(prompt)
+    if messages is None:
+        return prompt if isinstance(prompt, str) else str(getattr(prompt, "prompt", prompt))
+    if getattr(tokenizer, "chat_template", None):
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return "\n".join(str(m.get("content", "")) for m in messages)
+
+
+def longest_prompt(tokenizer: Any, prompts: Sequence[object]) -> tuple[int, int]:
     """(index, token count) of the longest prompt, counted as the backend counts (special tokens on)."""
     i, counts = _exact_counts(tokenizer, [backend_text(tokenizer, p) for p in prompts])
     return i, counts[i]
@@ -110,7 +130,7 @@ _SHARED_PREFIX_MIN_CHARS = 4000
 _APPROX_MARGIN = 32  # tokens; far above the error of cutting at a line break
 
 
-def approx_lengths(tokenizer: Any, prompts: Sequence[str], groups: Sequence[Any]) -> list[int]:
+def approx_lengths(tokenizer: Any, prompts: Sequence[object], groups: Sequence[Any]) -> list[int]:
     """Token counts of ``prompts`` (backend view), counting each group's shared prefix once.
 
     Exact for groups whose shared prefix is short; otherwise within a few tokens (see
@@ -146,32 +166,64 @@ def _exact_counts(tokenizer: Any, texts: Sequence[str], batch: int = 32) -> tupl
 
 def check_prompts_fit(
     task: str,
-    prompts: Sequence[str],
+    prompts: Sequence[object],
     tokenizer: Any,
     limit: ModelLimit,
     max_gen_toks: int,
     groups: Sequence[Any] | None = None,
+    *,
+    server: Server | None = None,
+    truncation: str = "left",
 ) -> int:
     """Raise :class:`PromptTooLong` unless every prompt plus ``max_gen_toks`` fits; the longest length.
 
     ``groups`` (e.g. the context of each prompt) lets prompts sharing a context be counted from one
     tokenization of that context. Counts are exact wherever the outcome depends on them: when the
     estimate is within a margin of the limit, the prompts near the longest are tokenized in full.
+    Chat prompts sent to a ``server`` that counts tokens (vLLM's ``/tokenize``) are counted by the
+    server, which renders its own chat template: the longest few by the local estimate, always.
+    ``truncation`` is the side lm-eval would cut (its ``truncation_side`` model argument), named in
+    the refusal.
     """
     if not prompts:
         return 0
     approx = approx_lengths(tokenizer, prompts, groups if groups is not None else range(len(prompts)))
     top = max(approx)
-    if top + _APPROX_MARGIN + max_gen_toks <= limit.tokens:
+    chat = server is not None and chat_messages(prompts[0]) is not None
+    if not chat and top + _APPROX_MARGIN + max_gen_toks <= limit.tokens:
         return top
     near = [i for i, n in enumerate(approx) if n >= top - 2 * _APPROX_MARGIN]
-    _j, exact = _exact_counts(tokenizer, [backend_text(tokenizer, prompts[i]) for i in near])
+    exact: list[int] | None = None
+    if chat and server is not None:
+        exact = server_counts(server, [chat_messages(prompts[i]) or [] for i in near])
+        if exact is None:
+            log.info("%s: the server has no /tokenize; prompts counted with the local chat template", task)
+    if exact is None:
+        _j, exact = _exact_counts(tokenizer, [backend_text(tokenizer, prompts[i]) for i in near])
     longest = max(exact)
     if longest + max_gen_toks > limit.tokens:
         raise PromptTooLong(
             f"{task}: the longest prompt has {longest} tokens; with max_gen_toks={max_gen_toks} it needs "
             f"{longest + max_gen_toks} but the model's limit is {limit.tokens} ({limit.source}). lm-eval "
-            "would cut the prompt from the left (and the needles with it). Lower context_length, or raise "
-            "max_length / max_model_len if the model supports it."
+            f"would cut the prompt (truncation_side={truncation}: the needles with it). Lower "
+            "context_length, or raise max_length / max_model_len if the model supports it."
         )
     return longest
+
+
+def served_limit(meta: Mapping[str, Any], limit: ModelLimit | None) -> ModelLimit | None:
+    """``limit``, lowered to the window the server reports (``/v1/models``) when that is smaller.
+
+    A chat endpoint is not truncated by lm-eval (it sends text, not tokens), so there the served
+    window replaces lm-eval's 2048-token default for API models.
+    """
+    server = Server.of(meta)
+    window = served_window(server) if server is not None else None
+    if window is None or server is None:
+        return limit
+    served = ModelLimit(window, f"the server's max_model_len at {server.root}/v1/models")
+    if limit is None or window < limit.tokens:
+        return served
+    if server.chat and limit.source == _API_DEFAULT_SOURCE:
+        return served
+    return limit

@@ -48,9 +48,20 @@ VAL_OPTIONS: dict[str, str] = {
 }
 BUILT_ONLY: tuple[str, ...] = ("context_length", "max_seq_lengths", "pool", "sets", "positions", "seed")
 OFFICIAL_ONLY: tuple[str, ...] = ("data", "skip_ambiguous")
-# Keys lm-eval itself puts into task metadata, and model_args the adapter reads.
-_LM_EVAL_KEYS = frozenset({"version", "config_source", "num_fewshot", "_metadata"})
-MODEL_ARG_KEYS = ("pretrained", "model", "max_length", "max_model_len", "base_url")
+# Keys lm-eval itself puts into task metadata (and "versions", which the task records itself:
+# package_versions(), read by the results and the gate; never part of the probes or their hash),
+# and model_args the adapter reads.
+_LM_EVAL_KEYS = frozenset({"version", "config_source", "num_fewshot", "_metadata", "versions"})
+MODEL_ARG_KEYS = (
+    "pretrained",
+    "model",
+    "max_length",
+    "max_model_len",
+    "base_url",
+    "truncation_side",
+    "enable_thinking",
+    "think_end_token",
+)
 _TOKENIZER_KEYS = ("tokenizer", "pretrained", "model")
 
 

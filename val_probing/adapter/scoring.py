@@ -109,14 +109,61 @@ def summary_metrics(n_buckets: int, lengths: Sequence[int] = ()) -> list[Metric]
     ]
 
 
+UNFINISHED = "unfinished"
+
+
+def unfinished_metric(index: int | None = None) -> str:
+    """``unfinished`` (the run's count) or ``unfinished_NN`` (bucket NN's count)."""
+    return UNFINISHED if index is None else f"{UNFINISHED}_{index:02d}"
+
+
+def trace_opener(think_end: str) -> str | None:
+    """The mark that opens a reasoning trace closed by ``think_end`` (``</think>`` -> ``<think>``)."""
+    return think_end.replace("</", "<", 1) if think_end.startswith("</") else None
+
+
+def final_answer(response: str | None, think_end: str) -> str | None:
+    """The answer after a reasoning trace; None when the response never left the trace.
+
+    lm-eval's hf, vllm and chat backends keep only the text after ``think_end_token``, but a trace cut
+    by the token budget before that token comes back whole (lm-eval issue #3382), still holding the
+    mark that opened it; backends that do not strip (local-completions) return the trace and the mark.
+    """
+    if response is None:
+        return None
+    if think_end in response:
+        return response.split(think_end)[-1].lstrip()
+    opener = trace_opener(think_end)
+    return None if opener is not None and opener in response else response
+
+
+def _count(values: Iterable[int]) -> int:
+    return int(sum(values))
+
+
+def unfinished_metric_list(n_buckets: int) -> list[dict[str, Any]]:
+    """With a reasoning model: how many answers never left the trace, in the run and per bucket."""
+    names = [unfinished_metric(), *(unfinished_metric(b) for b in range(n_buckets))]
+    return [{"metric": n, "aggregation": _count, "higher_is_better": False} for n in names]
+
+
 def process_results(
-    doc: Mapping[str, Any], results: Sequence[str], *, lengths: Sequence[int] = ()
+    doc: Mapping[str, Any],
+    results: Sequence[str],
+    *,
+    lengths: Sequence[int] = (),
+    think_end: str | None = None,
 ) -> dict[str, Any]:
     """Per-sample metrics: the reference score, and the item every summary metric aggregates.
 
     ``lengths``: the run's context lengths when there are several (one ``avg_<L>``/``gap_<L>`` each).
+    ``think_end``: a reasoning model's end-of-trace mark: an answer still inside the trace scores 0
+    (its words may only echo the needle while thinking) and is counted under ``unfinished``.
     """
-    score = reference_score(doc["family"], results[0] if results else None, doc["answer"], doc["description"])
+    response = results[0] if results else None
+    answer = final_answer(response, think_end) if think_end is not None else response
+    unfinished = response is not None and answer is None
+    score = 0.0 if unfinished else reference_score(doc["family"], answer, doc["answer"], doc["description"])
     item = Item(
         int(doc["context_index"]),
         int(doc["position_id"]),
@@ -124,7 +171,13 @@ def process_results(
         score,
         int(doc.get("context_length") or 0),
     )
-    return {REF_SCORE: score} | {m.name: item for m in summary_metrics(int(doc["n_buckets"]), lengths)}
+    n_buckets = int(doc["n_buckets"])
+    out: dict[str, Any] = {REF_SCORE: score} | {m.name: item for m in summary_metrics(n_buckets, lengths)}
+    if think_end is not None:
+        bucket = int(doc["bucket"])
+        out[unfinished_metric()] = int(unfinished)
+        out |= {unfinished_metric(b): int(unfinished and b == bucket) for b in range(n_buckets)}
+    return out
 
 
 def run_summaries(

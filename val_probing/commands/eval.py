@@ -78,11 +78,13 @@ def forward(argv: list[str]) -> int:
     from lm_eval.__main__ import cli_evaluate
 
     from val_probing.lm_eval_tasks import TASKS_DIR
-    from val_probing.registration import is_registered, lm_eval_tasks_folder
+    from val_probing.registration import lm_eval_tasks_folder, registration_problem
 
-    registered = is_registered(lm_eval_tasks_folder())  # lm-eval imported above, so its folder exists
+    problem = registration_problem(lm_eval_tasks_folder())  # lm-eval imported above: its folder exists
+    if problem is not None and argv[:1] not in (["--help"], ["-h"]):
+        print(f"val-probing eval: note: {problem}. This run adds --include_path itself.", file=sys.stderr)
     try:
-        full = lm_eval_argv(argv, None if registered else TASKS_DIR)
+        full = lm_eval_argv(argv, None if problem is None else TASKS_DIR)
     except ValProbingError as err:
         print(f"val-probing eval: error: {err}", file=sys.stderr)
         return 2
