@@ -160,6 +160,8 @@ def test_the_lm_eval_task_asks_the_question_alone() -> None:
     assert opened.probes.floor is not None
     assert constant_floor_of(opened.config.metadata) == opened.probes.floor.score > 0
     assert closed.config.metadata["probe_hash"] == opened.config.metadata["probe_hash"]
+    # same probes, other prompts: lm-eval's request cache must not hand one run the other's
+    assert closed.request_fingerprint != opened.request_fingerprint
     for c_doc, o_doc in zip(closed.test_docs(), opened.test_docs(), strict=True):
         assert closed.doc_to_text(c_doc) == c_doc["instruction"] == o_doc["instruction"]
         assert len(opened.doc_to_text(o_doc)) > 5 * len(c_doc["instruction"])

@@ -114,9 +114,11 @@ class ValTask(ConfigurableTask):
     @property
     def request_fingerprint(self) -> str:
         """What the rendered requests depend on beyond lm-eval's own cache key: the probes and the
-        template (lm-eval keys ``--cache_requests`` on the task name, shots, chat template and
-        tokenizer only, not on ``--metadata``)."""
-        return digest([self.probes.probe_hash, PROBE_VERSION, self.options.template])
+        template and whether the context is in the prompt (lm-eval keys ``--cache_requests`` on the task
+        name, shots, chat template and tokenizer only, not on ``--metadata``). A closed-book prompt is
+        its open-book prompt's question alone, so the read-back check could not tell the two apart."""
+        book = "closed" if self.options.closed_book else "open"
+        return digest([self.probes.probe_hash, PROBE_VERSION, self.options.template, book])
 
     def set_config(self, key: str, value: Any, update: bool = False) -> None:
         if key == "num_fewshot" and value:
