@@ -243,6 +243,36 @@ def test_a_wheel_in_a_fresh_venv_needs_no_include_path(tmp_path: Path, wheel: Pa
     assert not (site / "val_probing").exists()
 
 
+@pytest.mark.slow
+def test_an_editable_install_keeps_its_stubs_when_installed_again(tmp_path: Path) -> None:
+    """`pip install -e .` ships the stubs itself (pip records them): a second one, after a pull or to add
+    an extra, writes them again instead of deleting what `register` listed; uninstall removes them."""
+    from val_probing.registration import stub_files
+
+    venv = tmp_path / "venv"
+    assert _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path).returncode == 0
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    deps = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "lm_eval").is_dir())
+    (site / "_deps.pth").write_text(f"{deps}\n")
+    py = str(venv / "bin" / "python")
+    pip = [py, "-m", "pip", "install", "-q", "--no-deps"]
+    done = _run([*pip, "--ignore-installed", f"lm-eval=={md.version('lm-eval')}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = site / "lm_eval" / "tasks" / FOLDER
+    expected = stub_files((REPO / "tasks_yaml").resolve())
+    for attempt in ("first", "again"):
+        done = _run([*pip, "-e", str(REPO)], cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        found = {p.name: p.read_text(encoding="utf-8") for p in folder.iterdir()}
+        assert found == expected, attempt
+    registered = _run([str(venv / "bin" / "val-probing"), "register"], cwd=tmp_path)
+    assert registered.returncode == 0 and "already registered" in registered.stdout, registered.stdout
+    listed = _run([str(venv / "bin" / "lm_eval"), "ls", "tasks"], cwd=tmp_path)
+    assert listed.returncode == 0 and all(f"|{name} " in listed.stdout for name in TASK_NAMES)
+    assert _run([py, "-m", "pip", "uninstall", "-y", "val-probing"], cwd=tmp_path).returncode == 0
+    assert not folder.exists()
+
+
 def test_eval_adds_the_include_path_only_when_the_tasks_are_not_registered() -> None:
     from val_probing.commands.eval import EvalArgumentError, lm_eval_argv
 

@@ -9,8 +9,11 @@ Two ways the stubs get there, with the same content and the same manifest:
 
 * a wheel (``pip install val-probing-*.whl``) carries them, with a path relative to site-packages
   (``setup.py`` writes them at build time through :func:`stub_files`); pip removes them on uninstall;
-* ``val-probing register`` writes them for an editable install (``scripts/install.sh`` runs it), with
-  the absolute path of the source checkout, and adds them to the installed distribution's ``RECORD`` so
+* an editable install (``pip install -e .``) carries them too, naming the source checkout's absolute
+  path: ``setup.py`` hands them to the editable wheel as data files, so pip records them, a second
+  ``pip install -e .`` writes them again and ``pip uninstall`` removes them;
+* ``val-probing register`` writes the same stubs where an install left none (``scripts/install.sh``
+  runs it; it finds them already there), and adds them to the installed distribution's ``RECORD`` so
   that ``pip uninstall val-probing`` removes them too. ``val-probing unregister`` removes them.
 
 Rules: idempotent; a file in the folder that the manifest does not vouch for (absent from it, or changed
@@ -251,9 +254,10 @@ def registration_problem(lm_eval_tasks: Path) -> str | None:
         else f"the task stubs in {folder} are not the ones val-probing wrote"
     )
     return (
-        f"{what}, so lm_eval answers 'Tasks not found: val_*'. A second `pip install -e .` deletes the "
-        "stubs `val-probing register` wrote (pip removes the files the old install recorded): run "
-        '`val-probing register` again (or pass --include_path "$(val-probing tasks-path)")'
+        f"{what}, so lm_eval answers 'Tasks not found: val_*'. A `pip install -e .` of a checkout older than "
+        "the editable install's own stubs deletes those `val-probing register` wrote (pip removes the files "
+        "the old install recorded): run `val-probing register` again (or pass --include_path "
+        '"$(val-probing tasks-path)")'
     )
 
 

@@ -10,8 +10,8 @@ EPILOG = """\
 lm-eval 0.4.13 has no task-plugin hook, so this writes one small stub per VAL task into
 lm_eval/tasks/val_probing/ (each an `include:` of the installed task YAML). Idempotent; it never
 overwrites a file it did not write; `val-probing unregister` or `pip uninstall val-probing` removes it.
-scripts/install.sh runs it; a wheel install carries the stubs already. Run it again after every
-`pip install -e .` (pip deletes the stubs the old install recorded; lm_eval then says "Tasks not found").
+scripts/install.sh runs it; a wheel and an editable install (pip install -e .) carry the stubs already,
+so it only writes them where an install left none (lm_eval then says "Tasks not found").
 An lm-eval that loads task plugins through entry points (lm_eval.tasks) needs no stubs: register then
 writes none and removes old ones, so no task is defined twice.
 
