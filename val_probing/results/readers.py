@@ -16,6 +16,7 @@ from typing import Any
 from val_probing.buckets import MODES, BucketStat, Mode, ScoredSample, Summary
 from val_probing.metrics import reference_score
 from val_probing.records import FAMILIES
+from val_probing.results.jsonl import jsonl_objects
 from val_probing.results.model import NAN, ResultsError
 
 log = logging.getLogger(__name__)
@@ -64,22 +65,11 @@ def read_samples(path: Path) -> list[tuple[int | None, ScoredSample]]:
     is a :class:`ResultsError` naming the file, line and field.
     """
     out: list[tuple[str, int | None, ScoredSample]] = []
-    broken: tuple[int, json.JSONDecodeError] | None = None
     from_responses = 0
-    with Path(path).open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            if broken is not None:  # the bad line was not the last one
-                raise ResultsError(f"{path}:{broken[0]}: malformed JSON ({broken[1].msg})") from broken[1]
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                broken = (lineno, err)
-                continue
-            length, sample, rescored = _sample_from_line(obj, f"{path}:{lineno}")
-            from_responses += rescored
-            out.append((str(obj.get("filter", PREFERRED_FILTER)), length, sample))
+    for lineno, obj in jsonl_objects(path):
+        length, sample, rescored = _sample_from_line(obj, f"{path}:{lineno}")
+        from_responses += rescored
+        out.append((str(obj.get("filter", PREFERRED_FILTER)), length, sample))
     if from_responses:
         log.info(
             "%s: %d samples without scores (a --predict_only run) scored from their responses "
@@ -87,8 +77,6 @@ def read_samples(path: Path) -> list[tuple[int | None, ScoredSample]]:
             path,
             from_responses,
         )
-    if broken is not None:
-        log.warning("%s:%d: last line is truncated (a run stopped while writing?); ignored", path, broken[0])
     filters = sorted({f for f, _l, _s in out})
     if len(filters) > 1:  # lm-eval writes one line per (question, filter)
         keep = PREFERRED_FILTER if PREFERRED_FILTER in filters else filters[0]
