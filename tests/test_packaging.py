@@ -208,15 +208,21 @@ def test_lm_eval_sees_the_tasks_with_no_include_path(tmp_path: Path, smollm2_tok
         assert f"|{name} " in listed.stdout, name
 
 
-@pytest.mark.slow
-def test_a_wheel_in_a_fresh_venv_needs_no_include_path(tmp_path: Path, wheel: Path) -> None:
-    """pip install of the wheel alone (no register) serves the tasks; pip uninstall takes the stubs away."""
+def _fresh_venv(tmp_path: Path) -> tuple[Path, Path]:
+    """(venv, its site-packages): a new venv whose heavy dependencies come from this environment, so
+    only lm-eval and val-probing are installed into it (its own)."""
     venv = tmp_path / "venv"
     assert _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path).returncode == 0
     site = next((venv / "lib").glob("python3*/site-packages"))
-    # the heavy dependencies come from this environment; lm-eval and val-probing are the venv's own
     deps = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "lm_eval").is_dir())
     (site / "_deps.pth").write_text(f"{deps}\n")
+    return venv, site
+
+
+@pytest.mark.slow
+def test_a_wheel_in_a_fresh_venv_needs_no_include_path(tmp_path: Path, wheel: Path) -> None:
+    """pip install of the wheel alone (no register) serves the tasks; pip uninstall takes the stubs away."""
+    venv, site = _fresh_venv(tmp_path)
     py = str(venv / "bin" / "python")
     lm_eval_version = md.version("lm-eval")
     pip = [py, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed"]
@@ -249,11 +255,7 @@ def test_an_editable_install_keeps_its_stubs_when_installed_again(tmp_path: Path
     an extra, writes them again instead of deleting what `register` listed; uninstall removes them."""
     from val_probing.registration import stub_files
 
-    venv = tmp_path / "venv"
-    assert _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path).returncode == 0
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    deps = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "lm_eval").is_dir())
-    (site / "_deps.pth").write_text(f"{deps}\n")
+    venv, site = _fresh_venv(tmp_path)
     py = str(venv / "bin" / "python")
     pip = [py, "-m", "pip", "install", "-q", "--no-deps"]
     done = _run([*pip, "--ignore-installed", f"lm-eval=={md.version('lm-eval')}"], cwd=tmp_path)
