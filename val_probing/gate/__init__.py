@@ -35,6 +35,7 @@ from __future__ import annotations
 from val_probing.gate.baseline_file import (
     baseline_to_yaml,
     read_baseline,
+    samples_files_beside,
     samples_path_for,
     samples_text,
     write_baseline,
@@ -118,6 +119,7 @@ __all__ = [
     "resamples_for",
     "run_environment",
     "run_settings",
+    "samples_files_beside",
     "samples_path_for",
     "samples_text",
     "sign_flip_p",
