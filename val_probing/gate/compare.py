@@ -328,11 +328,13 @@ def _compare(
         middle_p = {c.task: c.p_value or 1.0 for c in checks if c.metric == "middle"}
         middle_drop = {c.task: c.change for c in checks if c.metric == "middle"}
         alpha = stats.alpha
-        # the shape fails only when, in addition, the middle's own test is below alpha / shapes (one
-        # shape per task and the pooled level's): an improvement of the edges alone (the dip grows,
-        # the middle unchanged) then fails at most alpha of the time over all shapes together
+        # the shape fails only when, in addition, the task's middle's own test is below the tasks'
+        # share of alpha over the shapes: an improvement of the edges alone (the dip grows, the middle
+        # unchanged) then fails at most that share of the time over all shapes together, and with the
+        # pooled middle's share at most alpha in all
+        level_alpha = alpha * (1 - POOLED_SHARE) if ALL in paired else alpha  # the tasks' share
         shapes = [m.task for m in metrics if m.kind is MetricKind.SHAPE]
-        middle_level = alpha / len(shapes)
+        middle_level = level_alpha / len(shapes)
         for i, q in zip(tested, adjusted, strict=True):
             c = checks[i]
             if c.kind is MetricKind.SHAPE:
@@ -354,10 +356,10 @@ def _compare(
             f"paired tests on matched samples of {', '.join(with_samples)}: one-sided sign-flip tests of "
             f"'worse' on avg, start, middle, end and shape per task{pooled_level}, Holm-corrected over "
             f"{size} tests at alpha {alpha}{margin}; shape fails only when the middle also got worse "
-            f"(its p < alpha / {len(shapes)} shapes); buckets and gap "
+            f"(its p < {middle_level:.3g}: the tasks' alpha {level_alpha:g} / {len(shapes)} shapes); "
+            "buckets and gap "
             + ("gated too" if stats.gate_buckets else "informational (--gate-buckets to gate buckets)")
         )
-        level_alpha = alpha * (1 - POOLED_SHARE) if ALL in paired else alpha  # the tasks' share
         notes += _power_notes(checks, size, sum(m.status != "info" for m in metrics), stats, level_alpha)
     for name in order:
         if name in with_samples:
