@@ -472,6 +472,28 @@ def test_github_step_summary_is_appended(
 def test_holm_adjustment() -> None:
     assert gate.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert gate.holm([0.5]) == [0.5]
+    # weighted (the pooled middle's half of alpha against two tasks' quarters): ordered by p / w, each
+    # step multiplied by the weight left over its own
+    assert gate.holm([0.02, 0.01, 0.03], [0.5, 0.25, 0.25]) == pytest.approx([0.04, 0.04, 0.04])
+    assert gate.holm([0.01, 0.04, 0.03], [1, 1, 1]) == pytest.approx(gate.holm([0.01, 0.04, 0.03]))
+
+
+def test_the_pooled_middle_is_the_tasks_mean_and_adds_a_shared_drop_up(base_scores: Scores) -> None:
+    """A middle drop too small for any one task's tests fails on the middle pooled over the tasks."""
+    base = gate.make_baseline(in_memory(base_scores))
+    degraded = base_scores
+    for task in TASKS:  # 2 of 800 middle questions per task, spread: p = 2^-2 per task
+        degraded = degrade_middle(degraded, task, (6, 9), flips=1, seed=5)
+    same = gate.check(base, in_memory(base_scores))
+    by = {(c.task, c.metric): c for c in same.checks}
+    mean = sum(by[(t, "middle")].baseline for t in TASKS) / len(TASKS)
+    assert by[("all", "middle")].baseline == pytest.approx(mean)
+    assert by[("all", "middle")].questions == sum(by[(t, "middle")].questions or 0 for t in TASKS)
+    result = gate.check(base, in_memory(degraded))
+    by = {(c.task, c.metric): c for c in result.checks}
+    assert all((by[(t, "middle")].p_value or 1) > 0.2 for t in TASKS)
+    assert by[("all", "middle")].p_value == pytest.approx(0.5**6)  # 6 questions, every one worse
+    assert {(c.task, c.metric) for c in result.failures} == {("all", "middle")}
 
 
 def test_small_slices_say_which_tests_cannot_fail(base_scores: Scores) -> None:
