@@ -3,7 +3,8 @@
 Every simulated run is a list of ``TaskResult`` (the three VAL tasks, per-sample scores as lm-eval
 logs them) built in memory; the baseline is ``gate.make_baseline`` of one draw and the check is
 ``gate.check``, the library function ``val-probing check`` calls (default settings: the fixed family
-avg / start / middle / end / shape per task, Holm, buckets informational). Baseline and rerun are
+avg / start / middle / end / shape per task and the middle pooled over the tasks, weighted Holm,
+buckets informational). Baseline and rerun are
 drawn independently from per-question success probabilities:
 
 * null: the same probabilities (rerun noise): every failure is a false alarm;
@@ -11,6 +12,8 @@ drawn independently from per-question success probabilities:
   "midh -d": the middle HALF (the default middle region, depth 0.25-0.75);
 * "uniform -10" / "uniform +10" everywhere; "edges +20": the first and last two of 16 buckets (the
   first and last 1/8 of depth) +20; "last +25": the last 1/16 of depth +25 (better models: must pass);
+* "code only: midh -20": the middle half of one task (code, 0/1 scores: the noisiest) loses 20 points
+  (the others unchanged: what the per-task tests are for);
 * "collapse": the embedded layout's middle half loses 30 points and the edge quarters gain 30 (avg
   unchanged: the issue's middle collapse);
 * "rise: mid -15, last +15": a rising curve (0.5 -> 0.9 with depth) whose middle half loses 15 and
@@ -112,6 +115,7 @@ EFFECTS: Sequence[tuple[str, Truth, bool, str | None]] = (
     ("uniform +10", uniform(10), False, None),
     ("edges +20", depth_shift((0.0, 0.125, 20), (0.875, 1.0, 20)), False, None),
     ("last +25", depth_shift((0.9375, 1.0, 25)), False, None),
+    ("code only: midh -20", depth_shift((0.25, 0.75, -20), tasks=frozenset({"code"})), True, None),
     ("collapse", depth_shift((0.0, 0.25, 30), (0.25, 0.75, -30), (0.75, 1.0, 30)), True, "embedded"),
     ("rise: mid -15, last +15", depth_shift((0.25, 0.75, -15), (0.9375, 1.0, 15)), True, "rising"),
 )
@@ -135,8 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n_null = args.null_draws or (100 if args.quick else 400)
     n_effect = args.effect_draws or (40 if args.quick else 100)
-    print(f"alpha {ALPHA} (one-sided; Holm over avg, start, middle, end, shape x 3 tasks, less any that "
-          "cannot reach significance at the size); "
+    print(f"alpha {ALPHA} (one-sided; weighted Holm: half of alpha to the middle pooled over the tasks, "
+          "half to avg, start, middle, end, shape x 3 tasks, less any that cannot reach significance "
+          "at the size); "
           f"{n_null} null draws, {n_effect} per effect; cells: draws that FAIL [95% CI]")  # fmt: skip
     head = ["run", "q/bucket", "null (false alarms)", "failing", *(e[0] for e in EFFECTS)]
     print("| " + " | ".join(head) + " |")

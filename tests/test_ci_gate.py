@@ -5,14 +5,13 @@ real lm_eval CLI) runs with its default settings exactly as a user runs it, and 
 compares it with tests/data/runs/embedded/baseline.yaml, recorded from the same command. A changed
 probe builder, prompt, scorer or serving setting that moves the curve fails here with the gate's
 paired tests; a change to the probe settings is exit 2, never a silent pass. At this size (2 sets x 16
-positions, 8 buckets) each task's avg, middle (16 questions) and shape are tested; start and end (8
-questions each) cannot reach significance and are reported as low power; buckets and gap are
-informational (docs/ci-gate.md has the power per slice).
+positions, 8 buckets) each task's avg, middle (16 questions) and shape and the pooled level's (all three
+tasks together) are tested; start and end (8 questions each) cannot reach significance and are
+reported as low power; buckets and gap are informational (docs/ci-gate.md has the power per slice).
 
-To re-record after an intended change (say why in the commit):
-    val-probing demo --out /tmp/run && rm -rf tests/data/runs/embedded/HuggingFaceTB__SmolLM2-135M-Instruct \
-        && cp -r /tmp/run/* tests/data/runs/embedded/ \
-        && val-probing baseline tests/data/runs/embedded --out tests/data/runs/embedded/baseline.yaml
+The shipped run is tests/data/runs/embedded/SmolLM2-135M-Instruct. To re-record the baseline after an
+intended change of it (say why in the commit), one command:
+    val-probing baseline tests/data/runs/embedded --out tests/data/runs/embedded/baseline.yaml
 (the baseline replaces its pair, baseline.yaml + baseline.samples.<hash>.jsonl, as one unit: commit both)
 """
 

@@ -224,9 +224,11 @@ def test_identical_rerun_passes(baseline_file: Path, base_scores: Scores, tmp_pa
     assert check_cli(run, baseline_file) == 0
     result = gate.check(gate.read_baseline(baseline_file), load_results([run], n_boot=10))
     assert result.paired and result.passed
-    # the fixed family (avg, start, middle, end, shape) is tested; buckets and gap are informational
-    assert len(result.checks) == len(TASKS) * (5 + N_BUCKETS + 1)
-    assert len(result.gated) == len(TASKS) * 5
+    # the fixed family (avg, start, middle, end, shape per task, and the middle pooled over the
+    # tasks) is tested; buckets and gap are informational
+    assert len(result.checks) == len(TASKS) * (5 + N_BUCKETS + 1) + 1
+    assert len(result.gated) == len(TASKS) * 5 + 1
+    assert [(c.task, c.metric) for c in result.checks][-1] == ("all", "middle")
     assert {c.metric for c in result.gated} == {"avg", "start", "middle", "end", "shape"}
     assert all(c.change == pytest.approx(0, abs=1e-9) for c in result.checks)
     assert all(c.p_value == 1.0 for c in result.gated)
@@ -249,11 +251,13 @@ def test_a_middle_drop_fails_on_the_pooled_middle_region_and_the_shape(
     assert by[("code", "middle")].method == "McNemar exact"
     assert by[("code", "middle")].p_value == pytest.approx(0.5**30)
     assert by[("code", "middle")].questions == 800
-    # the pooled tests fail; the edges did not move, so they pass; buckets are reported, not gated
+    # the pooled tests fail (the middle pooled over the tasks too); the edges did not move, so they
+    # pass; buckets are reported, not gated
     assert {(c.task, c.metric) for c in result.failures} == {
         ("code", "avg"),
         ("code", "middle"),
         ("code", "shape"),
+        ("all", "middle"),
     }
     assert by[("code", "start")].status == by[("code", "end")].status == "pass"
     bucket = by[("code", "bucket_07")]
@@ -264,16 +268,18 @@ def test_a_middle_drop_fails_on_the_pooled_middle_region_and_the_shape(
     assert "code | middle" in md.read_text() and "REGRESSION" in md.read_text()
     root = ElementTree.fromstring(xml.read_text())
     cases = root.findall(".//testcase")
-    assert len(cases) == len(TASKS) * (5 + N_BUCKETS + 1)
+    assert len(cases) == len(TASKS) * (5 + N_BUCKETS + 1) + 1
     failed = {(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None}
-    assert failed == {("val_probing.code", m) for m in ("avg", "middle", "shape")}
-    assert root.get("failures") == "3"
+    assert failed == {("val_probing.code", m) for m in ("avg", "middle", "shape")} | {
+        ("val_probing.all", "middle")
+    }
+    assert root.get("failures") == "4"
 
 
 def test_gate_buckets_adds_the_buckets_to_the_family(baseline_file: Path, base_scores: Scores) -> None:
     degraded = in_memory(degrade_middle(base_scores, "code", (7, 8), flips=15, seed=3))
     result = gate.check(gate.read_baseline(baseline_file), degraded, gate_buckets=True)
-    assert len(result.gated) == len(TASKS) * (5 + N_BUCKETS)
+    assert len(result.gated) == len(TASKS) * (5 + N_BUCKETS) + 1
     assert {("code", "bucket_07"), ("code", "bucket_08")} <= {(c.task, c.metric) for c in result.failures}
 
 
@@ -466,6 +472,28 @@ def test_github_step_summary_is_appended(
 def test_holm_adjustment() -> None:
     assert gate.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert gate.holm([0.5]) == [0.5]
+    # weighted (the pooled middle's half of alpha against two tasks' quarters): ordered by p / w, each
+    # step multiplied by the weight left over its own
+    assert gate.holm([0.02, 0.01, 0.03], [0.5, 0.25, 0.25]) == pytest.approx([0.04, 0.04, 0.04])
+    assert gate.holm([0.01, 0.04, 0.03], [1, 1, 1]) == pytest.approx(gate.holm([0.01, 0.04, 0.03]))
+
+
+def test_the_pooled_middle_is_the_tasks_mean_and_adds_a_shared_drop_up(base_scores: Scores) -> None:
+    """A middle drop too small for any one task's tests fails on the middle pooled over the tasks."""
+    base = gate.make_baseline(in_memory(base_scores))
+    degraded = base_scores
+    for task in TASKS:  # 2 of 800 middle questions per task, spread: p = 2^-2 per task
+        degraded = degrade_middle(degraded, task, (6, 9), flips=1, seed=5)
+    same = gate.check(base, in_memory(base_scores))
+    by = {(c.task, c.metric): c for c in same.checks}
+    mean = sum(by[(t, "middle")].baseline for t in TASKS) / len(TASKS)
+    assert by[("all", "middle")].baseline == pytest.approx(mean)
+    assert by[("all", "middle")].questions == sum(by[(t, "middle")].questions or 0 for t in TASKS)
+    result = gate.check(base, in_memory(degraded))
+    by = {(c.task, c.metric): c for c in result.checks}
+    assert all((by[(t, "middle")].p_value or 1) > 0.2 for t in TASKS)
+    assert by[("all", "middle")].p_value == pytest.approx(0.5**6)  # 6 questions, every one worse
+    assert {(c.task, c.metric) for c in result.failures} == {("all", "middle")}
 
 
 def test_small_slices_say_which_tests_cannot_fail(base_scores: Scores) -> None:
@@ -476,23 +504,25 @@ def test_small_slices_say_which_tests_cannot_fail(base_scores: Scores) -> None:
     few = replace(base, tasks={n: replace(t, samples=small(t.samples or ())) for n, t in base.tasks.items()})
     run = [replace(r, samples=small(r.samples)) for r in in_memory(base_scores)]
     result = gate.check(few, run)
-    # start and end pool 4 questions each: p >= 2^-4 can never pass, so they leave the Holm family
-    # (Tarone), which leaves avg, middle (8 questions: 2^-8 < 0.05 / 9) and shape: 9 tests
+    # start and end pool 4 questions each, the middle 8: within the tasks' half of alpha, p >= 2^-8
+    # cannot pass 0.025 / 9, so they leave the Holm family (Tarone), which leaves avg and shape (16
+    # questions) per task and the middle pooled over the tasks (24 questions): 7 tests
     said = [n for n in result.notes if "cannot fail at this size" in n]
-    assert len(said) == len(TASKS) and all("start, end cannot fail" in n for n in said)
-    assert all("with 4 paired questions or fewer" in n and "Holm over the other 9" in n for n in said)
+    assert len(said) == len(TASKS) and all("start, middle, end cannot fail" in n for n in said)
+    assert all("with 8 paired questions or fewer" in n and "Holm over the other 7" in n for n in said)
     by = {(c.task, c.metric): c for c in result.checks}
     assert by[("code", "start")].status == "low power" and by[("code", "start")].p_adjusted is None
-    assert by[("code", "middle")].p_adjusted is not None and len(result.gated) == 9
+    assert by[("all", "middle")].p_adjusted is not None and by[("all", "middle")].questions == 24
+    assert len(result.gated) == 7
     # gated buckets of 1 question are low power, reported and not failing, unless asked for
     gated = gate.check(few, run, gate_buckets=True)
     low = {(c.task, c.metric) for c in gated.checks if c.status == "low power"}
     buckets = {(t, f"bucket_{b:02d}") for t in TASKS for b in range(N_BUCKETS)}
-    assert low == buckets | {(t, m) for t in TASKS for m in ("start", "end")}
+    assert low == buckets | {(t, m) for t in TASKS for m in ("start", "middle", "end")}
     assert any("min_questions 16" in n for n in gated.notes)
     strict = gate.check(few, run, gate_buckets=True, fail_low_power=True)
     assert not any(c.status == "low power" for c in strict.checks)
-    assert len(strict.gated) == len(TASKS) * (5 + N_BUCKETS)
+    assert len(strict.gated) == len(TASKS) * (5 + N_BUCKETS) + 1
 
 
 def test_several_models_need_model_option(
@@ -539,7 +569,7 @@ def test_shipped_lm_eval_run_round_trips(
     assert check_cli(run, out, "--junit", str(tmp_path / "j.xml")) == 0
     text = capsys.readouterr().out
     assert "PASS" in text and "LOW POWER: document start, end cannot fail at this size" in text
-    assert "Holm-corrected over 9 tests" in text  # start and end (8 questions) left out: Tarone
+    assert "Holm-corrected over 10 tests" in text  # start and end (8 questions) left out: Tarone
     assert len(ElementTree.parse(tmp_path / "j.xml").getroot().findall(".//testcase")) > 0
 
 
@@ -551,13 +581,14 @@ def test_a_task_without_samples_falls_back_alone(
     result = gate.check(gate.read_baseline(baseline_file), load_results([run], n_boot=10))
     assert {c.method for c in result.gated if c.task == "code"} == {"tolerance"}
     assert "tolerance" not in {c.method for c in result.checks if c.task != "code"}
-    assert {c.task for c in result.checks} == set(TASKS) and not result.paired
+    assert {c.task for c in result.checks} == {*TASKS, "all"} and not result.paired
     assert any("NO PER-SAMPLE SCORES in the run for code" in n for n in result.notes)
     assert any("paired tests on matched samples of document, database" in n for n in result.notes)
     assert {(c.task, c.metric) for c in result.failures} == {
         ("database", "avg"),
         ("database", "middle"),
         ("database", "shape"),
+        ("all", "middle"),  # pooled over the paired tasks, document and database
     }
 
 

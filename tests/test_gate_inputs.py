@@ -212,6 +212,19 @@ def test_an_output_that_is_a_folder_is_exit_2_before_the_check(
     assert files(tmp_path) == before
 
 
+@pytest.mark.parametrize("option", ["--markdown", "--junit"])
+def test_an_output_onto_the_baselines_samples_file_is_exit_2_and_leaves_it(
+    run: Path, baseline: Path, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    samples = samples_of(baseline)
+    before = samples.read_bytes()
+    assert check(run, baseline, option, str(samples)) == 2
+    captured = capsys.readouterr()
+    assert samples.name in captured.err and "PASS" not in captured.out
+    assert samples.read_bytes() == before
+    assert check(run, baseline) == 0  # the pair still verifies
+
+
 def test_a_step_summary_that_cannot_be_written_is_exit_2(
     run: Path,
     baseline: Path,

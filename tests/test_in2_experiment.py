@@ -264,6 +264,9 @@ def test_power_rises_with_the_effect_through_the_gate() -> None:
     assert power["questions_per_bucket"] == 16 and power["tested"]
     assert power["by_effect"]["40"]["avg"] >= 0.75
     assert power["by_effect"]["0"]["avg"] <= 0.25
+    # the per-bucket rows are tested (buckets are informational in the gate by default: untested,
+    # their power read 0 at any effect); 16 questions per bucket in a family of ~30 tests is little
+    assert power["by_effect"]["40"]["bucket"] > power["by_effect"]["0"]["bucket"]
 
 
 # ---------------------------------------------------------------------------------------------- smoke

@@ -82,7 +82,15 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from val_probing.gate import check, format_markdown, format_table, junit_xml, load_run, read_baseline
+    from val_probing.gate import (
+        check,
+        format_markdown,
+        format_table,
+        junit_xml,
+        load_run,
+        read_baseline,
+        samples_files_beside,
+    )
     from val_probing.outputs import check_output_file, check_paths, writing
 
     # every output path is checked before the work starts: a check never prints PASS and then fails
@@ -92,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if markdown_path is not None and summary is not None and _same_file(markdown_path, summary):
         markdown_path = None  # --markdown "$GITHUB_STEP_SUMMARY": appended once, below
     outputs = {"--markdown": markdown_path, "--junit": args.junit, "$GITHUB_STEP_SUMMARY": summary}
-    inputs = {"RUN_DIR": args.run_dir, "--baseline": args.baseline}
+    # the baseline's samples file is an input too: `--junit ci/val-baseline.samples.<hash>.jsonl` is refused
+    inputs = {"RUN_DIR": args.run_dir, "--baseline": [args.baseline, *samples_files_beside(args.baseline)]}
     check_paths(inputs=inputs, outputs=outputs, input_files=RUN_FILES)
     for path, what in ((markdown_path, "Markdown summary"), (args.junit, "JUnit XML"),
                        (summary, "GitHub step summary ($GITHUB_STEP_SUMMARY)")):  # fmt: skip

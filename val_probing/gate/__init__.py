@@ -16,10 +16,13 @@ buckets by default) and the ``shape`` (the middle's dip below the edges, pooled)
 * With samples on both sides (the normal case: ``lm_eval --log_samples``), each is a one-sided paired
   sign-flip test of "worse" on the pooled matched questions (:func:`sign_flip_p`; McNemar's exact test
   for 0/1 scores in equal cells): under "no change" the two outcomes of a question are exchangeable,
-  so its size is at most alpha at every run size. Holm's method corrects the family of every task
-  (15 tests for three tasks, whatever the number of buckets: more data never dilutes alpha). A metric
+  so its size is at most alpha at every run size. With two or more paired tasks the middle pooled
+  over them (``all``, the paper's "All": Stouffer-weighted per task) is tested too. A weighted Holm
+  corrects the family of every task and the pooled middle (half of alpha to the pooled middle, half
+  to the tasks' 15 tests, whatever the number of buckets: more data never dilutes alpha). A metric
   fails when its Holm-adjusted p-value is below alpha and it got worse by more than the margin
-  ``min_drop``; the shape fails only when the middle's own test is also below alpha. Improvements never
+  ``min_drop``; the shape fails only when the task's middle's own test is also below the tasks' share
+of alpha over the shapes. Improvements never
   fail. Per-bucket numbers and the max-min gap are reported with 95% paired intervals, informational
   unless ``gate_buckets``.
 * Without samples on either side, the check falls back to the tolerances alone (a metric fails
@@ -35,6 +38,7 @@ from __future__ import annotations
 from val_probing.gate.baseline_file import (
     baseline_to_yaml,
     read_baseline,
+    samples_files_beside,
     samples_path_for,
     samples_text,
     write_baseline,
@@ -118,6 +122,7 @@ __all__ = [
     "resamples_for",
     "run_environment",
     "run_settings",
+    "samples_files_beside",
     "samples_path_for",
     "samples_text",
     "sign_flip_p",

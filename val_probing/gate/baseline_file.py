@@ -61,6 +61,15 @@ def _is_samples_file_of(path: Path, candidate: Path) -> bool:
     )
 
 
+def samples_files_beside(path: Path) -> list[Path]:
+    """Every file beside the baseline ``path`` that is, or could be, its samples file
+    (``<stem>.samples.*.jsonl``): inputs of a check, never to be written over."""
+    try:
+        return sorted(c for c in path.parent.iterdir() if _is_samples_file_of(path, c))
+    except OSError:
+        return []  # the folder cannot be listed: reading the baseline says why
+
+
 def _round(x: float) -> float:
     return round(float(x), 4)
 

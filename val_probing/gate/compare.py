@@ -79,6 +79,7 @@ class _Metric:
     status: Status  # "pass" (tested, in the family), "info" or "low power" (not tested)
     margin: float  # the non-inferiority margin, in score units (avg and regions)
     sign: float = 1.0
+    blocks: tuple[int, ...] = ()  # the pooled level: its tasks' question counts, side by side
 
 
 def _metrics(name: str, p: Paired, regions: Regions, n_buckets: int, stats: Statistics) -> list[_Metric]:
@@ -103,6 +104,67 @@ def _metrics(name: str, p: Paired, regions: Regions, n_buckets: int, stats: Stat
     return out
 
 
+ALL = "all"  # the pooled level: every paired task's questions together (the paper's "All")
+# the pooled level's family: the gate's promise, the middle of the context, over every task at once
+ALL_METRICS = ("middle",)
+
+
+def _all_level(paired: Mapping[str, Paired], metrics: Sequence[_Metric]) -> tuple[Paired, list[_Metric]]:
+    """The family of the pooled level (the paper's "All": the mean of the tasks' numbers).
+
+    Each metric is the mean over the paired tasks of that task's metric, so its weights are the
+    tasks' weights side by side, divided by the number of tasks, over all their questions; the sign
+    flips stay per question (every question of every task is one exchangeable pair). A drop that hits
+    every task adds up here. Its test weighs each task's block of terms by that task's own noise
+    (see :func:`_test_terms`); the reported numbers are the plain mean over the tasks.
+    """
+    names = list(paired)
+    old = np.concatenate([paired[n].old for n in names])
+    new = np.concatenate([paired[n].new for n in names])
+    pooled = Paired(old, new, {}, {}, np.zeros((old.size, 0)), {}, all(paired[n].binary for n in names))
+    out = []
+    for template in (m for m in metrics if m.task == names[0]
+                     and metric_name(m.kind, m.part) in ALL_METRICS):  # fmt: skip
+        same = [next(m for m in metrics if m.task == n and m.kind is template.kind
+                     and m.part == template.part) for n in names]  # fmt: skip
+        weights = np.concatenate([m.weights for m in same]) / len(names)
+        blocks = tuple(paired[n].old.size for n in names)
+        out.append(replace(template, task=ALL, weights=weights, blocks=blocks))
+    return pooled, out
+
+
+POOLED_SHARE = 0.5  # the pooled level's share of alpha in the weighted Holm (the tasks get the rest)
+
+
+def _test_terms(m: _Metric, shifted: np.ndarray) -> np.ndarray:
+    """The terms a metric's sign-flip test sums: its own, or for the pooled level each task's block
+    divided by that block's root sum of squares (Stouffer's combination of the tasks' paired
+    statistics). With equal weights the noisiest task (0/1 scores) would drown a drop that the
+    graded one shows clearly; with these, a drop shared by every task adds up. A block's sum of
+    squares does not change under sign flips, so the flips stay an exact test."""
+    if not m.blocks:
+        return shifted
+    out, start = shifted.copy(), 0
+    for size in m.blocks:
+        block = out[start : start + size]
+        norm = float(np.sqrt((block**2).sum()))
+        if norm > 0:
+            block /= norm
+        start += size
+    return out
+
+
+def _level_weights(metrics: Sequence[_Metric], tested: Sequence[int]) -> list[float] | None:
+    """Weighted Holm: the pooled level's tests share :data:`POOLED_SHARE` of alpha, the tasks' tests
+    the rest (equal within a level); None (plain Holm) when only one level is tested."""
+    pooled = [i for i in tested if metrics[i].task == ALL]
+    tasks = len(tested) - len(pooled)
+    if not pooled or not tasks:
+        return None
+    return [POOLED_SHARE / len(pooled) if metrics[i].task == ALL else (1 - POOLED_SHARE) / tasks
+            for i in tested]  # fmt: skip
+
+
 def _paired_check(
     m: _Metric, p: Paired, rng: np.random.Generator, resamples: int, tested: bool
 ) -> MetricCheck:
@@ -110,7 +172,7 @@ def _paired_check(
     old, new = m.sign * float(m.weights @ p.old) * 100, m.sign * float(m.weights @ p.new) * 100
     pv, method = None, "informational"
     if tested:  # H0: worse by at most the margin; sum(terms) + margin is low when worse by more
-        shifted = terms + m.margin * m.weights
+        shifted = _test_terms(m, terms + m.margin * m.weights)
         pv, method = sign_flip_p(shifted, rng, resamples, binary=p.binary and not m.margin)
     return MetricCheck(
         m.task, metric_name(m.kind, m.part), m.kind, old, new, float(m.weights @ (p.old - p.new)) * 100,
@@ -173,26 +235,45 @@ def _family(metrics: Sequence[_Metric], alpha: float, everything: bool) -> list[
     Tests that could not pass Holm's first step anyway only dilute alpha, so the family is the
     candidates with ``2^-n < alpha / m`` for the smallest ``m`` at which at most ``m`` of them qualify
     (Tarone 1990). The choice depends on the question counts, never on the scores, so Holm over it
-    keeps the family-wise error at alpha; the others are reported as ``low power``.
+    keeps the family-wise error at alpha; the others are reported as ``low power``. With the pooled
+    level, each level is chosen so within its share of alpha (see :func:`_level_weights`).
     """
     candidates = [i for i, m in enumerate(metrics) if m.status == "pass"]
     if everything:
         return candidates
+    pooled = [i for i in candidates if metrics[i].task == ALL]
+    tasks = [i for i in candidates if metrics[i].task != ALL]
+    if not pooled or not tasks:
+        return _tarone(metrics, candidates, alpha)
+    kept = _tarone(metrics, tasks, alpha * (1 - POOLED_SHARE)) + _tarone(
+        metrics, pooled, alpha * POOLED_SHARE
+    )
+    return sorted(kept)
+
+
+def _tarone(metrics: Sequence[_Metric], candidates: Sequence[int], alpha: float) -> list[int]:
     best = {i: 0.5 ** min(int(np.count_nonzero(metrics[i].weights)), 1074) for i in candidates}
     for m in range(1, len(candidates) + 1):
         kept = [i for i in candidates if best[i] < alpha / m]
         if len(kept) <= m:
             return kept
-    return candidates
+    return list(candidates)
 
 
-def _power_notes(checks: Sequence[MetricCheck], size: int, total: int, stats: Statistics) -> list[str]:
+def _power_notes(
+    checks: Sequence[MetricCheck], size: int, total: int, stats: Statistics, level_alpha: float
+) -> list[str]:
     """Per task, the metrics left out of the Holm family (too few questions), and why."""
     notes = []
     by_task: dict[str, list[MetricCheck]] = defaultdict(list)
     for c in checks:
         if c.status == "low power":
             by_task[c.task].append(c)
+    share = (
+        ""
+        if level_alpha == stats.alpha
+        else f" (the tasks' share of {stats.alpha}; the pooled middle has the rest)"
+    )
     for task, low in by_task.items():
         pooled = [c for c in low if c.kind is not MetricKind.BUCKET]
         buckets = [c for c in low if c.kind is MetricKind.BUCKET]
@@ -201,9 +282,9 @@ def _power_notes(checks: Sequence[MetricCheck], size: int, total: int, stats: St
             notes.append(
                 f"LOW POWER: {task} {', '.join(c.metric for c in pooled)} cannot fail at this size: with "
                 f"{n} paired questions or fewer even every one worse gives p >= 2^-{n}, too large to pass "
-                f"Holm over all {total} tests at alpha {stats.alpha}, so they are left out of the family "
-                f"(Tarone; Holm over the other {size}): reported, not failing (more sets or positions: "
-                "`val-probing plan` says how many; --fail-low-power tests them anyway)"
+                f"Holm over all {total} tests at alpha {level_alpha:g}{share}, so they are left out of the "
+                f"family (Tarone; Holm over the other {size}): reported, not failing (more sets or "
+                "positions: `val-probing plan` says how many; --fail-low-power tests them anyway)"
             )
         if buckets:
             notes.append(
@@ -230,6 +311,9 @@ def _compare(
             n_buckets = int(t.settings.get("n_buckets") or current[name].summary.n_buckets)
             paired[name] = pair_samples(name, t.samples or (), current[name].samples, n_buckets)
             metrics += _metrics(name, paired[name], baseline.regions, n_buckets, stats)
+        if len(with_samples) > 1:
+            paired[ALL], pooled = _all_level(paired, metrics)
+            metrics += pooled
         family = _family(metrics, stats.alpha, stats.fail_low_power)
         metrics = [
             m if i in family or m.status != "pass" else replace(m, status="low power")
@@ -240,14 +324,17 @@ def _compare(
         rng = np.random.default_rng(stats.seed)
         checks = [_paired_check(m, paired[m.task], rng, resamples, m.status != "info") for m in metrics]
         tested = family
-        adjusted = holm([checks[i].p_value or 1.0 for i in tested])
+        adjusted = holm([checks[i].p_value or 1.0 for i in tested], _level_weights(metrics, tested))
         middle_p = {c.task: c.p_value or 1.0 for c in checks if c.metric == "middle"}
         middle_drop = {c.task: c.change for c in checks if c.metric == "middle"}
         alpha = stats.alpha
-        # the shape fails only when, in addition, the middle's own test is below alpha / tasks: an
-        # improvement of the edges alone (the dip grows, the middle unchanged) then fails at most
-        # alpha of the time over all tasks together
-        middle_level = alpha / len(with_samples)
+        # the shape fails only when, in addition, the task's middle's own test is below the tasks'
+        # share of alpha over the shapes: an improvement of the edges alone (the dip grows, the middle
+        # unchanged) then fails at most that share of the time over all shapes together, and with the
+        # pooled middle's share at most alpha in all
+        level_alpha = alpha * (1 - POOLED_SHARE) if ALL in paired else alpha  # the tasks' share
+        shapes = [m.task for m in metrics if m.kind is MetricKind.SHAPE]
+        middle_level = level_alpha / len(shapes)
         for i, q in zip(tested, adjusted, strict=True):
             c = checks[i]
             if c.kind is MetricKind.SHAPE:
@@ -259,14 +346,21 @@ def _compare(
         for name in with_samples:
             checks.append(_gap_info(name, paired[name]))
         margin = f", margin min_drop {stats.min_drop:g} points" if stats.min_drop else ""
+        pooled_level = (
+            f", and on the middle pooled over the tasks ({ALL}; half of alpha, the tasks' tests the "
+            "other half)"
+            if ALL in paired
+            else ""
+        )
         notes.append(
             f"paired tests on matched samples of {', '.join(with_samples)}: one-sided sign-flip tests of "
-            f"'worse' on avg, start, middle, end and shape, Holm-corrected over {size} tests at alpha "
-            f"{alpha}{margin}; shape fails only when the middle also got worse (its p < alpha / "
-            f"{len(with_samples)} tasks); buckets and gap "
+            f"'worse' on avg, start, middle, end and shape per task{pooled_level}, Holm-corrected over "
+            f"{size} tests at alpha {alpha}{margin}; shape fails only when the middle also got worse "
+            f"(its p < {middle_level:.3g}: the tasks' alpha {level_alpha:g} / {len(shapes)} shapes); "
+            "buckets and gap "
             + ("gated too" if stats.gate_buckets else "informational (--gate-buckets to gate buckets)")
         )
-        notes += _power_notes(checks, size, sum(m.status != "info" for m in metrics), stats)
+        notes += _power_notes(checks, size, sum(m.status != "info" for m in metrics), stats, level_alpha)
     for name in order:
         if name in with_samples:
             continue
@@ -276,7 +370,7 @@ def _compare(
             "(run lm_eval with --log_samples and re-create the baseline for paired tests)"
         )
         checks += _tolerance_checks(name, baseline.tasks[name], current[name], baseline.regions, stats)
-    rank = {n: i for i, n in enumerate(order)}
+    rank = {n: i for i, n in enumerate([*order, ALL])}
     checks.sort(key=lambda c: rank[c.task])  # stable: each task's rows keep their order
     return checks, notes
 

@@ -131,7 +131,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 class Outcome:
     failed: int
     draws: int
-    by_kind: Counter[str]  # failing metrics (avg, start, middle, end, shape), counted once per draw
+    by_kind: Counter[str]  # failing metrics (avg, ..., shape; all/middle: pooled), once per draw
 
     @property
     def rate(self) -> float:
@@ -166,7 +166,9 @@ def simulate(
         result = check(baseline, draw_run(layout, truth, shift, rng))
         if not result.passed:
             failed += 1
-            kinds.update({c.metric for c in result.failures})
+            kinds.update(
+                {c.metric if c.task in FAMILIES else f"{c.task}/{c.metric}" for c in result.failures}
+            )
     return Outcome(failed, draws, kinds)
 
 

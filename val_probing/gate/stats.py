@@ -142,15 +142,22 @@ def paired_interval(terms: np.ndarray, z: float = 1.96) -> tuple[float, float]:
     return (total - z * se) * 100, (total + z * se) * 100
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (same order as given)."""
+def holm(p_values: Sequence[float], weights: Sequence[float] | None = None) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given); with ``weights``, the weighted Holm
+    procedure (Holm 1979): test i gets the share ``w_i / sum(w)`` of alpha among the tests not yet
+    rejected, and the tests are taken in the order of ``p_i / w_i``. Equal weights are plain Holm.
+    Either way the family-wise error is at most alpha under any dependence."""
     m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
+    w = [1.0] * m if weights is None else [float(x) for x in weights]
+    if len(w) != m or any(x <= 0 for x in w):
+        raise ValueError(f"holm: expected {m} positive weights, got {weights!r}")
+    order = sorted(range(m), key=lambda i: p_values[i] / w[i])
     adjusted = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
+    running, left = 0.0, sum(w)
+    for i in order:
+        running = max(running, min(1.0, left / w[i] * p_values[i]))
         adjusted[i] = running
+        left -= w[i]
     return adjusted
 
 

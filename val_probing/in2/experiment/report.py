@@ -88,7 +88,7 @@ def gate_tests(
     and ``y_better`` (baseline Y, run X), with the test's method and whether it was tested."""
     from val_probing import gate
 
-    stats = gate.Statistics(alpha=settings.alpha, resamples=settings.resamples, seed=seed)
+    stats = gate.Statistics(alpha=settings.alpha, resamples=settings.resamples, seed=seed, gate_buckets=True)
     zero = gate.Tolerances(avg=0.0, gap=0.0, bucket=0.0)
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for direction, base, run in (("y_worse", x, y), ("y_better", y, x)):
