@@ -187,6 +187,49 @@ def test_a_changed_setting_changes_the_key_of_the_stages_that_read_it(tmp_path: 
     assert {n for n in before if before[n] != after[n]} == {"data"}  # the rest follow on its new outputs
 
 
+def test_the_experiment_seed_reaches_the_trainer(tmp_path: Path) -> None:
+    import dataclasses
+
+    from val_probing.training import config_path
+
+    from val_probing.in2.config import load_config
+    from val_probing.in2.experiment.runs import train_overrides
+
+    config = _config()
+    training = dataclasses.replace(config.training, overrides=(*config.training.overrides, "seed=99"))
+    config = dataclasses.replace(config, seed=7, training=training)
+    run = ex.Run(config, tmp_path)
+    run.done = {
+        s.name: ex.StageRecord(s.name, tmp_path, "k", "same", {"path": "model"}, 0.0) for s in ex.STAGES
+    }
+    recipe_config = load_config(config_path(config.training.config), train_overrides(run, "edges", tmp_path))
+    assert recipe_config.seed == 7  # the experiment's, over the config file's 0 and a training override's 99
+
+
+def test_editing_the_recipe_or_its_config_trains_again(tmp_path: Path) -> None:
+    import dataclasses
+    import shutil
+
+    from val_probing.training import config_path, recipe_path
+
+    config = _config()
+    recipe = tmp_path / "recipe.py"
+    shutil.copy(recipe_path(config.training.recipe), recipe)
+    recipe_config = tmp_path / "recipe.yaml"
+    shutil.copy(config_path(config.training.config), recipe_config)
+    training = dataclasses.replace(config.training, recipe=str(recipe), config=str(recipe_config))
+    config = dataclasses.replace(config, training=training)
+    before = _keys(config, tmp_path)
+    trains = {"train_uniform", "train_edges"}
+    for edited in (recipe_config, recipe):  # same names, other content
+        edited.write_text(edited.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+        after = _keys(config, tmp_path)
+        assert {n for n in before if before[n] != after[n]} == trains, edited.name
+        before = after
+    seeded = _keys(dataclasses.replace(config, seed=config.seed + 1), tmp_path)
+    assert trains <= {n for n in before if before[n] != seeded[n]}
+
+
 def test_an_unwritable_experiment_folder_is_refused_before_any_work(tmp_path: Path) -> None:
     from val_probing.outputs import OutputError
 

@@ -21,13 +21,35 @@ from val_probing.in2.assemble import Placement
 from val_probing.in2.experiment.config import ARMS, ExperimentError
 from val_probing.in2.experiment.prepare import base_model
 from val_probing.in2.experiment.stages import Run, Stage
+from val_probing.paths import file_sha256
 from val_probing.records import FAMILIES
 
 log = logging.getLogger(__name__)
 
 
 def _train_inputs(run: Run) -> dict[str, Any]:
-    return {"training": run.config.section("training")}
+    from val_probing.training import config_path, recipe_path
+
+    t = run.config.training
+    return {
+        "training": run.config.section("training"),
+        "seed": run.config.seed,
+        # what the recipe and its config say, not only their names: an edited file trains again
+        "config_sha256": file_sha256(config_path(t.config)),
+        "recipe_sha256": file_sha256(recipe_path(t.recipe)),
+    }
+
+
+def train_overrides(run: Run, arm: Placement, folder: Path) -> list[str]:
+    """The recipe config's overrides for one arm: the experiment's training overrides, then what the
+    experiment decides (its seed, the base model, the arm's data, the output folder), which win."""
+    return [
+        *run.config.training.overrides,
+        f"seed={run.config.seed}",
+        f"model={base_model(run)}",
+        f"dataset={run.stage_dir('data') / arm}",
+        f"output_dir={folder}",
+    ]
 
 
 def _train_body(arm: Placement) -> Callable[[Run, Path], dict[str, Any]]:
@@ -38,12 +60,7 @@ def _train_body(arm: Placement) -> Callable[[Run, Path], dict[str, Any]]:
 
         t = run.config.training
         config = config_path(t.config)
-        overrides = [
-            *t.overrides,
-            f"model={base_model(run)}",
-            f"dataset={run.stage_dir('data') / arm}",
-            f"output_dir={folder}",
-        ]
+        overrides = train_overrides(run, arm, folder)
         load_config(config, overrides)  # settings checked before the process starts
         recipe = recipe_path(t.recipe)
         cmd = launch_command(config, overrides, recipe)
