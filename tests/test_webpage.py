@@ -184,3 +184,27 @@ def test_provenance_carries_the_recorded_versions(tmp_path: Path) -> None:
     assert prov["backend"] == "vllm" and prov["model_args"]["max_model_len"] == 3072
     stamp = dt.datetime.fromtimestamp(float(data["date"]), tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     assert prov["date"] == stamp and prov["lengths"] == ["2K"]
+
+
+def test_the_page_never_replaces_a_run_file_the_baseline_or_its_samples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The one output rule, from the command and the Python API: --out naming one of the page's own
+    inputs is exit 2 (a ValProbingError) and leaves it as it was."""
+    from val_probing.errors import ValProbingError
+
+    shipped = EMBEDDED.parent
+    run = tmp_path / "embedded"
+    shutil.copytree(shipped, run)
+    baseline = run / "baseline.yaml"
+    (samples,) = run.glob("baseline.samples.*.jsonl")
+    (results,) = run.rglob("results_*.json")
+    for target in (baseline, samples, results):
+        before = target.read_bytes()
+        assert main(["html", str(run), "--baseline", str(baseline), "--out", str(target)]) == 2
+        assert "never replaces an input" in capsys.readouterr().err
+        assert target.read_bytes() == before
+    with pytest.raises(ValProbingError, match="never replaces an input"):
+        write_html(run, results)
+    assert results.read_bytes() == (shipped / results.relative_to(run)).read_bytes()
+    assert main(["html", str(run), "--out", str(run / "report.html")]) == 0  # beside the run is fine

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from val_probing.report import DEFAULT_MAX_GAP, DEFAULT_MIN_AVG
+from val_probing.results import load
 
 
 def int_at_least(minimum: int, text: str) -> int:
@@ -41,9 +42,8 @@ def non_negative_int(text: str) -> int:
     return int_at_least(0, text)
 
 
-# the files of a run that RUN_DIR commands read from its folder (lm-eval's --output_path layout): an output
-# never replaces one (outputs.check_paths)
-RUN_FILES = ("results_*.json", "samples_*.jsonl")
+# the files of a run that RUN_DIR commands read from its folder: an output never replaces one
+RUN_FILES = load.RUN_FILES
 
 
 def add_run_dirs(parser: argparse.ArgumentParser) -> None:

@@ -244,6 +244,11 @@ def _from_samples(
 
 # ---------------------------------------------------------------- many paths
 
+# The files of a run that the loader reads from its folder (lm-eval's --output_path layout): an output
+# never replaces one (outputs.check_paths, input_files).
+RUN_FILES = ("results_*.json", "samples_*.jsonl")
+
+
 
 def find_results_files(path: Path) -> list[Path]:
     """Results files under a folder (recursive ``results_*.json``), or the file itself."""

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from val_probing.errors import ValProbingError
-from val_probing.outputs import check_output_file
+from val_probing.outputs import check_output_file, check_paths
 from val_probing.records import write_text_atomic
 from val_probing.results import DEFAULT_N_BOOT, PathLike, TaskResult, load_results
+from val_probing.results.load import RUN_FILES
 from val_probing.webpage.data import DEFAULT_ANSWER_CHARS, page_data
 
 log = logging.getLogger(__name__)
@@ -103,11 +104,18 @@ def write_html(
     n_boot: int = DEFAULT_N_BOOT,
 ) -> Path:
     """Write the page of the runs under ``runs`` (folders or files, as ``load_results`` takes) to
-    ``out``; return its path. The output path is checked before anything is loaded."""
-    target = check_output_file(Path(out), "HTML report")
+    ``out``; return its path. The output path is checked before anything is loaded: never one of the
+    runs' files, the baseline or its samples file (the one output rule, ``outputs.check_paths``)."""
     paths = [Path(runs)] if isinstance(runs, str | os.PathLike) else [Path(p) for p in runs]
     if not paths:
         raise ValProbingError("no runs given")
+    inputs: dict[str, list[Path]] = {"runs": paths}
+    if baseline is not None:
+        from val_probing.gate import samples_files_beside
+
+        inputs["baseline"] = [Path(baseline), *samples_files_beside(Path(baseline))]
+    check_paths(inputs=inputs, outputs={"out": Path(out)}, input_files=RUN_FILES)
+    target = check_output_file(Path(out), "HTML report")
     if answer_chars < 1:
         raise ValProbingError(f"answer_chars: {answer_chars} is not positive")
     results = load_results(paths, n_boot=n_boot, closed_book=True)
