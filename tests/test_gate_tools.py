@@ -81,3 +81,19 @@ def test_a_baseline_with_a_region_without_buckets_is_unusable(
     assert "regions: start holds no bucket at 16 buckets" in capsys.readouterr().err
     assert main(["baseline", str(run), "--out", str(out), "--region-start", "2"]) == 2
     assert "--region-start: expected a depth" in capsys.readouterr().err
+
+
+def test_a_fifo_given_to_plan_or_calibrate_is_named_not_read(tmp_path: Path) -> None:
+    """A FIFO would block the read forever (plan hung): refused before the work, said as what it is."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for args in (["plan", "--baseline", str(fifo)], ["calibrate", str(fifo), str(fifo)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "val_probing.cli", *args], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2, done.stderr
+        assert f"{fifo}: it is a FIFO" in done.stderr and "Traceback" not in done.stderr

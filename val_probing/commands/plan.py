@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
     from val_probing.gate import plan
+    from val_probing.outputs import check_paths
 
+    check_paths(inputs={"--baseline": args.baseline})  # a FIFO would block the read: refused, named
     if args.draws < 10:
         raise ValProbingError(f"--draws: expected at least 10, got {args.draws}")
     if not 0 < args.target < 1:
