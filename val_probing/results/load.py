@@ -249,7 +249,6 @@ def _from_samples(
 RUN_FILES = ("results_*.json", "samples_*.jsonl")
 
 
-
 def find_results_files(path: Path) -> list[Path]:
     """Results files under a folder (recursive ``results_*.json``), or the file itself."""
     path = Path(path)
