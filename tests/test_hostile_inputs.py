@@ -19,13 +19,14 @@ import pytest
 from fake_openai import FakeOpenAI
 from val_probing.build import ProbeSpec, cached_probes
 from val_probing.cli import main
-from val_probing.paths import (
+from val_probing.files import (
     FOLDER_MANIFEST,
     CacheInvalid,
     check_folder_manifest,
+    remove_orphans,
     write_folder_manifest,
 )
-from val_probing.records import read_probes, remove_orphans
+from val_probing.records import read_probes
 
 
 @pytest.fixture(autouse=True)
@@ -543,7 +544,7 @@ def test_score_inputs_that_are_folders_or_binary(tmp_path: Path, capsys: pytest.
 def test_folder_manifest_hashes_only_files_touched_since(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import val_probing.paths as paths
+    import val_probing.files.verified as verified
 
     folder = tmp_path / "model"
     folder.mkdir()
@@ -551,8 +552,8 @@ def test_folder_manifest_hashes_only_files_touched_since(
     os.utime(folder / "weights.bin", ns=(1_000_000_000, 1_000_000_000))  # written long before
     write_folder_manifest(folder, "k")
     hashed: list[Path] = []
-    real = paths.file_sha256
-    monkeypatch.setattr(paths, "file_sha256", lambda p: hashed.append(p) or real(p))
+    real = verified.file_sha256
+    monkeypatch.setattr(verified, "file_sha256", lambda p: hashed.append(p) or real(p))
     check_folder_manifest(folder, "k")
     assert hashed == []  # size and time as recorded: not read again
     (folder / "weights.bin").write_bytes(b"x" * 100)  # same size, new time: hashed, caught

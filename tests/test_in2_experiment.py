@@ -231,7 +231,7 @@ def test_editing_the_recipe_or_its_config_trains_again(tmp_path: Path) -> None:
 
 
 def test_an_unwritable_experiment_folder_is_refused_before_any_work(tmp_path: Path) -> None:
-    from val_probing.outputs import OutputError
+    from val_probing.files import OutputError
 
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="file"):

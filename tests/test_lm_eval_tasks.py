@@ -423,9 +423,9 @@ def test_official_source_without_data_fails_clearly_offline() -> None:
 
 
 def test_official_source_reads_local_data(tmp_path: Path) -> None:
+    from val_probing.files import write_jsonl
     from val_probing.lm_eval_adapter import load_probe_set
     from val_probing.official import to_official_row
-    from val_probing.records import write_jsonl
 
     examples = [
         ProbeExample(

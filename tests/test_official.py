@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from val_probing.errors import ValProbingError
+from val_probing.files import RecordError, write_jsonl
 from val_probing.official import (
     FILM_HEAD,
     OFFICIAL_SPLITS,
@@ -26,7 +27,7 @@ from val_probing.official import (
     split_film_prompt,
     to_official_row,
 )
-from val_probing.records import ProbeExample, RecordError, write_jsonl
+from val_probing.records import ProbeExample
 from val_probing.tokens import WhitespaceCounter
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "film-pieces"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from val_probing.outputs import OutputError
+from val_probing.files import OutputError, RecordError
 from val_probing.pools import (
     FILE_NAMES,
     FILM_URL_ENV,
@@ -21,7 +21,7 @@ from val_probing.pools import (
     load_pool,
     read_pool,
 )
-from val_probing.records import FAMILIES, RecordError
+from val_probing.records import FAMILIES
 
 
 def _write(path: Path, rows: list[object]) -> Path:

@@ -22,14 +22,14 @@ import pytest
 
 from val_probing.build import ProbeSpec, cache_path, cached_probes, probe_hash
 from val_probing.cli import main
+from val_probing.files import RecordError, file_sha256, write_jsonl
 from val_probing.fingerprints import tokenizer_fingerprint
 from val_probing.metrics import reference_score
-from val_probing.paths import file_sha256
 from val_probing.pools import load_pool, pool_path
 from val_probing.probes import get_family
 from val_probing.probes.base import Target
 from val_probing.probes.checks import probe_floor, read_probe_file
-from val_probing.records import FAMILIES, ProbeExample, RecordError, read_probes, write_jsonl, write_probes
+from val_probing.records import FAMILIES, ProbeExample, read_probes, write_probes
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from val_probing.cli import main
+from val_probing.files import write_jsonl
 from val_probing.official import film_prompt, load_official
-from val_probing.records import write_jsonl, write_probes
+from val_probing.records import write_probes
 
 N_ITEMS = 100  # two paper-sized buckets of 50 positions
 DOC_INSTRUCTION = 'In above context, which sentence contains the piece "{}"?'

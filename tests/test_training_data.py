@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from val_probing.errors import ValProbingError
+from val_probing.files import RecordError
 from val_probing.in2.assemble import (
     ContextRangeError,
     LengthRange,
@@ -34,7 +35,7 @@ from val_probing.in2.dataset import (
 )
 from val_probing.in2.qa import ExtractiveLocalGenerator
 from val_probing.in2.segment import RawText, Segment, segment_corpus, segment_text, split_paragraphs
-from val_probing.records import ProbeExample, RecordError
+from val_probing.records import ProbeExample
 from val_probing.tokens import WhitespaceCounter
 
 WS = WhitespaceCounter()

@@ -407,8 +407,8 @@ def test_smollm2_trains_a_few_steps_through_the_cli(tmp_path: Path) -> None:
 def test_training_leaves_the_input_dataset_as_it_was(trained: Path, film_data: Path) -> None:
     """datasets caches a map beside its input: the recipe once left cache-*.arrow files (10x the data,
     more each run) in the user's dataset folder. Now they live under output_dir/dataset-cache."""
+    from val_probing.files import check_removable
     from val_probing.in2.dataset.save import DATASET_KEY
-    from val_probing.paths import check_removable
 
     assert not list(film_data.glob("cache-*.arrow"))
     check_removable(film_data, DATASET_KEY)  # exactly the files `synthesize` wrote, nothing added

@@ -23,21 +23,22 @@ from typing import Any
 from tqdm import tqdm
 
 from val_probing.errors import ValProbingError
-from val_probing.fingerprints import digest, tokenizer_fingerprint
-from val_probing.outputs import OutputError
-from val_probing.paths import (
+from val_probing.files import (
     CacheInvalid,
-    cache_dir,
-    cache_root,
+    OutputError,
+    RecordError,
     file_sha256,
     read_verified_jsonl,
+    remove_orphans,
     write_verified_jsonl,
 )
+from val_probing.fingerprints import digest, tokenizer_fingerprint
+from val_probing.paths import cache_dir, cache_root
 from val_probing.pools import EMBEDDED, PoolItem, pool_path, read_pool
 from val_probing.probes import FamilySpec, get_family
 from val_probing.probes.base import Floor
 from val_probing.probes.checks import floor_warning, probe_floor, verify_probe_set
-from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, remove_orphans
+from val_probing.records import FAMILIES, Family, ProbeExample
 from val_probing.tokenizers import is_hub_name, load_counter
 from val_probing.tokens import TokenCounter
 

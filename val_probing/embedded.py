@@ -18,15 +18,15 @@ import shutil
 from pathlib import Path
 
 from val_probing.errors import ValProbingError
-from val_probing.outputs import check_output_dir, writing
-from val_probing.paths import (
-    CACHE_ENV,
+from val_probing.files import (
     CacheInvalid,
-    cache_root,
     check_folder_manifest,
+    check_output_dir,
+    remove_orphans,
     write_folder_manifest,
+    writing,
 )
-from val_probing.records import remove_orphans
+from val_probing.paths import CACHE_ENV, cache_root
 
 log = logging.getLogger(__name__)
 

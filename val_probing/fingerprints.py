@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from val_probing.paths import file_sha256
+from val_probing.files import file_sha256
 from val_probing.tokenizers import TokenizerAlias, load_counter, tokenizer_folder
 from val_probing.tokens import HFTokenCounter, TokenCounter
 

@@ -36,8 +36,9 @@ from typing import Any
 from tqdm import tqdm
 
 from val_probing.errors import ValProbingError
+from val_probing.files import RecordError, iter_jsonl
 from val_probing.probes import get_family
-from val_probing.records import FAMILIES, Family, ProbeExample, RecordError, iter_jsonl
+from val_probing.records import FAMILIES, Family, ProbeExample
 from val_probing.tokens import TokenCounter, WhitespaceCounter, token_index_at
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from val_probing.errors import ValProbingError
+from val_probing.files import atomic_path
 from val_probing.probes import get_family
-from val_probing.records import FAMILIES, atomic_path
+from val_probing.records import FAMILIES
 from val_probing.results import TaskResult, run_stamp
 from val_probing.results.frame import check_results
 

@@ -31,20 +31,23 @@ from pathlib import Path
 from typing import TypeAlias
 
 from val_probing.errors import ValProbingError
-from val_probing.paths import (
+from val_probing.files import (
     CacheInvalid,
-    cache_dir,
-    cache_root,
+    RecordError,
+    atomic_path,
     check_sidecar,
     file_sha256,
+    iter_jsonl,
+    remove_orphans,
     write_sidecar,
 )
+from val_probing.paths import cache_dir, cache_root
 from val_probing.probes import get_family
 from val_probing.probes.checks import check_gold
 from val_probing.probes.code import CodeItem
 from val_probing.probes.database import DatabaseItem
 from val_probing.probes.document import DocumentItem
-from val_probing.records import FAMILIES, Family, RecordError, atomic_path, iter_jsonl, remove_orphans
+from val_probing.records import FAMILIES, Family
 
 log = logging.getLogger(__name__)
 

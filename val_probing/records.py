@@ -21,30 +21,16 @@ Stages talk through JSONL files of these records (schema below, also in docs/sch
 
 from __future__ import annotations
 
-import gzip
-import json
-import logging
-import os
-import re
-import shutil
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from val_probing.errors import ValProbingError
-from val_probing.outputs import output_target, writing, writing_in_place
-
-log = logging.getLogger(__name__)
+from val_probing.files import RecordError, iter_jsonl, write_jsonl
 
 Family = Literal["document", "code", "database"]
 FAMILIES: tuple[Family, ...] = get_args(Family)
 Source = Literal["built", "official"]
-
-
-class RecordError(ValProbingError, ValueError):
-    """Bad input, with the file, line and field it came from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,119 +103,8 @@ class ProbeExample:
             raise RecordError(f"{prefix}{err}") from err
 
 
-def parse_jsonl_lines(lines: Iterable[str], where: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line number, object) for each non-blank line; errors name ``where`` and the line."""
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise RecordError(f"{where}:{lineno}: malformed JSON ({err.msg})") from err
-        if not isinstance(obj, dict):
-            raise RecordError(f"{where}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        yield lineno, obj
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line number, object) for each non-blank line of a ``.jsonl`` (or ``.jsonl.gz``) file.
-
-    Errors name the file and line: unreadable file, not UTF-8, malformed JSON, not an object.
-    """
-    path = Path(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            yield from parse_jsonl_lines(handle, str(path))
-    except UnicodeDecodeError as err:
-        raise RecordError(f"{path}: not UTF-8 text ({err.reason})") from err
-    except OSError as err:
-        raise RecordError(f"{path}: cannot read ({err.strerror or err})") from err
-
-
 def read_probes(path: Path) -> list[ProbeExample]:
     return [ProbeExample.from_dict(obj, where=f"{path}:{lineno}") for lineno, obj in iter_jsonl(path)]
-
-
-_ORPHAN = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (a process of another user counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_orphans(folder: Path, name: str | None = None) -> list[Path]:
-    """Delete ``.NAME.PID.tmp`` files and folders in ``folder`` whose process is no longer alive
-    (only those of ``NAME`` = ``name`` when given)."""
-    folder = Path(folder)
-    removed: list[Path] = []
-    try:
-        entries = list(folder.iterdir()) if folder.is_dir() else []
-    except OSError as err:
-        log.warning("cannot list %s for leftovers of killed runs (%s)", folder, err.strerror or err)
-        return removed
-    for path in entries:
-        match = _ORPHAN.match(path.name)
-        if match is None or pid_alive(int(match.group("pid"))):
-            continue
-        if name is not None and path.name != f".{name}.{match.group('pid')}.tmp":
-            continue
-        try:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        except OSError as err:
-            log.warning("cannot remove %s, left by a killed run (%s)", path, err.strerror or err)
-            continue
-        removed.append(path)
-    if removed:
-        log.info("removed %d temporary file(s) left by killed runs in %s", len(removed), folder)
-    return removed
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
-
-    Every file the package writes goes through here, so nothing is ever half-written. Temporary
-    files of earlier writes of ``path`` whose process is gone (killed runs) are removed first.
-    """
-    path, in_place = output_target(path)  # a symbolic link's target; a device or FIFO is written in place
-    if in_place:
-        with writing_in_place(path) as tmp:
-            yield tmp
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    remove_orphans(path.parent, path.name)  # what a killed earlier write of this file left behind
-    try:
-        with writing(path):  # a failed write (the folder, the temporary file, the rename) names `path`
-            path.parent.mkdir(parents=True, exist_ok=True)
-            yield tmp
-            tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write one JSON object per line, atomically (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def write_probes(path: Path, examples: Iterable[ProbeExample]) -> None:

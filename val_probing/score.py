@@ -24,6 +24,7 @@ from val_probing.buckets import (
     summarize,
 )
 from val_probing.errors import ValProbingError
+from val_probing.files import RecordError, iter_jsonl
 from val_probing.metrics import MetricError, diagnostic_scores, reference_score
 from val_probing.official import (
     is_ambiguous,
@@ -33,7 +34,7 @@ from val_probing.official import (
 )
 from val_probing.probes import get_family
 from val_probing.probes.checks import read_probe_file
-from val_probing.records import Family, ProbeExample, RecordError, iter_jsonl
+from val_probing.records import Family, ProbeExample
 
 log = logging.getLogger(__name__)
 

@@ -89,8 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
+    from val_probing.files import check_output_file, check_paths
     from val_probing.gate import Regions, Statistics, Tolerances, make_baseline, read_run, write_baseline
-    from val_probing.outputs import check_output_file, check_paths
 
     try:
         tolerances = Tolerances(args.avg_tolerance, args.region_tolerance, args.bucket_tolerance)

@@ -90,7 +90,7 @@ def non_empty(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.build import ProbeSpec, cached_probes
-    from val_probing.outputs import check_output_file, check_paths
+    from val_probing.files import check_output_file, check_paths
     from val_probing.probes.checks import probe_floor
     from val_probing.records import write_probes
 

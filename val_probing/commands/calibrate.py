@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from val_probing.files import check_paths
     from val_probing.gate import calibrate, format_calibration, read_run
-    from val_probing.outputs import check_paths
 
     check_paths(inputs={"RUN_A": args.run_a, "RUN_B": args.run_b})  # a FIFO or device: named as what it is
     result = calibrate(read_run(args.run_a, args.model), read_run(args.run_b, args.model))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from val_probing.commands.args import RUN_FILES, add_run_dir
-from val_probing.records import write_text_atomic
+from val_probing.files import write_text_atomic
 
 HELP = "compare a VAL run with a baseline (paired tests of avg and depth regions); exit 1 on a regression"
 
@@ -82,6 +82,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from val_probing.files import check_output_file, check_paths, writing
     from val_probing.gate import (
         check,
         format_markdown,
@@ -91,7 +92,6 @@ def run(args: argparse.Namespace) -> int:
         read_baseline,
         samples_files_beside,
     )
-    from val_probing.outputs import check_output_file, check_paths, writing
 
     # every output path is checked before the work starts: a check never prints PASS and then fails
     summary_env = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -20,8 +20,8 @@ from typing import IO, TYPE_CHECKING, cast
 
 from val_probing.commands.args import positive_int
 from val_probing.errors import ValProbingError
-from val_probing.outputs import check_output_dir, check_paths, writing
-from val_probing.records import FAMILIES, write_text_atomic
+from val_probing.files import check_output_dir, check_paths, write_text_atomic, writing
+from val_probing.records import FAMILIES
 from val_probing.report import curve_markdown, fmt_number
 
 if TYPE_CHECKING:

@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
+    from val_probing.files import check_paths
     from val_probing.gate import plan
-    from val_probing.outputs import check_paths
 
     check_paths(inputs={"--baseline": args.baseline})  # a FIFO would block the read: refused, named
     if args.draws < 10:

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from val_probing.outputs import check_output_dir, check_paths
+    from val_probing.files import check_output_dir, check_paths
     from val_probing.plots import (
         curve_labels,
         heatmap_models,

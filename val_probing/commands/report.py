@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from val_probing.commands.args import RUN_FILES, add_context_length, add_effective_length, add_run_dirs
-from val_probing.records import write_text_atomic
+from val_probing.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
-    from val_probing.outputs import check_output_file, check_paths
+    from val_probing.files import check_output_file, check_paths
     from val_probing.report import (
         effective_lengths,
         effective_markdown,

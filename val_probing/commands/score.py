@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from val_probing.outputs import check_paths
+    from val_probing.files import check_paths
 
     check_paths(inputs={"--data": args.data, "--outputs": args.outputs, "--skip-list": args.skip_list})
     result = score_outputs(

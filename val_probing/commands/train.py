@@ -228,8 +228,8 @@ def _experiment_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _experiment(args: argparse.Namespace) -> int:
+    from val_probing.files import check_paths
     from val_probing.in2.experiment import load_experiment, run_experiment, stage_status
-    from val_probing.outputs import check_paths
 
     check_paths(inputs={"--config": args.config})  # a FIFO is named as one (not "no such config file")
     config, path = load_experiment(args.config)
@@ -270,7 +270,7 @@ def _qa_cache(args: argparse.Namespace) -> Path | None:
 
 
 def _generator(args: argparse.Namespace) -> QAGenerator:
-    from val_probing.outputs import check_output_file
+    from val_probing.files import check_output_file
 
     cache = _qa_cache(args)
     if cache is None:
@@ -313,6 +313,7 @@ def _probe_index(args: argparse.Namespace) -> ProbeIndex | None:
 
 
 def _synthesize(args: argparse.Namespace) -> int:
+    from val_probing.files import check_paths
     from val_probing.in2.assemble import LengthRange, MixtureRatios
     from val_probing.in2.dataset import (
         SynthesisConfig,
@@ -322,7 +323,6 @@ def _synthesize(args: argparse.Namespace) -> int:
         save_dataset,
         synthesize,
     )
-    from val_probing.outputs import check_paths
     from val_probing.tokenizers import load_counter
 
     inputs = {
@@ -391,8 +391,8 @@ def launch_command(
 
 
 def _run(args: argparse.Namespace) -> int:
+    from val_probing.files import check_output_dir, check_paths
     from val_probing.in2.config import load_config
-    from val_probing.outputs import check_output_dir, check_paths
     from val_probing.training import config_path, recipe_path
 
     named = {"--config": args.config, "--recipe": args.recipe, "--accelerate-config": args.accelerate_config}

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from val_probing.buckets import ScoredSample, summarize
+from val_probing.files import check_output_file, parse_jsonl_lines, write_text_atomic, writing
 from val_probing.gate.model import (
     FORMAT,
     SETTINGS,
@@ -33,8 +34,7 @@ from val_probing.gate.model import (
     Tolerances,
     task_order,
 )
-from val_probing.outputs import check_output_file, writing
-from val_probing.records import FAMILIES, parse_jsonl_lines, write_text_atomic
+from val_probing.records import FAMILIES
 
 SAMPLE_FIELDS = ("task", "set_id", "position_id", "n_items", "key", "score")
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from val_probing.files import RecordError
 from val_probing.probes import get_family
 from val_probing.probes.base import Floor, MetricError, Target
-from val_probing.records import ProbeExample, RecordError, read_probes
+from val_probing.records import ProbeExample, read_probes
 
 
 def check_gold(family: str, answer: str, description: str | None) -> None:

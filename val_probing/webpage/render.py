@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from val_probing.errors import ValProbingError
-from val_probing.outputs import check_output_file, check_paths
-from val_probing.records import write_text_atomic
+from val_probing.files import check_output_file, check_paths, write_text_atomic
 from val_probing.results import DEFAULT_N_BOOT, PathLike, TaskResult, load_results
 from val_probing.results.load import RUN_FILES
 from val_probing.webpage.data import DEFAULT_ANSWER_CHARS, page_data

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from val_probing.errors import ValProbingError
+from val_probing.files import RecordError, iter_jsonl
 from val_probing.in2.assemble import TrainingExample
 from val_probing.in2.segment import RawText
-from val_probing.records import RecordError, iter_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from val_probing.errors import ValProbingError
+from val_probing.files import (
+    check_output_dir,
+    check_removable,
+    remove_orphans,
+    write_folder_manifest,
+    writing,
+)
 from val_probing.in2.assemble import TrainingExample
 from val_probing.in2.dataset.pipeline import ExampleStats, Synthesis
-from val_probing.outputs import check_output_dir, writing
-from val_probing.paths import check_removable, write_folder_manifest
-from val_probing.records import remove_orphans
 
 FILM_PROMPT = (
     "[INST] Below is a context and an instruction. Based on the information provided in the context, "

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from val_probing.files import check_output_dir, write_text_atomic, writing
 from val_probing.in2.experiment.config import STAGE_FILE, ExperimentConfig, ExperimentError
 from val_probing.in2.experiment.prepare import PREPARE_STAGES
 from val_probing.in2.experiment.runs import RUN_STAGES
 from val_probing.in2.experiment.stages import Run, Stage, inputs_hash, read_stage, run_stage
-from val_probing.outputs import check_output_dir, writing
-from val_probing.records import write_text_atomic
 
 STAGES: tuple[Stage, ...] = (*PREPARE_STAGES, *RUN_STAGES)
 

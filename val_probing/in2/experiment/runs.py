@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from val_probing.files import file_sha256
 from val_probing.in2.assemble import Placement
 from val_probing.in2.experiment.config import ARMS, ExperimentError
 from val_probing.in2.experiment.prepare import base_model
 from val_probing.in2.experiment.stages import Run, Stage
-from val_probing.paths import file_sha256
 from val_probing.records import FAMILIES
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from val_probing.files import FOLDER_MANIFEST, CacheInvalid, check_folder_manifest, write_folder_manifest
 from val_probing.in2.experiment.config import (
     FORMAT,
     STAGE_FILE,
@@ -27,7 +28,6 @@ from val_probing.in2.experiment.config import (
     ExperimentError,
     plain,
 )
-from val_probing.paths import FOLDER_MANIFEST, CacheInvalid, check_folder_manifest, write_folder_manifest
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from val_probing.errors import ValProbingError
-from val_probing.outputs import writing
-from val_probing.records import write_jsonl
+from val_probing.files import write_jsonl, writing
 
 log = logging.getLogger(__name__)
 
