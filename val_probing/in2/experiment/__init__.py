@@ -34,7 +34,7 @@ eval, compare), ``report`` (the compare stage's statistics and report) and ``run
 Everything public is re-exported here.
 """
 
-from val_probing.in2.experiment.config import (
+from val_probing.in2.experiment.design import (
     ARM_LABEL,
     ARMS,
     BACKENDS,

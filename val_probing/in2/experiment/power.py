@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from val_probing.in2.experiment.config import ExperimentConfig
+from val_probing.in2.experiment.design import ExperimentConfig
 from val_probing.records import FAMILIES
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from val_probing.files import write_jsonl
-from val_probing.in2.experiment.config import ARMS, EMBEDDED, TINY_LLAMA, ExperimentError
+from val_probing.in2.experiment.design import ARMS, EMBEDDED, TINY_LLAMA, ExperimentError
 from val_probing.in2.experiment.power import simulated_power
 from val_probing.in2.experiment.stages import Run, Stage
 from val_probing.records import FAMILIES, Family

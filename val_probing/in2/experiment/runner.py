@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from val_probing.files import check_output_dir, write_text_atomic, writing
-from val_probing.in2.experiment.config import STAGE_FILE, ExperimentConfig, ExperimentError
+from val_probing.in2.experiment.design import STAGE_FILE, ExperimentConfig, ExperimentError
 from val_probing.in2.experiment.prepare import PREPARE_STAGES
 from val_probing.in2.experiment.runs import RUN_STAGES
 from val_probing.in2.experiment.stages import Run, Stage, inputs_hash, read_stage, run_stage

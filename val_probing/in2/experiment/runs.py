@@ -19,7 +19,7 @@ from typing import Any
 
 from val_probing.files import file_sha256
 from val_probing.in2.assemble import Placement
-from val_probing.in2.experiment.config import ARMS, ExperimentError
+from val_probing.in2.experiment.design import ARMS, ExperimentError
 from val_probing.in2.experiment.prepare import base_model
 from val_probing.in2.experiment.stages import Run, Stage
 from val_probing.records import FAMILIES
@@ -227,7 +227,7 @@ def _compare_inputs(run: Run) -> dict[str, Any]:
 
 
 def _compare_body(run: Run, folder: Path) -> dict[str, Any]:
-    from val_probing.in2.experiment.report import compare_runs, write_report
+    from val_probing.in2.experiment.analysis import compare_runs, write_report
 
     probes = run.summary("probes")["families"]
     runs = {w: _load(run.stage_dir(f"eval_{w}"), probes) for w in ("base", *ARMS)}

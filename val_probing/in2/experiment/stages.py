@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from val_probing.files import FOLDER_MANIFEST, CacheInvalid, check_folder_manifest, write_folder_manifest
-from val_probing.in2.experiment.config import (
+from val_probing.in2.experiment.design import (
     FORMAT,
     STAGE_FILE,
     VERSIONED,

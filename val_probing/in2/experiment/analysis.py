@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from val_probing.files import write_text_atomic
-from val_probing.in2.experiment.config import ARM_LABEL, COMPARISONS, ComparisonSettings
+from val_probing.in2.experiment.design import ARM_LABEL, COMPARISONS, ComparisonSettings
 from val_probing.records import FAMILIES
 
 if TYPE_CHECKING:
