@@ -91,7 +91,7 @@ def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
     assert (
         load_config(CONFIGS / "in2_tiny_cpu.yaml", ["dataset=x", "learning_rate=1e-3"]).learning_rate == 1e-3
     )
-    with pytest.raises(ValProbingError, match=r"max_steps: expected int/NoneType, got 'ten'"):
+    with pytest.raises(ValProbingError, match=r"in2_tiny_cpu\.yaml: max_steps: expected int, got 'ten'"):
         load_config(CONFIGS / "in2_tiny_cpu.yaml", ["dataset=x", "max_steps=ten"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [unclosed\n")

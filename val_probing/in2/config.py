@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any
 
 import yaml
 
 from val_probing.errors import ValProbingError
+from val_probing.typed import read_settings_into
 
 
 class OverLengthError(ValProbingError):
@@ -127,43 +128,14 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> TrainConfig:
     path = Path(path)
     data = read_settings(path)
     data.update(dict(map(_parse_override, overrides)))
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValProbingError(
-            f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
     missing = sorted(
         f.name for f in fields(TrainConfig) if f.default is MISSING and data.get(f.name) in (None, "")
     )
-    if missing:
+    if missing and not set(data) - {f.name for f in fields(TrainConfig)}:
         raise ValProbingError(f"{path}: set {', '.join(missing)} (in the file or as KEY=VALUE overrides)")
-    hints = get_type_hints(TrainConfig)
-    return TrainConfig(**{key: _coerce(path, key, value, hints[key]) for key, value in data.items()})
-
-
-def _coerce(path: Path, key: str, value: Any, hint: Any) -> Any:
-    """Check a setting against its type; numbers written as strings by YAML ("1e-6") become numbers."""
-    allowed = get_args(hint) or (hint,)
-    if value is None:
-        if type(None) in allowed:
-            return None
-        raise ValProbingError(f"{path}: {key} must be set")
-    if isinstance(value, str) and str not in allowed:
-        for kind in (int, float):
-            if kind in allowed:
-                try:
-                    return kind(value)
-                except ValueError:
-                    continue
-    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not any(isinstance(value, kind) for kind in allowed if kind is not type(None)) or (
-        isinstance(value, bool) and bool not in allowed
-    ):
-        names = "/".join(getattr(k, "__name__", str(k)) for k in allowed)
-        raise ValProbingError(f"{path}: {key}: expected {names}, got {value!r}")
-    return value
+    return read_settings_into(
+        TrainConfig, data, where=str(path), error=ValProbingError, numbers_from_strings=True
+    )
 
 
 def check_lengths(lengths: Sequence[int], limit: int, *, show: int = 20) -> int:
