@@ -7,7 +7,6 @@ that looks like a misspelt VAL option, and leaves the model's own arguments alon
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from val_probing.buckets import fitting_buckets
 from val_probing.errors import ValProbingError
 from val_probing.probes import get_family
 from val_probing.records import FAMILIES, Family
+from val_probing.typed import closest, is_int
 
 Source = Literal["built", "official"]
 Template = Literal["plain", "film"]
@@ -80,7 +80,7 @@ def as_bool(name: str, value: object) -> bool:
 def as_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise TaskSetupError(f"metadata {name}: expected an integer >= {minimum}, got {value!r}")
     return value
 
@@ -112,11 +112,11 @@ def check_unknown(meta: Mapping[str, Any]) -> None:
     for key in meta:
         if key in VAL_OPTIONS or key in _LM_EVAL_KEYS or key in MODEL_ARG_KEYS:
             continue
-        close = difflib.get_close_matches(key, list(VAL_OPTIONS), n=1, cutoff=0.75)
+        close = closest(key, VAL_OPTIONS, cutoff=0.75)
         if close:
             valid = "\n".join(f"  {name}: {help_}" for name, help_ in VAL_OPTIONS.items())
             raise TaskSetupError(
-                f"unknown VAL metadata option {key!r} (did you mean {close[0]!r}?). Valid options:\n{valid}"
+                f"unknown VAL metadata option {key!r} (did you mean {close!r}?). Valid options:\n{valid}"
             )
 
 
