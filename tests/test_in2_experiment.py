@@ -1,4 +1,4 @@
-"""The IN2 placement experiment (issue 13): two arms from one plan, resumable stages, the whole path."""
+"""The IN2 placement experiment (issues 13, 24): arms from one plan, resumable stages, the whole path."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from test_training_data import make_corpus
 from val_probing.errors import ValProbingError
 from val_probing.in2 import experiment as ex
+from val_probing.in2.experiment import design, power, prepare, runner, stages
 from val_probing.in2.assemble import SEGMENT_SEPARATOR, LengthRange, MixtureRatios, edge_band
 from val_probing.in2.dataset import SynthesisConfig, save_dataset, synthesize
 from val_probing.in2.qa import ExtractiveLocalGenerator
@@ -69,12 +70,12 @@ def test_saved_arms_pass_the_arm_check_and_a_different_plan_fails_it(tmp_path: P
     plan = _plan()
     for placement in ("uniform", "edges"):
         save_dataset(tmp_path / placement, plan.with_placement(placement), "film")
-    ex.check_arms(tmp_path / "uniform", tmp_path / "edges")
+    prepare.check_arms(tmp_path / "uniform", tmp_path / "edges")
     manifest = json.loads((tmp_path / "edges" / "manifest.json").read_text())
     assert manifest["placement"] == "edges"
     save_dataset(tmp_path / "other", _plan(seed=1).with_placement("edges"), "film")
-    with pytest.raises(ex.ExperimentError, match="differ beyond placement"):
-        ex.check_arms(tmp_path / "uniform", tmp_path / "other")
+    with pytest.raises(design.ExperimentError, match="differ beyond placement"):
+        prepare.check_arms(tmp_path / "uniform", tmp_path / "other")
 
 
 def test_train_synthesize_takes_the_placement(tmp_path: Path) -> None:
@@ -97,7 +98,7 @@ def test_train_synthesize_takes_the_placement(tmp_path: Path) -> None:
     assert manifests["edges"]["placement"] == "edges" and manifests["uniform"]["placement"] == "uniform"
     edge_counts = [b["count"] for b in manifests["edges"]["needle_depth_histogram"]]
     assert sum(edge_counts[2:8]) == 0 and sum(edge_counts) == 12  # first or last segment only
-    ex.check_arms(tmp_path / "uniform", tmp_path / "edges")
+    prepare.check_arms(tmp_path / "uniform", tmp_path / "edges")
     cmd = [sys.executable, "-m", "val_probing.cli", "train", *common, "--placement", "middle", "--out", "x"]
     bad = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "--placement" in bad.stderr
@@ -106,18 +107,18 @@ def test_train_synthesize_takes_the_placement(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- stages
 
 
-def _config() -> ex.ExperimentConfig:
-    return ex.load_experiment("in2_placement_smoke")[0]
+def _config() -> design.ExperimentConfig:
+    return design.load_experiment("in2_placement_smoke")[0]
 
 
 def _counting_stage(name: str, needs: tuple[str, ...], calls: list[str], setting: dict[str, Any]) -> ex.Stage:
-    def body(run: ex.Run, folder: Path) -> dict[str, Any]:
+    def body(run: stages.Run, folder: Path) -> dict[str, Any]:
         calls.append(name)
         upstream = "".join((run.stage_dir(n) / "out.txt").read_text() for n in needs)
         (folder / "out.txt").write_text(f"{name}:{setting['value']}:{upstream}")
         return {"value": setting["value"]}
 
-    return ex.Stage(name, needs, lambda _run: dict(setting), body)
+    return stages.Stage(name, needs, lambda _run: dict(setting), body)
 
 
 def test_a_finished_stage_is_skipped_and_a_broken_or_changed_one_runs_again(tmp_path: Path) -> None:
@@ -126,15 +127,15 @@ def test_a_finished_stage_is_skipped_and_a_broken_or_changed_one_runs_again(tmp_
     first = _counting_stage("first", (), calls, first_setting)
     second = _counting_stage("second", ("first",), calls, second_setting)
 
-    def go() -> ex.Run:
-        run = ex.Run(_config(), tmp_path)
+    def go() -> stages.Run:
+        run = stages.Run(_config(), tmp_path)
         for stage in (first, second):
-            ex.run_stage(run, stage)
+            stages.run_stage(run, stage)
         return run
 
     go()
     assert calls == ["first", "second"]
-    record = json.loads((tmp_path / "stages" / "first" / ex.STAGE_FILE).read_text())
+    record = json.loads((tmp_path / "stages" / "first" / design.STAGE_FILE).read_text())
     assert record["summary"] == {"value": 1} and record["inputs"] == {"value": 1}
     assert record["versions"]["python"] and record["seconds"] >= 0 and record["finished"]
 
@@ -149,7 +150,7 @@ def test_a_finished_stage_is_skipped_and_a_broken_or_changed_one_runs_again(tmp_
     assert not (tmp_path / "stages" / ".second.tmp").exists()
 
     # a corrupted stage manifest re-runs that stage (and, its outputs being the same, nothing after it)
-    (tmp_path / "stages" / "first" / ex.STAGE_FILE).write_text("{ not json")
+    (tmp_path / "stages" / "first" / design.STAGE_FILE).write_text("{ not json")
     go()
     assert calls == ["first", "second", "second", "first"]
     # so does a damaged output file, or a damaged folder manifest
@@ -168,10 +169,13 @@ def test_a_finished_stage_is_skipped_and_a_broken_or_changed_one_runs_again(tmp_
     assert len(calls) == 8
 
 
-def _keys(config: ex.ExperimentConfig, tmp_path: Path) -> dict[str, str]:
-    run = ex.Run(config, tmp_path)
-    run.done = {s.name: ex.StageRecord(s.name, tmp_path, "k", "same", {}, 0.0) for s in ex.STAGES}
-    return {s.name: ex.inputs_hash(run, s) for s in ex.STAGES}
+def _keys(config: design.ExperimentConfig, tmp_path: Path) -> dict[str, str]:
+    run = stages.Run(config, tmp_path)
+    run.done = {
+        s.name: stages.StageRecord(s.name, tmp_path, "k", "same", {}, 0.0)
+        for s in runner.experiment_stages(config)
+    }
+    return {s.name: stages.inputs_hash(run, s) for s in runner.experiment_stages(config)}
 
 
 def test_a_changed_setting_changes_the_key_of_the_stages_that_read_it(tmp_path: Path) -> None:
@@ -181,10 +185,10 @@ def test_a_changed_setting_changes_the_key_of_the_stages_that_read_it(tmp_path: 
     before = _keys(config, tmp_path)
     gen = dataclasses.replace(config.evaluation, max_gen_toks=16)
     after = _keys(dataclasses.replace(config, evaluation=gen), tmp_path)
-    assert {n for n in before if before[n] != after[n]} == {"eval_base", "eval_uniform", "eval_edges"}
+    assert {n for n in before if before[n] != after[n]} == {"eval_base", "eval_uniform_s0", "eval_edges_s0"}
     syn = dataclasses.replace(config.synthesis, n_examples=9)
     after = _keys(dataclasses.replace(config, synthesis=syn), tmp_path)
-    assert {n for n in before if before[n] != after[n]} == {"data"}  # the rest follow on its new outputs
+    assert {n for n in before if before[n] != after[n]} == {"data_s0"}  # the rest follow on its new outputs
 
 
 def test_the_experiment_seed_reaches_the_trainer(tmp_path: Path) -> None:
@@ -198,12 +202,16 @@ def test_the_experiment_seed_reaches_the_trainer(tmp_path: Path) -> None:
     config = _config()
     training = dataclasses.replace(config.training, overrides=(*config.training.overrides, "seed=99"))
     config = dataclasses.replace(config, seed=7, training=training)
-    run = ex.Run(config, tmp_path)
+    run = stages.Run(config, tmp_path)
     run.done = {
-        s.name: ex.StageRecord(s.name, tmp_path, "k", "same", {"path": "model"}, 0.0) for s in ex.STAGES
+        s.name: stages.StageRecord(s.name, tmp_path, "k", "same", {"path": "model"}, 0.0)
+        for s in runner.experiment_stages(config)
     }
-    recipe_config = load_config(config_path(config.training.config), train_overrides(run, "edges", tmp_path))
+    recipe_config = load_config(
+        config_path(config.training.config), train_overrides(run, "edges", 7, tmp_path)
+    )
     assert recipe_config.seed == 7  # the experiment's, over the config file's 0 and a training override's 99
+    assert recipe_config.dataset == str(tmp_path / "stages" / "data_s7" / "edges")  # that seed's data
 
 
 def test_editing_the_recipe_or_its_config_trains_again(tmp_path: Path) -> None:
@@ -220,14 +228,14 @@ def test_editing_the_recipe_or_its_config_trains_again(tmp_path: Path) -> None:
     training = dataclasses.replace(config.training, recipe=str(recipe), config=str(recipe_config))
     config = dataclasses.replace(config, training=training)
     before = _keys(config, tmp_path)
-    trains = {"train_uniform", "train_edges"}
+    trains = {"train_uniform_s0", "train_edges_s0"}
     for edited in (recipe_config, recipe):  # same names, other content
         edited.write_text(edited.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
         after = _keys(config, tmp_path)
         assert {n for n in before if before[n] != after[n]} == trains, edited.name
         before = after
     seeded = _keys(dataclasses.replace(config, seed=config.seed + 1), tmp_path)
-    assert trains <= {n for n in before if before[n] != seeded[n]}
+    assert {"train_uniform_s1", "train_edges_s1"} <= set(seeded) and not trains & set(seeded)
 
 
 def test_an_unwritable_experiment_folder_is_refused_before_any_work(tmp_path: Path) -> None:
@@ -241,26 +249,29 @@ def test_an_unwritable_experiment_folder_is_refused_before_any_work(tmp_path: Pa
 
 def test_status_lists_every_stage_pending_on_a_new_folder(tmp_path: Path) -> None:
     rows = ex.stage_status(_config(), tmp_path / "new")
-    assert [name for name, _ in rows] == ex.stage_names()
+    assert [name for name, _ in rows] == ex.stage_names(_config())
     assert {state for _, state in rows} == {"pending"}
 
 
 def test_configs_are_found_by_name_and_checked(tmp_path: Path) -> None:
-    full = ex.load_experiment("in2_placement_cpu")[0]
+    full = design.load_experiment("in2_placement_cpu")[0]
     assert full.model == "embedded" and full.evaluation.backend == "vllm"
     assert full.synthesis.n_examples >= 100 and 768 <= full.synthesis.max_context <= 1024
     # enough questions per bucket for the gate to test every metric
     assert full.probes.sets * full.probes.positions // full.probes.n_buckets >= 16
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nmodel: tiny-llama\nprobes:\n  contxt_length: 5\n")
-    with pytest.raises(ex.ExperimentError, match=r"probes: unknown setting\(s\) contxt_length"):
-        ex.load_experiment(bad)
+    with pytest.raises(
+        design.ExperimentError,
+        match=r"probes: unknown setting 'contxt_length' \(did you mean 'context_length'\?\)",
+    ):
+        design.load_experiment(bad)
     bad.write_text("name: x\nmodel: tiny-llama\nprobes:\n  positions: 5\n  n_buckets: 2\n")
-    with pytest.raises(ex.ExperimentError, match="multiple of n_buckets"):
-        ex.load_experiment(bad)
+    with pytest.raises(design.ExperimentError, match="multiple of n_buckets"):
+        design.load_experiment(bad)
     bad.write_text("name: x\nmodel: tiny-llama\nevaluation:\n  backend: vlm\n")
-    with pytest.raises(ex.ExperimentError, match=r"backend: expected one of 'hf', 'vllm', got 'vlm'"):
-        ex.load_experiment(bad)
+    with pytest.raises(design.ExperimentError, match=r"backend: expected one of 'hf', 'vllm', got 'vlm'"):
+        design.load_experiment(bad)
     for setting, message in [
         ("corpus:\n  max_texts: ten", "corpus.max_texts: expected int, got 'ten'"),
         ("synthesis:\n  n_examples: true", "synthesis.n_examples: expected int, got True"),
@@ -268,26 +279,33 @@ def test_configs_are_found_by_name_and_checked(tmp_path: Path) -> None:
         ("comparison:\n  power_effects: [5, x]", "power_effects: expected a list of float"),
         ("evaluation:\n  env: [a]", "evaluation.env: expected a mapping"),
         ("training:\n  in_process: 1", "training.in_process: expected bool, got 1"),
+        ("evaluation:\n  env: {A: 1}", "evaluation.env.A: expected str, got 1"),
+        ("arms: [uniform, uniform]", "arms: expected two or more different placements"),
+        (
+            "endpoint:\n  treatment: middle\n  control: ends",
+            "endpoint: treatment 'middle' and control 'ends'",
+        ),
+        ("corpus:\n  source: synthetic", "go together"),
     ]:
         bad.write_text(f"name: x\nmodel: tiny-llama\n{setting}\n")
-        with pytest.raises(ex.ExperimentError, match=re.escape(message)):
-            ex.load_experiment(bad)
+        with pytest.raises(design.ExperimentError, match=re.escape(message)):
+            design.load_experiment(bad)
     good = tmp_path / "good.yaml"
     good.write_text(
         "name: x\nmodel: tiny-llama\ncorpus:\n  max_texts: null\ncomparison:\n  alpha: 1\n"
-        "  power_effects: [5, 10]\nevaluation:\n  env: {A: 1}\n"
+        "  power_effects: [5, 10]\nevaluation:\n  env: {A: '1'}\n"
     )
-    loaded = ex.load_experiment(good)[0]
+    loaded = design.load_experiment(good)[0]
     assert loaded.corpus.max_texts is None and loaded.comparison.alpha == 1.0
     assert isinstance(loaded.comparison.alpha, float) and loaded.comparison.power_effects == (5.0, 10.0)
     assert loaded.evaluation.env == {"A": "1"}
     bad.write_text("- a list\n")
     with pytest.raises(ValProbingError, match="expected a mapping of settings"):
-        ex.load_experiment(bad)
+        design.load_experiment(bad)
 
 
 def test_the_corpus_is_installed_package_prose() -> None:
-    texts = ex.package_texts(min_words=150)
+    texts = prepare.package_texts(min_words=150)
     assert len(texts) >= 10  # numpy, transformers, datasets, tqdm ... in any install of the project
     ids = [i for i, _t in texts]
     names = [i.partition("==")[0] for i in ids]
@@ -295,21 +313,21 @@ def test_the_corpus_is_installed_package_prose() -> None:
     assert all(len(t.split()) >= 150 for _i, t in texts)
     fences = [line for _i, t in texts for line in t.splitlines() if re.fullmatch(r"\s*```[\w-]*\s*", line)]
     assert not fences  # code blocks are left out
-    assert ex.package_texts(min_words=150, max_texts=3) == texts[:3]
+    assert prepare.package_texts(min_words=150, max_texts=3) == texts[:3]
 
 
 def test_power_rises_with_the_effect_through_the_gate() -> None:
     config = _config()
-    layout = ex.ProbeSettings(context_length=384, sets=4, positions=16, n_buckets=4)
-    settings = ex.ComparisonSettings(power_effects=(0.0, 40.0), power_draws=4, resamples=400)
-    config = ex.ExperimentConfig("p", "tiny-llama", probes=layout, comparison=settings)
-    power = ex.simulated_power(config, {"document": 64})
-    assert power["questions_per_bucket"] == 16 and power["tested"]
-    assert power["by_effect"]["40"]["avg"] >= 0.75
-    assert power["by_effect"]["0"]["avg"] <= 0.25
+    layout = design.ProbeSettings(context_length=384, sets=4, positions=16, n_buckets=4)
+    settings = design.ComparisonSettings(power_effects=(0.0, 40.0), power_draws=4, resamples=400)
+    config = design.ExperimentConfig("p", "tiny-llama", probes=layout, comparison=settings)
+    found = power.simulated_power(config, {"document": 64})
+    assert found["questions_per_bucket"] == 16 and found["tested"]
+    assert found["by_effect"]["40"]["avg"] >= 0.75
+    assert found["by_effect"]["0"]["avg"] <= 0.25
     # the per-bucket rows are tested (buckets are informational in the gate by default: untested,
     # their power read 0 at any effect); 16 questions per bucket in a family of ~30 tests is little
-    assert power["by_effect"]["40"]["bucket"] > power["by_effect"]["0"]["bucket"]
+    assert found["by_effect"]["40"]["bucket"] > found["by_effect"]["0"]["bucket"]
 
 
 # ---------------------------------------------------------------------------------------------- smoke
@@ -334,8 +352,8 @@ def test_the_smoke_experiment_runs_the_whole_path_and_resumes(tmp_path: Path) ->
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     compare = out / "stages" / "compare"
     found = json.loads((compare / "results.json").read_text())
-    assert set(found["comparisons"]) == {"uniform vs base", "edges vs base", "uniform vs edges"}
-    probes = ex.load_experiment("in2_placement_smoke")[0].probes
+    assert set(found["comparisons"]) == {"uniform_s0 vs base", "edges_s0 vs base", "uniform_s0 vs edges_s0"}
+    probes = design.load_experiment("in2_placement_smoke")[0].probes
     questions = probes.sets * probes.positions
     buckets = {f"{b:02d}" for b in range(probes.n_buckets)}
     for per_task in found["comparisons"].values():
@@ -346,21 +364,25 @@ def test_the_smoke_experiment_runs_the_whole_path_and_resumes(tmp_path: Path) ->
     per_bucket = questions // probes.n_buckets
     assert found["power"]["questions_per_bucket"] == per_bucket and not found["power"]["tested"]
     summary = (compare / "summary.md").read_text()
-    assert "A uniform (IN2)" in summary and "B edges (control)" in summary and "low power" in summary
+    assert (
+        "uniform (IN2)" in summary and "edges (control, by filler rank)" in summary and "low power" in summary
+    )
     assert (compare / "curves.png").stat().st_size > 10_000
-    data = json.loads((out / "stages" / "data" / ex.STAGE_FILE).read_text())["summary"]
+    data = json.loads((out / "stages" / "data_s0" / design.STAGE_FILE).read_text())["summary"]
     assert data["contamination"]["probes"] == 12 and data["contamination"]["texts_in"] == 40
     finished = {
-        p.name: json.loads((p / ex.STAGE_FILE).read_text())["finished"] for p in (out / "stages").iterdir()
+        p.name: json.loads((p / design.STAGE_FILE).read_text())["finished"]
+        for p in (out / "stages").iterdir()
     }
-    assert sorted(finished) == sorted(ex.stage_names())
+    assert sorted(finished) == sorted(ex.stage_names(_config()))
 
     status = _cli("--config", "in2_placement_smoke", "--out", str(out), "--status")
-    assert status.returncode == 0 and status.stdout.count(" done (") == len(ex.stage_names())
+    assert status.returncode == 0 and status.stdout.count(" done (") == len(ex.stage_names(_config()))
     again = _cli("--config", "in2_placement_smoke", "--out", str(out))
     assert again.returncode == 0 and " stage " not in again.stdout  # nothing ran again
     assert finished == {
-        p.name: json.loads((p / ex.STAGE_FILE).read_text())["finished"] for p in (out / "stages").iterdir()
+        p.name: json.loads((p / design.STAGE_FILE).read_text())["finished"]
+        for p in (out / "stages").iterdir()
     }
 
 
@@ -372,8 +394,8 @@ def test_the_same_settings_make_the_same_data_in_any_output_folder(tmp_path: Pat
 
     outs = [tmp_path / "a", tmp_path / "a much longer" / "folder name"]
     for out in outs:
-        ex.run_experiment(_config(), out, until="data")
-    for arm in ex.ARMS:
-        first, second = (load_from_disk(str(out / "stages" / "data" / arm)).to_list() for out in outs)
+        ex.run_experiment(_config(), out, until="data_s0")
+    for arm in _config().arms:
+        first, second = (load_from_disk(str(out / "stages" / "data_s0" / arm)).to_list() for out in outs)
         assert first == second and len(first) == _config().synthesis.n_examples
         assert all(s.startswith("corpus.jsonl:") for row in first for s in row["sources"])

@@ -26,10 +26,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from val_probing.files import write_text_atomic
-from val_probing.in2.experiment.design import ARM_LABEL, COMPARISONS, ComparisonSettings
-from val_probing.records import FAMILIES
+from val_probing.in2.experiment.design import (
+    ARM_LABEL,
+    ComparisonSettings,
+    ExperimentConfig,
+    ExperimentError,
+    arm_of,
+    model_name,
+)
 
 if TYPE_CHECKING:
+    from val_probing.gate import Regions
     from val_probing.in2.experiment.stages import Run
     from val_probing.results import TaskResult
 
@@ -132,17 +139,18 @@ def verdict(diff: Mapping[str, Any], tests: Mapping[str, Any], alpha: float) -> 
 
 
 def compare_runs(
-    runs: Mapping[str, Sequence[TaskResult]], settings: ComparisonSettings, seed: int = 0
+    runs: Mapping[str, Sequence[TaskResult]], config: ExperimentConfig, seed: int = 0
 ) -> dict[str, Any]:
-    """Every comparison of :data:`experiment.COMPARISONS`: differences, tests and verdicts per task."""
+    """Every per-question comparison of ``config.comparisons()``: differences, tests, verdicts per task."""
+    settings = config.comparison
     out: dict[str, Any] = {"comparisons": {}, "verdicts": {}, "alpha": settings.alpha}
-    for x_name, y_name in COMPARISONS:
+    for x_name, y_name in config.comparisons():
         key = f"{y_name} vs {x_name}"
         xs = {r.task: r for r in runs[x_name]}
         ys = {r.task: r for r in runs[y_name]}
         tests = gate_tests(runs[x_name], runs[y_name], settings, seed)
         per_task = {}
-        for task in FAMILIES:
+        for task in config.probes.families:
             diff = paired_differences(xs[task], ys[task], settings.bootstrap, seed)
             per_task[task] = {
                 **diff,
@@ -163,6 +171,102 @@ def compare_runs(
         for name, results in runs.items()
     }
     return out
+
+
+# Student's t, 0.975 quantile, for 1..30 degrees of freedom (beyond: the normal's 1.96)
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def middle_contrast(buckets: Sequence[float], regions: Regions | None = None) -> float:
+    """C = the pooled middle region's score minus the pooled edge regions' (x100 bucket means in; the
+    gate's regions by bucket centre depth; a pooled region is the mean of its buckets)."""
+    from val_probing.gate import Regions
+
+    by_region = (regions or Regions()).buckets(len(buckets))
+    middle = [buckets[b] for b in by_region["middle"]]
+    edges = [buckets[b] for r in ("start", "end") for b in by_region[r]]
+    return float(np.mean(middle) - np.mean(edges))
+
+
+def permutation_p(treatment: Sequence[float], control: Sequence[float]) -> float:
+    """Exact one-sided permutation p-value of mean(treatment) - mean(control) > 0: the share of all
+    ``C(n, k)`` relabellings of the pooled values whose difference is at least the observed one."""
+    from itertools import combinations
+
+    values = [*treatment, *control]
+    k, total = len(treatment), sum(treatment) + sum(control)
+    observed = float(np.mean(treatment) - np.mean(control))
+    hits = n = 0
+    for chosen in combinations(range(len(values)), k):
+        t = sum(values[i] for i in chosen)
+        diff = t / k - (total - t) / (len(values) - k)
+        hits += diff >= observed - 1e-9
+        n += 1
+    return hits / n
+
+
+def paired_interval(differences: Sequence[float]) -> tuple[float, float]:
+    """95% t interval of the mean of the per-seed paired differences (one seed: unbounded)."""
+    d = np.asarray(differences, dtype=float)
+    if d.size < 2:
+        return (-np.inf, np.inf)
+    half = _T975[min(d.size - 1, len(_T975)) - 1] * float(d.std(ddof=1)) / np.sqrt(d.size)
+    return (float(d.mean() - half), float(d.mean() + half))
+
+
+def endpoint_test(runs: Mapping[str, Sequence[TaskResult]], config: ExperimentConfig) -> dict[str, Any]:
+    """The pre-registered primary endpoint: C per trained model, the exact permutation test of
+    mean C(treatment) > mean C(control) over the seed-level contrasts, and the paired per-seed interval;
+    C of every arm beside it (secondary)."""
+    e = config.endpoint
+    if e is None:
+        raise ExperimentError("the config registers no endpoint")
+    contrasts: dict[str, dict[str, float]] = {}
+    for arm in config.arms:
+        for seed in config.seeds:
+            result = next(r for r in runs[model_name(arm, seed)] if r.task == e.task)
+            contrasts.setdefault(arm, {})[str(seed)] = round(
+                middle_contrast([b.mean for b in result.summary.buckets]), 3
+            )
+    treated, control = list(contrasts[e.treatment].values()), list(contrasts[e.control].values())
+    paired = [contrasts[e.treatment][str(s)] - contrasts[e.control][str(s)] for s in config.seeds]
+    p = permutation_p(treated, control)
+    lo, hi = paired_interval(paired)
+    difference = float(np.mean(treated) - np.mean(control))
+    said = (
+        f"{e.treatment} flattens more than {e.control} (p < alpha)"
+        if p < e.alpha
+        else "not shown at this alpha (bounded by the interval)"
+    )
+    return {
+        "task": e.task,
+        "treatment": e.treatment,
+        "control": e.control,
+        "seeds": list(config.seeds),
+        "contrast_by_arm": contrasts,
+        "mean_contrast": {a: round(float(np.mean(list(v.values()))), 3) for a, v in contrasts.items()},
+        "sd_contrast": {
+            a: round(float(np.std(list(v.values()), ddof=1)), 3) if len(v) > 1 else None
+            for a, v in contrasts.items()
+        },
+        "difference": round(difference, 3),
+        "paired_differences": [round(d, 3) for d in paired],
+        "ci95": [round(lo, 3), round(hi, 3)],
+        "p_value": round(p, 5),
+        "alpha": e.alpha,
+        "test": f"exact one-sided permutation test over {len(treated) + len(control)} model-level contrasts",
+        "verdict": said,
+        "registered": {
+            "planned_effect": e.planned_effect,
+            "planned_sd": e.planned_sd,
+            "planned_power": e.planned_power,
+            "pilot": e.pilot,
+        },
+    }
 
 
 def _ci(v: Mapping[str, Any]) -> str:
@@ -241,25 +345,112 @@ def power_markdown(power: Mapping[str, Any]) -> str:
     return "\n".join([*lines, *markdown_table(["true effect", "power avg", "power bucket"], rows)]) + "\n"
 
 
+def model_label(model: str, config: ExperimentConfig) -> str:
+    """An evaluated model's label: its arm's, with the seed when there are several."""
+    arm = arm_of(model)
+    label = ARM_LABEL.get(arm, arm)
+    return label if config.replicates == 1 or model == arm else f"{label} {model.rpartition('_')[2]}"
+
+
+def endpoint_markdown(found: Mapping[str, Any]) -> str:
+    """The primary endpoint: per-seed contrasts of every arm, the test, the interval and the verdict."""
+    from val_probing.report import markdown_table
+
+    e = found
+    seeds = [str(s) for s in e["seeds"]]
+    rows = [
+        [ARM_LABEL.get(arm, arm), *(f"{by_seed[s]:+.1f}" for s in seeds), f"{e['mean_contrast'][arm]:+.1f}"]
+        for arm, by_seed in e["contrast_by_arm"].items()
+    ]
+    lo, hi = e["ci95"]
+    reg = e["registered"]
+    planned = (
+        f"Registered before the run: effect {reg['planned_effect']} points, between-seed SD "
+        f"{reg['planned_sd']}, power {reg['planned_power']} ({reg['pilot']})."
+        if reg["planned_effect"] is not None
+        else "No power analysis was registered."
+    )
+    lines = [
+        f"C = pooled middle region minus pooled edge regions of `{e['task']}` (x100 points, the gate's "
+        "regions by bucket centre depth), one value per trained model:",
+        "",
+        *markdown_table(
+            ["arm", *(f"seed {s}" for s in seeds), "mean"], rows, right=tuple(range(1, len(seeds) + 2))
+        ),
+        "",
+        f"**H1: mean C({e['treatment']}) > mean C({e['control']}).** "
+        f"Difference {e['difference']:+.2f} points, "
+        f"paired 95% t interval over seeds [{lo:+.2f}, {hi:+.2f}]; {e['test']}: p = {e['p_value']:.4g} "
+        f"(alpha {e['alpha']}). Verdict: {e['verdict']}.",
+        "",
+        planned,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_arm_curves(runs: Mapping[str, Sequence[TaskResult]], config: ExperimentConfig) -> Any:
+    """One panel per task: each arm's mean curve over seeds, its seeds' spread (min-max band) and every
+    seed as a thin line; the middle region shaded."""
+    import matplotlib.pyplot as plt
+
+    from val_probing.gate import Regions
+
+    families = config.probes.families
+    fig, axes = plt.subplots(1, len(families), figsize=(6 * len(families), 4), squeeze=False)
+    regions = Regions()
+    for ax, task in zip(axes[0], families, strict=True):
+        for i, arm in enumerate(config.arms):
+            curves = np.array(
+                [
+                    [
+                        b.mean
+                        for b in next(r for r in runs[model_name(arm, s)] if r.task == task).summary.buckets
+                    ]
+                    for s in config.seeds
+                ]
+            )
+            n = curves.shape[1]
+            x = (np.arange(n) + 0.5) / n
+            color = f"C{i}"
+            for c in curves:
+                ax.plot(x, c, color=color, alpha=0.25, linewidth=0.8)
+            ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=color, alpha=0.12)
+            ax.plot(x, curves.mean(axis=0), color=color, linewidth=2.2, label=ARM_LABEL.get(arm, arm))
+        ax.axvspan(regions.start, regions.end, color="0.9", zorder=0)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("needle depth in the context (bucket centre)")
+        ax.set_ylabel(f"val_{task} score (x100)")
+        ax.set_title(f"val_{task}: {len(config.seeds)} seeds per arm (band: min-max over seeds)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def write_report(
     folder: Path, runs: Mapping[str, Sequence[TaskResult]], found: dict[str, Any], run: Run
 ) -> None:
-    """``results.json``, ``summary.md`` (curves, comparisons, power) and ``curves.png``/``.svg``."""
+    """``results.json``, ``summary.md`` (endpoint, curves, comparisons, power) and ``curves.png``/``.svg``."""
     from val_probing.plots import plot_position_curves, save_figure
     from val_probing.report import table_rows, to_markdown
 
-    labelled = [dataclasses.replace(r, model=ARM_LABEL[name]) for name, rs in runs.items() for r in rs]
-    fig = plot_position_curves(labelled)
-    fig.suptitle(f"{run.config.name}: base vs IN2 placement (A uniform) vs control (B edges)", fontsize=11)
+    config = run.config
+    labelled = [
+        dataclasses.replace(r, model=model_label(name, config)) for name, rs in runs.items() for r in rs
+    ]
+    fig = plot_arm_curves(runs, config) if config.replicates > 1 else plot_position_curves(labelled)
+    arms = " vs ".join(ARM_LABEL.get(a, a) for a in config.arms)
+    fig.suptitle(f"{config.name}: {arms}", fontsize=11)
     save_figure(fig, folder / "curves", formats=("png", "svg"))
     write_text_atomic(folder / "results.json", json.dumps(found, indent=2, default=str) + "\n")
-    text = [
-        f"# {run.config.name}\n",
+    text = [f"# {config.name}\n"]
+    if "endpoint" in found:
+        text += ["## Primary endpoint (pre-registered)\n", endpoint_markdown(found["endpoint"])]
+    text += [
         "## Curves (avg and gap x100)\n",
         to_markdown(table_rows(labelled)),
-        "\n## Differences (Y - X, x100 points)\n",
+        "\n## Differences (Y - X, x100 points, per question)\n",
         comparison_markdown(found),
-        "\n## Power (decided before any model ran)\n",
+        "\n## Power of the per-question tests (decided before any model ran)\n",
         power_markdown(found["power"]),
     ]
     write_text_atomic(folder / "summary.md", "\n".join(text))

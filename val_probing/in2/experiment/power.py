@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from val_probing.in2.experiment.design import ExperimentConfig
-from val_probing.records import FAMILIES
 
 
 def simulated_power(config: ExperimentConfig, questions: Mapping[str, int]) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def simulated_power(config: ExperimentConfig, questions: Mapping[str, int]) -> d
             baseline = gate.make_baseline(treated, tolerances=_ZERO(), statistics=stats)
             result = gate.check(baseline, _draw(config, 0.5, rng), ignore=frozenset({"model"}))
             for chk in result.checks:
-                if chk.task not in FAMILIES:  # the pooled level ("all"): the rates are per task
+                if chk.task not in p.families:  # the pooled level ("all"): the rates are per task
                     continue
                 if chk.kind is gate.MetricKind.AVG:
                     avg_hits += chk.status == "fail"
@@ -51,7 +52,7 @@ def simulated_power(config: ExperimentConfig, questions: Mapping[str, int]) -> d
                     bucket_tests += 1
                     bucket_hits += chk.status == "fail"
         out["by_effect"][f"{d:g}"] = {
-            "avg": avg_hits / (c.power_draws * len(FAMILIES)),
+            "avg": avg_hits / (c.power_draws * len(p.families)),
             "bucket": bucket_hits / max(1, bucket_tests),
         }
     out["built_questions"] = dict(questions)  # the layout decides the simulation; the built counts beside it
@@ -84,7 +85,7 @@ def _draw(config: ExperimentConfig, prob: float, rng: random.Random) -> list[Any
         }
     )
     out = []
-    for task in FAMILIES:
+    for task in p.families:
         samples = tuple(
             ScoredSample(s, pos, p.positions, f"{task}-{s}-{pos}", float(rng.random() < prob))
             for s in range(p.sets)
@@ -93,3 +94,22 @@ def _draw(config: ExperimentConfig, prob: float, rng: random.Random) -> list[Any
         summary = summarize(samples, n_buckets=p.n_buckets, n_boot=None)
         out.append(TaskResult(f"sim/{prob}", task, Path("sim"), p.context_length, meta, summary, samples))
     return out
+
+
+def endpoint_power(
+    effect: float, sd: float, seeds: int, alpha: float = 0.05, draws: int = 2000, seed: int = 0
+) -> float:
+    """Power of the primary endpoint's exact permutation test with ``seeds`` models per arm: the share of
+    simulated experiments, model-level contrasts drawn Normal(effect, sd) for the treatment arm and
+    Normal(0, sd) for the control, whose p-value is below ``alpha``. ``sd`` is the between-model SD of
+    the contrast within an arm (seed-to-seed variation and question sampling together, as a pilot
+    measures it)."""
+    from val_probing.in2.experiment.analysis import permutation_p
+
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(draws):
+        treated = rng.normal(effect, sd, seeds)
+        control = rng.normal(0.0, sd, seeds)
+        hits += permutation_p(list(treated), list(control)) < alpha
+    return hits / draws

@@ -16,20 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from val_probing.files import write_jsonl
-from val_probing.in2.experiment.design import ARMS, EMBEDDED, TINY_LLAMA, ExperimentError
+from val_probing.in2.experiment.design import EMBEDDED, SCRATCH, TINY_LLAMA, ExperimentConfig, ExperimentError
 from val_probing.in2.experiment.power import simulated_power
 from val_probing.in2.experiment.stages import Run, Stage
-from val_probing.records import FAMILIES, Family
+from val_probing.records import Family
+
+SYNTHETIC_POOL = "document_pool.jsonl"  # the corpus stage's probe pool (corpus.source synthetic)
+DEPTH_BINS = 20  # of each arm's needle-depth histogram in its manifest
 
 
 def _model_inputs(run: Run) -> dict[str, Any]:
-    return {"model": run.config.model, "seed": run.config.seed}
+    c = run.config
+    if c.model == SCRATCH:
+        return {"model": c.model, "seeds": list(c.seeds), "scratch": c.section("scratch")}
+    return {"model": c.model, "seed": c.seed}
 
 
 def _model_body(run: Run, folder: Path) -> dict[str, Any]:
     from val_probing.embedded import embedded_model_dir, make_tiny_llama
 
     model = run.config.model
+    if model == SCRATCH:
+        return _scratch_models(run, folder)
     if model == TINY_LLAMA:
         make_tiny_llama(folder / "model", seed=run.config.seed)
         return {"path": "model", "kind": "tiny random Llama (hidden 64, 2 layers), SmolLM2 tokenizer"}
@@ -37,14 +45,47 @@ def _model_body(run: Run, folder: Path) -> dict[str, Any]:
     return {"path": str(path), "kind": model}
 
 
-def base_model(run: Run) -> str:
-    """The base model's folder (or hub name): inside the model stage for the tiny Llama; the embedded
-    model's cache folder, verified (and converted again if it was removed) on every use."""
+def _scratch_models(run: Run, folder: Path) -> dict[str, Any]:
+    """One random initialisation per seed (``model/sSEED``), all with the word-level tokenizer of the
+    corpus stage's language."""
+    from val_probing.in2.scratch import word_tokenizer, write_scratch_model
+    from val_probing.in2.synthetic import tokenizer_texts
+
+    language = _language(run)
+    tokenizer = word_tokenizer(language.words, tokenizer_texts(language))
+    m = run.config.scratch
+    for seed in run.config.seeds:
+        write_scratch_model(
+            folder / "model" / f"s{seed}",
+            tokenizer,
+            hidden=m.hidden,
+            layers=m.layers,
+            heads=m.heads,
+            kv_heads=m.kv_heads,
+            intermediate=m.intermediate,
+            max_positions=m.max_positions,
+            seed=seed,
+        )
+    return {
+        "path": "model",
+        "per_seed": True,
+        "vocabulary": len(tokenizer),
+        "kind": f"random Llama (hidden {m.hidden}, {m.layers} layers), word-level tokenizer, one per seed",
+    }
+
+
+def base_model(run: Run, seed: int | None = None) -> str:
+    """The base model's folder (or hub name): inside the model stage for the tiny and scratch Llamas
+    (scratch: the initialisation of ``seed``, the first seed's when None: the tokenizer is the same); the
+    embedded model's cache folder, verified (and converted again if it was removed) on every use."""
     from val_probing.embedded import embedded_model_dir
 
     if run.config.model == EMBEDDED:
         return str(embedded_model_dir())
-    path = str(run.summary("model")["path"])
+    summary = run.summary("model")
+    path = str(summary["path"])
+    if summary.get("per_seed"):
+        return str(run.stage_dir("model") / path / f"s{run.config.seed if seed is None else seed}")
     return str(run.stage_dir("model") / path) if path == "model" else path
 
 
@@ -56,11 +97,18 @@ def probe_spec(run: Run, family: Family) -> Any:
         family=family,
         length=p.context_length,
         tokenizer=base_model(run),
-        pool=p.pool,
+        pool=probe_pool(run),
         seed=p.seed,
         sets=p.sets,
         positions=p.positions,
     )
+
+
+def probe_pool(run: Run) -> str:
+    """The probes' pool: the corpus stage's synthetic document pool, or the configured pool name/path."""
+    if run.config.probes.pool == "synthetic":
+        return str(run.stage_dir("corpus") / SYNTHETIC_POOL)
+    return run.config.probes.pool
 
 
 def _probes_inputs(run: Run) -> dict[str, Any]:
@@ -73,7 +121,7 @@ def _probes_body(run: Run, folder: Path) -> dict[str, Any]:
 
     p = run.config.probes
     out: dict[str, Any] = {"families": {}}
-    for family in FAMILIES:
+    for family in p.families:
         examples, probe_hash = cached_probes(probe_spec(run, family))
         write_probes(folder / f"{family}.jsonl", examples)
         per_bucket = len(examples) // p.n_buckets
@@ -88,7 +136,16 @@ def _probes_body(run: Run, folder: Path) -> dict[str, Any]:
 
 
 def _corpus_inputs(run: Run) -> dict[str, Any]:
+    if run.config.corpus.source == "synthetic":
+        return {"corpus": run.config.section("corpus"), "language": run.config.section("language")}
     return {"corpus": run.config.section("corpus"), "distributions": installed_distributions()}
+
+
+def _language(run: Run) -> Any:
+    from val_probing.in2.synthetic import Language
+
+    g = run.config.language
+    return Language.make(g.words, g.seed, g.sentence_words)
 
 
 def installed_distributions() -> list[str]:
@@ -150,6 +207,8 @@ def package_texts(min_words: int, max_texts: int | None = None) -> list[tuple[st
 
 
 def _corpus_body(run: Run, folder: Path) -> dict[str, Any]:
+    if run.config.corpus.source == "synthetic":
+        return _synthetic_corpus(run, folder)
     c = run.config.corpus
     texts = package_texts(c.min_words, c.max_texts)
     if not texts:
@@ -163,11 +222,33 @@ def _corpus_body(run: Run, folder: Path) -> dict[str, Any]:
     }
 
 
-def _data_inputs(run: Run) -> dict[str, Any]:
-    return {"synthesis": run.config.section("synthesis"), "seed": run.config.seed}
+def _synthetic_corpus(run: Run, folder: Path) -> dict[str, Any]:
+    """The pseudo-word corpus (one sentence per line) and, from sentences it does not hold, the
+    document-probe pool."""
+    from val_probing.in2.synthetic import corpus_texts, document_items, write_document_pool
+
+    g = run.config.language
+    language = _language(run)
+    texts = corpus_texts(language, g.texts, g.sentences_per_text, g.seed)
+    write_jsonl(folder / "corpus.jsonl", ({"id": i, "text": t} for i, t in texts))
+    used = frozenset(line for _i, t in texts for line in t.splitlines())
+    items = document_items(language, g.pool_items, g.phrase_words, g.seed + 1, used)
+    write_document_pool(folder / SYNTHETIC_POOL, items)
+    return {
+        "texts": len(texts),
+        "words": sum(len(t.split()) for _i, t in texts),
+        "vocabulary": len(language.words),
+        "pool_items": len(items),
+        "source": "synthetic pseudo-word language (val_probing.in2.synthetic)",
+    }
 
 
-def _data_body(run: Run, folder: Path) -> dict[str, Any]:
+def _data_inputs(run: Run, *, seed: int) -> dict[str, Any]:
+    return {"synthesis": run.config.section("synthesis"), "seed": seed, "arms": list(run.config.arms)}
+
+
+def data(run: Run, folder: Path, *, seed: int) -> dict[str, Any]:
+    """One synthesis plan of this seed, saved once per arm (only the needed segments' places differ)."""
     from val_probing.in2.assemble import LengthRange, MixtureRatios
     from val_probing.in2.contamination import ProbeIndex
     from val_probing.in2.dataset import SynthesisConfig, read_corpus, save_dataset, synthesize
@@ -175,7 +256,7 @@ def _data_body(run: Run, folder: Path) -> dict[str, Any]:
     from val_probing.records import read_probes
     from val_probing.tokens import HFTokenCounter
 
-    s, seed = run.config.synthesis, run.config.seed
+    s = run.config.synthesis
     corpus_file = run.stage_dir("corpus") / "corpus.jsonl"
     corpus = read_corpus([corpus_file])
     # A text's id seeds the QA generator and names the examples' sources: it must not depend on where
@@ -185,7 +266,7 @@ def _data_body(run: Run, folder: Path) -> dict[str, Any]:
         for t in corpus.texts
     ]
     probes = ProbeIndex.build(
-        ex for f in FAMILIES for ex in read_probes(run.stage_dir("probes") / f"{f}.jsonl")
+        ex for f in run.config.probes.families for ex in read_probes(run.stage_dir("probes") / f"{f}.jsonl")
     )
     config = SynthesisConfig(
         n_examples=s.n_examples,
@@ -197,7 +278,7 @@ def _data_body(run: Run, folder: Path) -> dict[str, Any]:
     )
     plan = synthesize(
         texts,
-        HFTokenCounter.load(base_model(run)),
+        HFTokenCounter.load(base_model(run, seed)),
         ExtractiveLocalGenerator(seed=seed),
         config,
         random.Random(seed),
@@ -205,12 +286,25 @@ def _data_body(run: Run, folder: Path) -> dict[str, Any]:
     )
     plan = dataclasses.replace(plan, manifest={**plan.manifest, "sources": {"corpus": corpus.to_manifest()}})
     arms = {}
-    for placement in ARMS:
+    for placement in run.config.arms:
         # s.template is the config's str; save_dataset refuses any name but film or chat
-        out = save_dataset(folder / placement, plan.with_placement(placement), s.template)  # type: ignore[arg-type]
+        out = save_dataset(
+            folder / placement,
+            plan.with_placement(placement),
+            s.template,  # type: ignore[arg-type]
+            depth_bins=DEPTH_BINS,
+        )
         manifest = json.loads((out / "manifest.json").read_text())
-        arms[placement] = {"path": placement, "needle_depth_histogram": manifest["needle_depth_histogram"]}
-    check_arms(folder / ARMS[0], folder / ARMS[1])
+        arms[placement] = {
+            "path": placement,
+            **{
+                k: manifest[k]
+                for k in ("needle_depth_histogram", "needle_depth_regions", "needle_depth_range")
+            },
+        }
+    first, *rest = run.config.arms
+    for other in rest:
+        check_arms(folder / first, folder / other)
     return {
         "arms": arms,
         "counts": plan.manifest["counts"],
@@ -241,9 +335,24 @@ def _context(row: Mapping[str, Any]) -> str:
     return prompt.partition("### Context:\n")[2].partition("\n\n### Instruction:")[0]
 
 
-PREPARE_STAGES: tuple[Stage, ...] = (
-    Stage("model", (), _model_inputs, _model_body),
-    Stage("probes", ("model",), _probes_inputs, _probes_body),
-    Stage("corpus", (), _corpus_inputs, _corpus_body, version=2),  # 2: long paragraphs cut
-    Stage("data", ("model", "probes", "corpus"), _data_inputs, _data_body),
-)
+def prepare_stages(config: ExperimentConfig) -> tuple[Stage, ...]:
+    """model, probes, corpus, then one data stage per seed (``data_sSEED``). The synthetic regime makes
+    its corpus first: the scratch model's tokenizer and the probes' pool come from its language."""
+    corpus = Stage("corpus", (), _corpus_inputs, _corpus_body, version=2)  # 2: long paragraphs cut
+    if config.corpus.source == "synthetic":
+        head = (
+            corpus,
+            Stage("model", ("corpus",), _model_inputs, _model_body),
+            Stage("probes", ("model", "corpus"), _probes_inputs, _probes_body),
+        )
+    else:
+        head = (
+            Stage("model", (), _model_inputs, _model_body),
+            Stage("probes", ("model",), _probes_inputs, _probes_body),
+            corpus,
+        )
+    per_seed = tuple(
+        Stage(f"data_s{seed}", ("model", "probes", "corpus"), _data_inputs, data, {"seed": seed})
+        for seed in config.seeds
+    )
+    return (*head, *per_seed)

@@ -7,11 +7,14 @@ from pathlib import Path
 
 from val_probing.files import check_output_dir, write_text_atomic, writing
 from val_probing.in2.experiment.design import STAGE_FILE, ExperimentConfig, ExperimentError
-from val_probing.in2.experiment.prepare import PREPARE_STAGES
-from val_probing.in2.experiment.runs import RUN_STAGES
+from val_probing.in2.experiment.prepare import prepare_stages
+from val_probing.in2.experiment.runs import run_stages
 from val_probing.in2.experiment.stages import Run, Stage, inputs_hash, read_stage, run_stage
 
-STAGES: tuple[Stage, ...] = (*PREPARE_STAGES, *RUN_STAGES)
+
+def experiment_stages(config: ExperimentConfig) -> tuple[Stage, ...]:
+    """Every stage of the experiment in order (they depend on its arms and seeds)."""
+    return (*prepare_stages(config), *run_stages(config))
 
 
 def check_out(out: Path) -> Path:
@@ -25,13 +28,14 @@ def run_experiment(
     config: ExperimentConfig, out: Path, *, config_file: Path | None = None, until: str | None = None
 ) -> Run:
     """Run (or continue) every stage in order; ``until`` stops after that stage."""
-    names = [s.name for s in STAGES]
+    planned = experiment_stages(config)
+    names = [s.name for s in planned]
     if until is not None and until not in names:
         raise ExperimentError(f"--until: {until!r} is not a stage ({', '.join(names)})")
     run = Run(config, check_out(out))
     if config_file is not None:
         write_text_atomic(run.out / "config.yaml", Path(config_file).read_text(encoding="utf-8"))
-    for stage in STAGES:
+    for stage in planned:
         run_stage(run, stage)
         if stage.name == until:
             break
@@ -43,7 +47,7 @@ def stage_status(config: ExperimentConfig, out: Path) -> list[tuple[str, str]]:
     or does not verify), ``running or killed`` (a temporary folder only) or ``pending``."""
     run = Run(config, Path(out))
     rows = []
-    for stage in STAGES:
+    for stage in experiment_stages(config):
         final = run.stage_dir(stage.name)
         ready = all(n in run.done for n in stage.needs)
         found = read_stage(final, inputs_hash(run, stage)) if ready else None
@@ -60,5 +64,5 @@ def stage_status(config: ExperimentConfig, out: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def stage_names() -> list[str]:
-    return [s.name for s in STAGES]
+def stage_names(config: ExperimentConfig) -> list[str]:
+    return [s.name for s in experiment_stages(config)]

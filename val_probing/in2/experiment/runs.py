@@ -1,4 +1,4 @@
-"""The stages that run models: train each arm, evaluate the three models, compare them.
+"""The stages that run models: train each arm of each seed, evaluate every model, compare them.
 
 Training runs the shipped recipe, evaluation ``val-probing eval`` (each in a child process or in this
 one); the compare stage's statistics and report are in ``report``.
@@ -13,75 +13,74 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from val_probing.files import file_sha256
 from val_probing.in2.assemble import Placement
-from val_probing.in2.experiment.design import ARMS, ExperimentError
-from val_probing.in2.experiment.prepare import base_model
+from val_probing.in2.experiment.design import BASE, ExperimentConfig, ExperimentError, model_name
+from val_probing.in2.experiment.prepare import base_model, probe_pool
 from val_probing.in2.experiment.stages import Run, Stage
-from val_probing.records import FAMILIES
 
 log = logging.getLogger(__name__)
 
 
-def _train_inputs(run: Run) -> dict[str, Any]:
+def _train_inputs(run: Run, *, arm: Placement, seed: int) -> dict[str, Any]:
     from val_probing.training import config_path, recipe_path
 
     t = run.config.training
     return {
         "training": run.config.section("training"),
-        "seed": run.config.seed,
+        "arm": arm,
+        "seed": seed,
         # what the recipe and its config say, not only their names: an edited file trains again
         "config_sha256": file_sha256(config_path(t.config)),
         "recipe_sha256": file_sha256(recipe_path(t.recipe)),
     }
 
 
-def train_overrides(run: Run, arm: Placement, folder: Path) -> list[str]:
-    """The recipe config's overrides for one arm: the experiment's training overrides, then what the
-    experiment decides (its seed, the base model, the arm's data, the output folder), which win."""
+def train_overrides(run: Run, arm: Placement, seed: int, folder: Path) -> list[str]:
+    """The recipe config's overrides for one arm and seed: the experiment's training overrides, then what
+    the experiment decides (the seed, the base model, the arm's data of that seed, the output folder),
+    which win."""
     return [
         *run.config.training.overrides,
-        f"seed={run.config.seed}",
-        f"model={base_model(run)}",
-        f"dataset={run.stage_dir('data') / arm}",
+        f"seed={seed}",
+        f"model={base_model(run, seed)}",
+        f"dataset={run.stage_dir(f'data_s{seed}') / arm}",
         f"output_dir={folder}",
     ]
 
 
-def _train_body(arm: Placement) -> Callable[[Run, Path], dict[str, Any]]:
-    def body(run: Run, folder: Path) -> dict[str, Any]:
-        from val_probing.commands.train import launch_command
-        from val_probing.in2.config import load_config
-        from val_probing.training import config_path, recipe_path
+def train(run: Run, folder: Path, *, arm: Placement, seed: int) -> dict[str, Any]:
+    """The shipped recipe on one arm's data of one seed (in this process or a child process)."""
+    from val_probing.commands.train import launch_command
+    from val_probing.in2.config import load_config
+    from val_probing.training import config_path, recipe_path
 
-        t = run.config.training
-        config = config_path(t.config)
-        overrides = train_overrides(run, arm, folder)
-        load_config(config, overrides)  # settings checked before the process starts
-        recipe = recipe_path(t.recipe)
-        cmd = launch_command(config, overrides, recipe)
-        if t.in_process:
-            with _captured(folder / "train.log"):
-                _load_module(recipe).main(cmd[2:])
-        else:
-            _subprocess(cmd, folder / "train.log", timeout=None, env={})
-        summary = json.loads((folder / "train_summary.json").read_text())
-        losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
-        return {
-            "model": "final",
-            "steps": summary["global_step"],
-            "n_examples": summary["n_examples"],
-            "max_length": summary["max_length"],
-            "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None,
-            "command": cmd,
-        }
-
-    return body
+    t = run.config.training
+    config = config_path(t.config)
+    overrides = train_overrides(run, arm, seed, folder)
+    load_config(config, overrides)  # settings checked before the process starts
+    recipe = recipe_path(t.recipe)
+    cmd = launch_command(config, overrides, recipe)
+    if t.in_process:
+        with _captured(folder / "train.log"):
+            _load_module(recipe).main(cmd[2:])
+    else:
+        _subprocess(cmd, folder / "train.log", timeout=None, env={})
+    summary = json.loads((folder / "train_summary.json").read_text())
+    losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
+    return {
+        "model": "final",
+        "steps": summary["global_step"],
+        "n_examples": summary["n_examples"],
+        "max_length": summary["max_length"],
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "command": cmd,
+    }
 
 
 @contextlib.contextmanager
@@ -142,74 +141,75 @@ def eval_metadata(run: Run) -> dict[str, Any]:
         "sets": p.sets,
         "positions": p.positions,
         "n_buckets": p.n_buckets,
-        "pool": p.pool,
+        "pool": probe_pool(run),
         "seed": p.seed,
         "template": "film",
         "tokenizer": base_model(run),
     }
 
 
-def _eval_inputs(run: Run) -> dict[str, Any]:
-    return {"evaluation": run.config.section("evaluation"), "probes": run.config.section("probes")}
+def _eval_inputs(run: Run, *, model: str) -> dict[str, Any]:
+    return {
+        "evaluation": run.config.section("evaluation"),
+        "probes": run.config.section("probes"),
+        "model": model,
+    }
 
 
-def _eval_body(which: str) -> Callable[[Run, Path], dict[str, Any]]:
-    def body(run: Run, folder: Path) -> dict[str, Any]:
-        e = run.config.evaluation
-        model = base_model(run) if which == "base" else str(run.stage_dir(f"train_{which}") / "final")
-        args = f"pretrained={model}" + (f",{e.model_args}" if e.model_args else "")
-        cmd = [
-            sys.executable,
-            "-m",
-            "val_probing.cli",
-            "eval",
-            "--model",
-            e.backend,
-            "--model_args",
-            args,
-            "--tasks",
-            ",".join(f"val_{f}" for f in FAMILIES),
-            "--metadata",
-            json.dumps(eval_metadata(run)),
-            "--batch_size",
-            e.batch_size,
-            "--log_samples",
-            "--output_path",
-            str(folder / "lm_eval"),
-        ]
-        if e.backend == "hf":
-            cmd += ["--device", "cpu"]
-        if e.max_gen_toks is not None:
-            cmd += ["--gen_kwargs", f"max_gen_toks={e.max_gen_toks}"]
-        env = {"HF_HUB_OFFLINE": "1", **e.env}
-        if e.in_process:
-            from val_probing.commands.eval import forward
+def evaluate(run: Run, folder: Path, *, model: str) -> dict[str, Any]:
+    """``val-probing eval`` of one model (``base`` or ``ARM_sSEED``) on the probes stage's probes."""
+    e = run.config.evaluation
+    path = base_model(run) if model == BASE else str(run.stage_dir(f"train_{model}") / "final")
+    args = f"pretrained={path}" + (f",{e.model_args}" if e.model_args else "")
+    cmd = [
+        sys.executable,
+        "-m",
+        "val_probing.cli",
+        "eval",
+        "--model",
+        e.backend,
+        "--model_args",
+        args,
+        "--tasks",
+        ",".join(f"val_{f}" for f in run.config.probes.families),
+        "--metadata",
+        json.dumps(eval_metadata(run)),
+        "--batch_size",
+        e.batch_size,
+        "--log_samples",
+        "--output_path",
+        str(folder / "lm_eval"),
+    ]
+    if e.backend == "hf":
+        cmd += ["--device", "cpu"]
+    if e.max_gen_toks is not None:
+        cmd += ["--gen_kwargs", f"max_gen_toks={e.max_gen_toks}"]
+    env = {"HF_HUB_OFFLINE": "1", **e.env}
+    if e.in_process:
+        from val_probing.commands.eval import forward
 
-            with _captured(folder / "eval.log"), _environ(env):
-                code = forward(cmd[4:])  # the arguments after `python -m val_probing.cli eval`
-            if code:
-                raise ExperimentError(f"val-probing eval exited {code}; see {folder / 'eval.log'}")
-        else:
-            _subprocess(cmd, folder / "eval.log", timeout=e.timeout_s, env=env)
-        results = _load(folder, run.summary("probes")["families"])
-        return {
-            "model": model,
-            "command": cmd,
-            "tasks": {
-                r.task: {"avg": r.summary.avg, "gap": r.summary.gap, "samples": len(r.samples)}
-                for r in results
-            },
-        }
-
-    return body
+        with _captured(folder / "eval.log"), _environ(env):
+            code = forward(cmd[4:])  # the arguments after `python -m val_probing.cli eval`
+        if code:
+            raise ExperimentError(f"val-probing eval exited {code}; see {folder / 'eval.log'}")
+    else:
+        _subprocess(cmd, folder / "eval.log", timeout=e.timeout_s, env=env)
+    results = load_evaluated(folder, run.summary("probes")["families"])
+    return {
+        "model": path,
+        "command": cmd,
+        "tasks": {
+            r.task: {"avg": r.summary.avg, "gap": r.summary.gap, "samples": len(r.samples)} for r in results
+        },
+    }
 
 
-def _load(folder: Path, probes: Mapping[str, Any]) -> list[Any]:
-    """The three tasks' results with samples, evaluated on the probes of the probes stage (same hash)."""
+def load_evaluated(folder: Path, probes: Mapping[str, Any]) -> list[Any]:
+    """The tasks' results with samples, evaluated on the probes of the probes stage (same hash)."""
     from val_probing.results import load_results
 
     results = load_results([folder / "lm_eval"])
-    missing = sorted(set(FAMILIES) - {r.task for r in results})
+    missing = sorted(set(probes) - {r.task for r in results})
     if missing or not all(r.has_samples for r in results):
         raise ExperimentError(f"{folder}: results without samples, or tasks missing ({missing})")
     for r in results:
@@ -223,26 +223,46 @@ def _load(folder: Path, probes: Mapping[str, Any]) -> list[Any]:
 
 
 def _compare_inputs(run: Run) -> dict[str, Any]:
-    return {"comparison": run.config.section("comparison")}
+    return {"comparison": run.config.section("comparison"), "endpoint": run.config.section("endpoint")}
 
 
-def _compare_body(run: Run, folder: Path) -> dict[str, Any]:
-    from val_probing.in2.experiment.analysis import compare_runs, write_report
+def compare(run: Run, folder: Path) -> dict[str, Any]:
+    """The pre-registered endpoint (when the config has one), the per-question comparisons, the report."""
+    from val_probing.in2.experiment.analysis import compare_runs, endpoint_test, write_report
 
     probes = run.summary("probes")["families"]
-    runs = {w: _load(run.stage_dir(f"eval_{w}"), probes) for w in ("base", *ARMS)}
-    found = compare_runs(runs, run.config.comparison, run.config.seed)
+    runs = {m: load_evaluated(run.stage_dir(f"eval_{m}"), probes) for m in run.config.models}
+    found = compare_runs(runs, run.config, run.config.seed)
+    if run.config.endpoint is not None:
+        found["endpoint"] = endpoint_test(runs, run.config)
     found["power"] = run.summary("probes")["power"]
     found["probes"] = probes
     write_report(folder, runs, found, run)
-    return {"verdicts": found["verdicts"]}
+    summary: dict[str, Any] = {"verdicts": found["verdicts"]}
+    if "endpoint" in found:
+        summary["endpoint"] = {k: found["endpoint"][k] for k in ("difference", "p_value", "ci95", "verdict")}
+    return summary
 
 
-# The base model is evaluated before the trainings: it needs neither, and a broken evaluation (or its
-# real cost, which sizes the rest) shows in minutes instead of after two hours of training.
-RUN_STAGES: tuple[Stage, ...] = (
-    Stage("eval_base", ("model", "probes"), _eval_inputs, _eval_body("base")),
-    *(Stage(f"train_{a}", ("model", "data"), _train_inputs, _train_body(a)) for a in ARMS),
-    *(Stage(f"eval_{a}", ("model", "probes", f"train_{a}"), _eval_inputs, _eval_body(a)) for a in ARMS),
-    Stage("compare", ("probes", "eval_base", *(f"eval_{a}" for a in ARMS)), _compare_inputs, _compare_body),
-)
+def run_stages(config: ExperimentConfig) -> tuple[Stage, ...]:
+    """The base model's evaluation (when asked), then per seed and arm ``train_ARM_sSEED`` and
+    ``eval_ARM_sSEED``, then ``compare``.
+
+    The base model is evaluated before the trainings: it needs neither, and a broken evaluation (or its
+    real cost, which sizes the rest) shows in minutes instead of after hours of training."""
+    stages: list[Stage] = []
+    if config.evaluate_base:
+        stages.append(Stage(f"eval_{BASE}", ("model", "probes"), _eval_inputs, evaluate, {"model": BASE}))
+    for seed in config.seeds:
+        for arm in config.arms:
+            name = model_name(arm, seed)
+            needs = ("model", f"data_s{seed}")
+            stages.append(Stage(f"train_{name}", needs, _train_inputs, train, {"arm": arm, "seed": seed}))
+    for seed in config.seeds:
+        for arm in config.arms:
+            name = model_name(arm, seed)
+            needs = ("model", "probes", f"train_{name}")
+            stages.append(Stage(f"eval_{name}", needs, _eval_inputs, evaluate, {"model": name}))
+    evals = tuple(f"eval_{m}" for m in config.models)
+    stages.append(Stage("compare", ("probes", *evals), _compare_inputs, compare))
+    return tuple(stages)

@@ -60,10 +60,14 @@ class StageRecord:
 
 @dataclass(frozen=True)
 class Stage:
+    """One step: ``body(run, folder, **params)`` writes into the folder and returns its summary;
+    ``inputs(run, **params)`` names the settings it depends on (its needs' outputs are added)."""
+
     name: str
     needs: tuple[str, ...]
-    inputs: Callable[[Run], dict[str, Any]]  # the settings it depends on (plus its needs' outputs)
-    body: Callable[[Run, Path], dict[str, Any]]  # writes into the folder, returns its summary
+    inputs: Callable[..., dict[str, Any]]
+    body: Callable[..., dict[str, Any]]
+    params: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"arm": "middle", "seed": 1}
     version: int = 1  # bump when the stage's code changes what it makes: finished folders then re-run
 
 
@@ -93,7 +97,7 @@ def _keyed(run: Run, stage: Stage) -> dict[str, Any]:
         "format": FORMAT,
         "stage": stage.name,
         "version": stage.version,
-        "inputs": stage.inputs(run),
+        "inputs": stage.inputs(run, **stage.params),
         "upstream": upstream,
     }
 
@@ -140,7 +144,7 @@ def run_stage(run: Run, stage: Stage) -> StageRecord:
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     print(f"[{started:%H:%M:%S}] stage {stage.name} ...", flush=True)
-    summary = stage.body(run, tmp)
+    summary = stage.body(run, tmp, **stage.params)
     seconds = time.perf_counter() - t0
     record = {
         "format": FORMAT,
