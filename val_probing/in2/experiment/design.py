@@ -70,7 +70,7 @@ class LanguageSettings:
     texts: int = 120
     sentences_per_text: int = 40
     pool_items: int = 400  # document-probe items, sentences disjoint from the training corpus
-    phrase_words: int = 4  # words in a probe's quoted piece
+    phrase_words: int = 5  # words in a probe's quoted piece (the IN2 generator quotes 5)
     seed: int = 0
 
 

@@ -225,14 +225,13 @@ def _corpus_body(run: Run, folder: Path) -> dict[str, Any]:
 def _synthetic_corpus(run: Run, folder: Path) -> dict[str, Any]:
     """The pseudo-word corpus (one sentence per line) and, from sentences it does not hold, the
     document-probe pool."""
-    from val_probing.in2.synthetic import corpus_texts, document_items, write_document_pool
+    from val_probing.in2.synthetic import corpus_sentences, corpus_texts, document_items, write_document_pool
 
     g = run.config.language
     language = _language(run)
     texts = corpus_texts(language, g.texts, g.sentences_per_text, g.seed)
     write_jsonl(folder / "corpus.jsonl", ({"id": i, "text": t} for i, t in texts))
-    used = frozenset(line for _i, t in texts for line in t.splitlines())
-    items = document_items(language, g.pool_items, g.phrase_words, g.seed + 1, used)
+    items = document_items(language, g.pool_items, g.phrase_words, g.seed, corpus_sentences(texts))
     write_document_pool(folder / SYNTHETIC_POOL, items)
     return {
         "texts": len(texts),
