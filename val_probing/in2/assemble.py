@@ -249,17 +249,23 @@ def approximate_depths(order: Sequence[tuple[Segment, int | None]]) -> list[floa
 
 
 def _slots_in_region(
-    order: Sequence[tuple[Segment, int | None]], placement: Placement, total: int
+    order: Sequence[tuple[Segment, int | None]], placement: Placement, total: int, n_tokens: int = 0
 ) -> list[int]:
-    """The insertion slots of ``order`` (0 .. len) whose approximate depth, the ``n_tokens`` before the
-    slot over ``total``, lies in the placement's region."""
-    slots, before = [], 0
-    for i in range(len(order) + 1):
-        if in_region(placement, before / total):
-            slots.append(i)
-        if i < len(order):
-            before += order[i][0].n_tokens
-    return slots
+    """The insertion slots of ``order`` (0 .. len) whose approximate depth, the ``n_tokens`` of the
+    segments before the slot over ``total``, lies in the placement's region, and where a segment of
+    ``n_tokens`` keeps the needed segments already in ``order`` in it (those after the slot move down)."""
+    starts, before = [], 0
+    for seg, _rank in order:
+        starts.append(before)
+        before += seg.n_tokens
+    starts.append(before)
+    placed = [starts[i] for i, (_seg, rank) in enumerate(order) if rank is not None]
+    return [
+        i
+        for i, start in enumerate(starts)
+        if in_region(placement, start / total)
+        and all(in_region(placement, (p + n_tokens * (p >= start)) / total) for p in placed)
+    ]
 
 
 def _place_by_depth(
@@ -270,16 +276,17 @@ def _place_by_depth(
     tries: int = PLACEMENT_TRIES,
 ) -> list[tuple[Segment, int | None]]:
     """Needed segments inserted one by one, each in a slot drawn uniformly among those whose approximate
-    depth (tokens before the slot / tokens of fillers + needed) lies in the placement's region; the order
-    is kept when every needle's approximate depth is in the region at the end (a later insertion can push
-    an earlier needle out), else drawn again, up to ``tries`` times."""
+    depth (tokens before the slot / tokens of fillers + needed) lies in the placement's region and that
+    keep the needles placed so far in it; the order is kept when every needle's approximate depth is in the
+    region at the end, else drawn again, up to ``tries`` times (a dead end, no slot left for a needle,
+    counts as a try)."""
     total = sum(seg.n_tokens for seg, _rank in fillers) + sum(seg.n_tokens for seg in needed) or 1
-    last = "no slot in the region"
+    last = "no slot in the region for a needle"
     if _slots_in_region(fillers, placement, total):  # else no draw can place even the first one
         for _ in range(tries):
             order = list(fillers)
             for k, seg in enumerate(needed):
-                slots = _slots_in_region(order, placement, total)
+                slots = _slots_in_region(order, placement, total, seg.n_tokens)
                 if not slots:
                     break
                 order.insert(rng.choice(slots), (seg, k))
@@ -287,11 +294,11 @@ def _place_by_depth(
                 depths = approximate_depths(order)
                 if all(in_region(placement, d) for d in depths):
                     return order
-                last = ", ".join(f"{d:.3f}" for d in depths)
+                last = "approximate depths " + ", ".join(f"{d:.3f}" for d in depths)
     raise PlacementError(
         f"placement {placement!r}: could not put {len(needed)} needed segment(s) at depths in "
         f"{_describe_regions(placement)} among {len(fillers)} fillers ({total} tokens with them) in "
-        f"{tries} tries (last approximate depths: {last}): the context is too short for its needed segments"
+        f"{tries} tries (last try: {last}): the context is too short for its needed segments"
     )
 
 
