@@ -557,6 +557,6 @@ def test_uniform_and_edge_placement_draw_the_same_fillers_from_one_seed() -> Non
 
 def test_a_placement_that_does_not_exist_is_refused() -> None:
     with pytest.raises(ValProbingError, match="placement"):
-        SynthesisConfig(n_examples=1, placement="middle")  # type: ignore[arg-type]
+        SynthesisConfig(n_examples=1, placement="center")  # type: ignore[arg-type]
     with pytest.raises(ValProbingError, match="placement"):
-        place_needed([], [Segment("n", 0, "n", 1)], random.Random(0), "middle")  # type: ignore[arg-type]
+        place_needed([], [Segment("n", 0, "n", 1)], random.Random(0), "center")  # type: ignore[arg-type]

@@ -24,15 +24,44 @@ from val_probing.tokens import TokenCounter, token_index_at
 ExampleKind = Literal["fine_grained", "integration", "short_context", "general"]
 EXAMPLE_KINDS: tuple[ExampleKind, ...] = get_args(ExampleKind)
 SEGMENT_SEPARATOR = "\n\n"
-# Where the needed segments of a long context go: "uniform" (IN2: any slot among the fillers) or
-# "edges" (the control arm: within the first or last EDGE_FRACTION of the context, by filler rank).
-Placement = Literal["uniform", "edges"]
-PLACEMENTS: tuple[Placement, ...] = get_args(Placement)
+# Where the needed segments of a long context go: "uniform" (IN2: any slot among the fillers), "edges"
+# (issue 13's control arm: within the first or last EDGE_FRACTION of the context, by filler rank), and
+# the two arms of issue 24, defined by token depth (NeedlePosition.depth) so that they cannot overlap:
+# "middle" (every needle's depth in MIDDLE) and "ends" (every needle's depth outside it).
+Placement = Literal["uniform", "edges", "middle", "ends"]
+ALL_PLACEMENTS: tuple[Placement, ...] = get_args(Placement)
+# issue 13's two arms: experiment.design.ARMS and `train synthesize --placement` take this name, so it
+# keeps meaning those two (adding the depth arms here would add two trainings to that experiment)
+PLACEMENTS: tuple[Placement, ...] = ("uniform", "edges")
 EDGE_FRACTION = 0.1
+# The one owner of the depth boundaries: each depth-defined placement's regions, [lo, hi) (1.0 closed)
+MIDDLE: tuple[float, float] = (0.25, 0.75)
+DEPTH_REGIONS: Mapping[Placement, tuple[tuple[float, float], ...]] = {
+    "middle": (MIDDLE,),
+    "ends": ((0.0, MIDDLE[0]), (MIDDLE[1], 1.0)),
+}
+DEPTH_PLACEMENTS: tuple[Placement, ...] = tuple(DEPTH_REGIONS)
+PLACEMENT_TRIES = 100  # slot draws (place_needed) per context before a depth placement gives up
+ASSEMBLY_TRIES = 20  # joins (assemble_context) per context before the real depths are given up on
 
 
 class ContextRangeError(ValProbingError):
     """The corpus (with this tokenizer) cannot fill the requested context lengths."""
+
+
+class PlacementError(ValProbingError):
+    """The needed segments cannot be placed at the depths a placement asks for."""
+
+
+def in_region(placement: Placement, depth: float) -> bool:
+    """Whether a needle at ``depth`` (its first token / context tokens) lies in a depth-defined
+    placement's region (:data:`DEPTH_REGIONS`: ``middle`` [0.25, 0.75); ``ends`` [0, 0.25) or [0.75, 1])."""
+    regions = DEPTH_REGIONS.get(placement)
+    if regions is None:
+        raise ValProbingError(
+            f"placement: {placement!r} is not defined by depth (one of {', '.join(DEPTH_PLACEMENTS)})"
+        )
+    return any(lo <= depth < hi or depth == hi == 1.0 for lo, hi in regions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,16 +195,20 @@ def place_needed(
 
     ``uniform`` (IN2): each needed segment goes to a uniformly drawn slot among the segments so far.
     ``edges`` (control): each needed segment goes to the head or the tail of the context (a fair coin),
-    with at most :func:`edge_band` fillers between it and that end (a uniform draw in the band). The fillers
-    and their order are the same in both placements; only where the needed segments sit differs.
+    with at most :func:`edge_band` fillers between it and that end (a uniform draw in the band).
+    ``middle`` / ``ends``: see :func:`_place_by_depth` (approximate depths from the segments' ``n_tokens``;
+    :func:`assemble_context` checks the real ones). The fillers and their order are the same in every
+    placement; only where the needed segments sit differs.
     """
     order: list[tuple[Segment, int | None]] = [(s, None) for s in fillers]
     if placement == "uniform":
         for k, seg in enumerate(needed):
             order.insert(rng.randint(0, len(order)), (seg, k))
         return order
+    if placement in DEPTH_REGIONS:
+        return _place_by_depth(order, needed, rng, placement)
     if placement != "edges":
-        raise ValProbingError(f"placement: {placement!r} is not one of {', '.join(PLACEMENTS)}")
+        raise ValProbingError(f"placement: {placement!r} is not one of {', '.join(ALL_PLACEMENTS)}")
     band = edge_band(len(fillers), edge_fraction)
     head: list[tuple[int, Segment, int]] = []  # (fillers before it, segment, rank)
     tail: list[tuple[int, Segment, int]] = []  # (fillers after it, segment, rank)
@@ -202,6 +235,77 @@ def place_needed(
     return out + rest + back[::-1]
 
 
+def approximate_depths(order: Sequence[tuple[Segment, int | None]]) -> list[float]:
+    """Each needed segment's approximate depth in ``order`` (by rank): the ``n_tokens`` of the segments
+    before it over the ``n_tokens`` of all (separators and tokenizer joins not counted)."""
+    total = sum(seg.n_tokens for seg, _rank in order) or 1
+    found: list[tuple[int, float]] = []
+    before = 0
+    for seg, rank in order:
+        if rank is not None:
+            found.append((rank, before / total))
+        before += seg.n_tokens
+    return [depth for _rank, depth in sorted(found)]
+
+
+def _slots_in_region(
+    order: Sequence[tuple[Segment, int | None]], placement: Placement, total: int, n_tokens: int = 0
+) -> list[int]:
+    """The insertion slots of ``order`` (0 .. len) whose approximate depth, the ``n_tokens`` of the
+    segments before the slot over ``total``, lies in the placement's region, and where a segment of
+    ``n_tokens`` keeps the needed segments already in ``order`` in it (those after the slot move down)."""
+    starts, before = [], 0
+    for seg, _rank in order:
+        starts.append(before)
+        before += seg.n_tokens
+    starts.append(before)
+    placed = [starts[i] for i, (_seg, rank) in enumerate(order) if rank is not None]
+    return [
+        i
+        for i, start in enumerate(starts)
+        if in_region(placement, start / total)
+        and all(in_region(placement, (p + n_tokens * (p >= start)) / total) for p in placed)
+    ]
+
+
+def _place_by_depth(
+    fillers: Sequence[tuple[Segment, int | None]],
+    needed: Sequence[Segment],
+    rng: random.Random,
+    placement: Placement,
+    tries: int = PLACEMENT_TRIES,
+) -> list[tuple[Segment, int | None]]:
+    """Needed segments inserted one by one, each in a slot drawn uniformly among those whose approximate
+    depth (tokens before the slot / tokens of fillers + needed) lies in the placement's region and that
+    keep the needles placed so far in it; the order is kept when every needle's approximate depth is in the
+    region at the end, else drawn again, up to ``tries`` times (a dead end, no slot left for a needle,
+    counts as a try)."""
+    total = sum(seg.n_tokens for seg, _rank in fillers) + sum(seg.n_tokens for seg in needed) or 1
+    last = "no slot in the region for a needle"
+    if _slots_in_region(fillers, placement, total):  # else no draw can place even the first one
+        for _ in range(tries):
+            order = list(fillers)
+            for k, seg in enumerate(needed):
+                slots = _slots_in_region(order, placement, total, seg.n_tokens)
+                if not slots:
+                    break
+                order.insert(rng.choice(slots), (seg, k))
+            else:
+                depths = approximate_depths(order)
+                if all(in_region(placement, d) for d in depths):
+                    return order
+                last = "approximate depths " + ", ".join(f"{d:.3f}" for d in depths)
+    raise PlacementError(
+        f"placement {placement!r}: could not put {len(needed)} needed segment(s) at depths in "
+        f"{_describe_regions(placement)} among {len(fillers)} fillers ({total} tokens with them) in "
+        f"{tries} tries (last try: {last}): the context is too short for its needed segments"
+    )
+
+
+def _describe_regions(placement: Placement) -> str:
+    return " or ".join(f"[{lo:g}, {hi:g}{']' if hi == 1.0 else ')'}" for lo, hi in DEPTH_REGIONS[placement])
+
+
 def assemble_context(
     needed: Sequence[Segment],
     pool: Sequence[Segment],
@@ -210,11 +314,26 @@ def assemble_context(
     length: LengthRange,
     rng: random.Random,
     placement: Placement = "uniform",
+    tries: int = ASSEMBLY_TRIES,
 ) -> Assembled:
     """Needed segments placed among random fillers (see :func:`place_needed`): (context, context_tokens,
-    needle positions). The fillers are drawn first, so both placements get the same ones from one seed."""
+    needle positions). The fillers are drawn first, so every placement gets the same ones from one seed.
+
+    For a depth-defined placement (``middle``, ``ends``) the real depths of the joined context are checked
+    (:func:`in_region` on every needle); the slots are drawn again when one falls outside (segment lengths
+    only approximate the joined context's tokens near a boundary), and a :class:`PlacementError` is raised
+    after ``tries`` joins: an example is never returned outside its region."""
     fillers = _draw_fillers(needed, pool, target, length, rng)
-    return _join(place_needed(fillers, needed, rng, placement), counter)
+    for _ in range(max(tries, 1)):
+        assembled = _join(place_needed(fillers, needed, rng, placement), counter)
+        if placement not in DEPTH_REGIONS or all(in_region(placement, n.depth) for n in assembled.needles):
+            return assembled
+    raise PlacementError(
+        f"placement {placement!r}: after {tries} tries a needle still lies outside "
+        f"{_describe_regions(placement)} (depths {', '.join(f'{n.depth:.4f}' for n in assembled.needles)} "
+        f"in a {assembled.context_tokens}-token context): the needed segments are too long for this "
+        "context, or the tokenizer counts the joined context far from the segments' token counts"
+    )
 
 
 def _join(order: Sequence[tuple[Segment, int | None]], counter: TokenCounter) -> Assembled:

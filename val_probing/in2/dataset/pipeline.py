@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import (
-    PLACEMENTS,
+    ALL_PLACEMENTS,
+    MIDDLE,
     ContextRangeError,
     ExampleKind,
     LengthRange,
@@ -46,7 +47,7 @@ class SynthesisConfig:
     on_missing_general: Literal["renormalise", "error"] = "renormalise"
     seed: int = 0
     # Where long contexts put their needed segments (assemble.place_needed): a property of assembly
-    # only, so one plan (QA, segments, fillers, seeds) gives both arms of the placement experiment.
+    # only, so one plan (QA, segments, fillers, seeds) gives every arm of a placement experiment.
     placement: Placement = "uniform"
 
     def __post_init__(self) -> None:
@@ -55,8 +56,8 @@ class SynthesisConfig:
             raise ValProbingError(f"integration segments: need 2 <= min <= max, got {lo}..{hi}")
         if self.on_missing_general not in ("renormalise", "error"):
             raise ValProbingError(f"on_missing_general: {self.on_missing_general!r}")
-        if self.placement not in PLACEMENTS:
-            raise ValProbingError(f"placement: {self.placement!r} is not one of {', '.join(PLACEMENTS)}")
+        if self.placement not in ALL_PLACEMENTS:
+            raise ValProbingError(f"placement: {self.placement!r} is not one of {', '.join(ALL_PLACEMENTS)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,23 +292,45 @@ class Histogram:
         return rows
 
 
-class ExampleStats:
-    """Context length and needle depth histograms (depth = first needle token / context tokens), counted
-    one example at a time."""
+# the kinds whose contexts are placed (assemble_context); short contexts keep the original text
+PLACED_KINDS: tuple[ExampleKind, ...] = ("fine_grained", "integration")
 
-    def __init__(self, length: LengthRange) -> None:
+
+class ExampleStats:
+    """Context length and needle depth histograms (depth = first needle token / context tokens, in
+    ``depth_bins`` equal bins), counted one example at a time; and, for the needles of placed contexts
+    (fine-grained and integration: the ones a placement moves), how many lie before, in and after
+    assemble.MIDDLE, and their depth range, so that a manifest shows an arm's placement."""
+
+    def __init__(self, length: LengthRange, depth_bins: int = 10) -> None:
+        if isinstance(depth_bins, bool) or not isinstance(depth_bins, int) or depth_bins < 1:
+            raise ValProbingError(f"depth_bins: expected a positive int, got {depth_bins!r}")
         step = (length.max_tokens - length.min_tokens) / 8
         self.lengths = Histogram([0, *(length.min_tokens + step * i for i in range(9))])
-        self.depths = Histogram([i / 10 for i in range(11)])
+        self.depths = Histogram([i / depth_bins for i in range(depth_bins + 1)])
+        self.regions = Histogram([0.0, *MIDDLE, 1.0])
+        self.placed_range: tuple[float, float] | None = None
 
     def add(self, ex: TrainingExample) -> None:
         if ex.context is not None:
             self.lengths.add(ex.context_tokens)
         for needle in ex.needles:
             self.depths.add(needle.depth)
+            if ex.kind in PLACED_KINDS:
+                self.regions.add(needle.depth)
+                lo, hi = self.placed_range or (needle.depth, needle.depth)
+                self.placed_range = (min(lo, needle.depth), max(hi, needle.depth))
 
     def to_dict(self) -> dict[str, Any]:
+        head, middle, tail = self.regions.counts
         return {
             "context_length_histogram": self.lengths.to_list(),
             "needle_depth_histogram": self.depths.to_list(),
+            "needle_depth_regions": {
+                "bounds": list(MIDDLE),
+                "before": head,
+                "middle": middle,
+                "after": tail,
+            },
+            "needle_depth_range": list(self.placed_range) if self.placed_range else None,
         }

@@ -101,16 +101,25 @@ def check_dataset_out(out_dir: Path, *, overwrite: bool) -> Path:
     return out_dir
 
 
-def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, overwrite: bool = False) -> Path:
+def save_dataset(
+    out_dir: Path,
+    synthesis: Synthesis,
+    template: Template,
+    *,
+    overwrite: bool = False,
+    depth_bins: int = 10,
+) -> Path:
     """``out_dir`` = a ``datasets`` folder (``datasets.load_from_disk``) + ``manifest.json``.
 
     Examples are assembled and written one at a time (Arrow files on disk, never the whole set in memory);
-    everything is built in ``OUT.build`` and renamed into place at the end.
+    everything is built in ``OUT.build`` and renamed into place at the end. The manifest's needle depth
+    histogram has ``depth_bins`` equal bins (see ``ExampleStats``).
     """
     from datasets import Dataset
     from datasets.exceptions import DatasetGenerationError
     from tqdm.auto import tqdm
 
+    stats = ExampleStats(synthesis.config.length, depth_bins)  # a bad depth_bins fails before any work
     out_dir = check_dataset_out(out_dir, overwrite=overwrite)
     if not len(synthesis):
         raise ValProbingError("no example was planned: nothing to save")
@@ -120,7 +129,6 @@ def save_dataset(out_dir: Path, synthesis: Synthesis, template: Template, *, ove
     # the work folder is named like records.atomic_path's temporary files, so a killed run's is removed
     work = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
     remove_orphans(out_dir.parent, out_dir.name)
-    stats = ExampleStats(synthesis.config.length)
 
     def rows() -> Iterator[dict[str, Any]]:
         for ex in tqdm(synthesis.examples(), total=len(synthesis), desc="assembling contexts"):
