@@ -16,9 +16,9 @@ import pytest
 from test_training_data import make_corpus
 from val_probing.errors import ValProbingError
 from val_probing.in2 import experiment as ex
-from val_probing.in2.experiment import design, power, prepare, runner, stages
 from val_probing.in2.assemble import SEGMENT_SEPARATOR, LengthRange, MixtureRatios, edge_band
 from val_probing.in2.dataset import SynthesisConfig, save_dataset, synthesize
+from val_probing.in2.experiment import design, power, prepare, runner, stages
 from val_probing.in2.qa import ExtractiveLocalGenerator
 from val_probing.tokens import WhitespaceCounter
 
@@ -99,7 +99,7 @@ def test_train_synthesize_takes_the_placement(tmp_path: Path) -> None:
     edge_counts = [b["count"] for b in manifests["edges"]["needle_depth_histogram"]]
     assert sum(edge_counts[2:8]) == 0 and sum(edge_counts) == 12  # first or last segment only
     prepare.check_arms(tmp_path / "uniform", tmp_path / "edges")
-    cmd = [sys.executable, "-m", "val_probing.cli", "train", *common, "--placement", "middle", "--out", "x"]
+    cmd = [sys.executable, "-m", "val_probing.cli", "train", *common, "--placement", "center", "--out", "x"]
     bad = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "--placement" in bad.stderr
 
@@ -399,3 +399,39 @@ def test_the_same_settings_make_the_same_data_in_any_output_folder(tmp_path: Pat
         first, second = (load_from_disk(str(out / "stages" / "data_s0" / arm)).to_list() for out in outs)
         assert first == second and len(first) == _config().synthesis.n_examples
         assert all(s.startswith("corpus.jsonl:") for row in first for s in row["sources"])
+
+
+@pytest.mark.slow
+def test_the_scratch_smoke_experiment_runs_disjoint_arms_per_seed_and_the_endpoint(tmp_path: Path) -> None:
+    """The powered regime's path (issue 24): synthetic corpus, one scratch model per seed, disjoint arms
+    proven by their manifests, every arm x seed trained and evaluated, the registered endpoint."""
+    out = tmp_path / "scratch"
+    done = _cli("--config", "in2_scratch_smoke", "--out", str(out))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    config = design.load_experiment("in2_scratch_smoke")[0]
+    assert sorted(p.name for p in (out / "stages").iterdir()) == sorted(ex.stage_names(config))
+    for seed in config.seeds:
+        arms = json.loads((out / "stages" / f"data_s{seed}" / design.STAGE_FILE).read_text())["summary"][
+            "arms"
+        ]
+        middle, ends = arms["middle"]["needle_depth_regions"], arms["ends"]["needle_depth_regions"]
+        assert middle["before"] == middle["after"] == 0 and middle["middle"] == config.synthesis.n_examples
+        assert ends["middle"] == 0 and ends["before"] + ends["after"] == config.synthesis.n_examples
+        assert len(arms["middle"]["needle_depth_histogram"]) == 20
+        lo, hi = arms["middle"]["needle_depth_range"]
+        assert 0.25 <= lo <= hi < 0.75
+        # a seed's models start from that seed's initialisation and train with that seed
+        train = json.loads((out / "stages" / f"train_middle_s{seed}" / design.STAGE_FILE).read_text())
+        assert f"seed={seed}" in train["summary"]["command"]
+        assert any(f"/s{seed}" in a for a in train["summary"]["command"] if a.startswith("model="))
+    found = json.loads((out / "stages" / "compare" / "results.json").read_text())
+    endpoint = found["endpoint"]
+    assert set(endpoint["contrast_by_arm"]) == {"middle", "ends", "uniform"}
+    assert all(set(v) == {"0", "1"} for v in endpoint["contrast_by_arm"].values())
+    assert 0 < endpoint["p_value"] <= 1 and len(endpoint["paired_differences"]) == 2
+    assert set(found["comparisons"]) == {
+        f"{a}_s{s} vs ends_s{s}" for s in (0, 1) for a in ("middle", "uniform")
+    }
+    summary = (out / "stages" / "compare" / "summary.md").read_text()
+    assert "Primary endpoint (pre-registered)" in summary and "H1: mean C(middle) > mean C(ends)" in summary
+    assert (out / "stages" / "compare" / "curves.png").stat().st_size > 10_000

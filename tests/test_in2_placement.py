@@ -17,7 +17,6 @@ from test_training_data import _VOCAB, make_corpus
 from val_probing.errors import ValProbingError
 from val_probing.in2 import experiment as ex
 from val_probing.in2.assemble import (
-    ALL_PLACEMENTS,
     DEPTH_REGIONS,
     MIDDLE,
     PLACEMENTS,
@@ -74,8 +73,7 @@ def _fillers(context: str, needed: Sequence[Segment]) -> list[str]:
 
 def test_the_regions_split_the_depths_at_the_middle_bounds() -> None:
     assert MIDDLE == (0.25, 0.75)
-    assert set(ALL_PLACEMENTS) == {"uniform", "edges", "middle", "ends"}
-    assert PLACEMENTS == ("uniform", "edges")  # issue 13's arms (experiment.design.ARMS) stay two
+    assert set(PLACEMENTS) == {"uniform", "edges", "middle", "ends"}
     assert set(DEPTH_REGIONS) == {"middle", "ends"}
     for depth, middle in [(0.0, False), (0.2499, False), (0.25, True), (0.5, True), (0.7499, True),
                           (0.75, False), (0.99, False), (1.0, False)]:  # fmt: skip
@@ -181,7 +179,7 @@ def test_all_four_placements_draw_the_same_fillers_in_the_same_order() -> None:
     for seed in range(40):
         needed = _needed(1 + seed % 4, (100, 150), random.Random(seed))
         fillers = {}
-        for placement in ALL_PLACEMENTS:
+        for placement in PLACEMENTS:
             got = assemble_context(needed, pool, 3000, WS, length, random.Random(seed), placement)
             fillers[placement] = _fillers(got.context, needed)
         reference = fillers["uniform"]

@@ -153,6 +153,26 @@ def test_every_pseudo_word_is_one_token(language: syn.Language, tokenizer: Any) 
     assert _ids(tokenizer, "zzz") == [tokenizer.unk_token_id]  # not a word of it: <unk>, so the checks bite
 
 
+def _spaced(text: str) -> str:
+    """What a decoded text reads: the tokenizer's normalizer puts a space after newlines and quotes."""
+    return text.replace("\n", "\n ").replace('"', '" ')
+
+
+def test_a_word_is_one_id_in_a_context_a_quote_and_an_answer(tokenizer: Any, items: list[Any]) -> None:
+    from val_probing.official import film_prompt
+    from val_probing.probes.document import instruction
+
+    item = items[0]
+    first = item.piece.split()[0].strip(".")  # the quote's first word: also in the context and the answer
+    context = "\n".join([item.sentence, *(i.sentence for i in items[1:5] if first not in i.sentence.split())])
+    prompt = film_prompt(context, instruction(item.piece))
+    (word_id,) = _ids(tokenizer, f" {first}")
+    answer = _ids(tokenizer, f" {item.sentence}")
+    assert word_id in answer and tokenizer.decode(answer) == f" {item.sentence}"  # answers: exact
+    # at the context's start (after a newline) or inside it, and in the quote (after '"'): the same id
+    assert _ids(tokenizer, prompt).count(word_id) == 2
+
+
 def test_round_trip_is_exact_and_nothing_is_unknown(
     tokenizer: Any, corpus: list[tuple[str, str]], items: list[Any]
 ) -> None:
@@ -166,7 +186,7 @@ def test_round_trip_is_exact_and_nothing_is_unknown(
     for text in texts:
         ids = _ids(tokenizer, text)
         assert tokenizer.unk_token_id not in ids, text
-        assert tokenizer.decode(ids) == text
+        assert tokenizer.decode(ids) == _spaced(text)
 
 
 def test_saved_tokenizer_and_model_reload(
@@ -177,7 +197,7 @@ def test_saved_tokenizer_and_model_reload(
     again = AutoTokenizer.from_pretrained(str(model_dir))
     text = corpus[0][1]
     assert _ids(again, text) == _ids(tokenizer, text)
-    assert again.decode(_ids(again, text)) == text
+    assert again.decode(_ids(again, text)) == _spaced(text)
     config = AutoConfig.from_pretrained(str(model_dir))
     assert config.vocab_size == len(tokenizer) and config.tie_word_embeddings
     assert (config.bos_token_id, config.eos_token_id, config.pad_token_id) == (2, 3, 1)
@@ -219,7 +239,7 @@ def test_probes_and_in2_data_with_the_scratch_model(
     for ex in probes:
         prompt = film_prompt(ex.context, ex.instruction)
         assert unk not in _ids(tokenizer, prompt)
-        assert tokenizer.decode(_ids(tokenizer, prompt)) == prompt
+        assert tokenizer.decode(_ids(tokenizer, prompt)) == _spaced(prompt)
 
     config = SynthesisConfig(
         n_examples=8,
@@ -238,7 +258,7 @@ def test_probes_and_in2_data_with_the_scratch_model(
         for text in (row["prompt"], row["completion"]):
             ids = _ids(tokenizer, text)
             assert unk not in ids, text
-            assert tokenizer.decode(ids) == text
+            assert tokenizer.decode(ids) == _spaced(text)
         assert 192 - 32 <= example.context_tokens <= 256 + 32
 
     model = AutoModelForCausalLM.from_pretrained(str(model_dir))
@@ -269,5 +289,5 @@ def test_integration_questions_are_covered(language: syn.Language, tokenizer: An
             for text in (pair.question, f" {pair.answer}"):
                 ids = _ids(tokenizer, text)
                 assert tokenizer.unk_token_id not in ids, text
-                assert tokenizer.decode(ids) == text
+                assert tokenizer.decode(ids) == _spaced(text)
     assert asked == 40 and 0 < at_end < 40

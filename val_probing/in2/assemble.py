@@ -29,10 +29,7 @@ SEGMENT_SEPARATOR = "\n\n"
 # the two arms of issue 24, defined by token depth (NeedlePosition.depth) so that they cannot overlap:
 # "middle" (every needle's depth in MIDDLE) and "ends" (every needle's depth outside it).
 Placement = Literal["uniform", "edges", "middle", "ends"]
-ALL_PLACEMENTS: tuple[Placement, ...] = get_args(Placement)
-# issue 13's two arms: experiment.design.ARMS and `train synthesize --placement` take this name, so it
-# keeps meaning those two (adding the depth arms here would add two trainings to that experiment)
-PLACEMENTS: tuple[Placement, ...] = ("uniform", "edges")
+PLACEMENTS: tuple[Placement, ...] = get_args(Placement)
 EDGE_FRACTION = 0.1
 # The one owner of the depth boundaries: each depth-defined placement's regions, [lo, hi) (1.0 closed)
 MIDDLE: tuple[float, float] = (0.25, 0.75)
@@ -208,7 +205,7 @@ def place_needed(
     if placement in DEPTH_REGIONS:
         return _place_by_depth(order, needed, rng, placement)
     if placement != "edges":
-        raise ValProbingError(f"placement: {placement!r} is not one of {', '.join(ALL_PLACEMENTS)}")
+        raise ValProbingError(f"placement: {placement!r} is not one of {', '.join(PLACEMENTS)}")
     band = edge_band(len(fillers), edge_fraction)
     head: list[tuple[int, Segment, int]] = []  # (fillers before it, segment, rank)
     tail: list[tuple[int, Segment, int]] = []  # (fillers after it, segment, rank)

@@ -25,14 +25,21 @@ def word_tokenizer(
     words: Iterable[str], extra_texts: Iterable[str], *, model_max_length: int = 2048
 ) -> PreTrainedTokenizerFast:
     """A word-level fast tokenizer: the special tokens (ids 0-3), then, sorted, every word bare and
-    space-prefixed (``"w"``, ``"Ġw"``) and every piece the pre-tokenizer makes of ``extra_texts``."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    space-prefixed (``"w"``, ``"Ġw"``) and every piece the pre-tokenizer makes of ``extra_texts``.
+
+    A word is ONE id wherever it stands: the normalizer puts a space after every newline and quote, so a
+    sentence's first word in a context, a quoted word in a question and the same word in an answer are
+    all ``"Ġw"`` (a model from scratch then copies identical ids; it need not learn that ``w`` and
+    ``Ġw`` are one word). Decoding an answer (words, spaces, punctuation) gives its text back exactly; a
+    prompt with newlines or quotes decodes with those spaces added (prompts are never decoded)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    norm = normalizers.Sequence([normalizers.Replace("\n", "\n "), normalizers.Replace('"', '" ')])
 
     def pieces(text: str) -> list[str]:
-        return [piece for piece, _span in pre.pre_tokenize_str(text)]
+        return [piece for piece, _span in pre.pre_tokenize_str(norm.normalize_str(text))]
 
     found: set[str] = set()
     for word in words:
@@ -47,6 +54,7 @@ def word_tokenizer(
     vocab = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *sorted(found)))}
 
     tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    tok.normalizer = norm
     tok.pre_tokenizer = pre
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 
+from val_probing.in2.qa.local import PhraseFrom
 from val_probing.probes.document import DocumentItem
 
 CONSONANTS = "bdfgklmnprstvz"
@@ -129,10 +130,16 @@ def corpus_sentences(texts: Iterable[tuple[str, str]]) -> frozenset[str]:
 
 
 def document_items(
-    language: Language, n: int, phrase_words: int, seed: int, exclude: Set[str] = frozenset()
+    language: Language,
+    n: int,
+    phrase_words: int,
+    seed: int,
+    exclude: Set[str] = frozenset(),
+    phrase_from: PhraseFrom = "anywhere",
 ) -> list[DocumentItem]:
     """``n`` document probe items: a sentence not in ``exclude`` (the training corpus) and a piece of
-    ``phrase_words`` contiguous words of it that occurs exactly once in it."""
+    ``phrase_words`` contiguous words of it that occurs exactly once in it (``phrase_from="start"``: its
+    first words)."""
     lo, _hi = language.sentence_words
     if not 1 <= phrase_words <= lo:
         raise ValueError(
@@ -147,6 +154,8 @@ def document_items(
             words = sentence.split(" ")
             starts = list(range(len(words) - phrase_words + 1))
             rng.shuffle(starts)
+            if phrase_from == "start":  # the piece opens the sentence, as the generator's phrase then does
+                starts = [0]
             for start in starts:  # a piece can occur twice only inside longer words ("zaku" in "bazaku")
                 piece = " ".join(words[start : start + phrase_words])
                 if sentence.count(piece) == 1:

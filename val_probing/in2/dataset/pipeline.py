@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import (
-    ALL_PLACEMENTS,
     MIDDLE,
+    PLACEMENTS,
     ContextRangeError,
     ExampleKind,
     LengthRange,
@@ -56,8 +56,8 @@ class SynthesisConfig:
             raise ValProbingError(f"integration segments: need 2 <= min <= max, got {lo}..{hi}")
         if self.on_missing_general not in ("renormalise", "error"):
             raise ValProbingError(f"on_missing_general: {self.on_missing_general!r}")
-        if self.placement not in ALL_PLACEMENTS:
-            raise ValProbingError(f"placement: {self.placement!r} is not one of {', '.join(ALL_PLACEMENTS)}")
+        if self.placement not in PLACEMENTS:
+            raise ValProbingError(f"placement: {self.placement!r} is not one of {', '.join(PLACEMENTS)}")
 
 
 @dataclass(frozen=True, slots=True)

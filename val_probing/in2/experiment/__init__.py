@@ -43,9 +43,9 @@ from val_probing.in2.experiment.runner import experiment_stages, run_experiment,
 __all__ = [
     "ExperimentConfig",
     "ExperimentError",
+    "experiment_stages",
     "load_experiment",
     "run_experiment",
     "stage_names",
     "stage_status",
-    "experiment_stages",
 ]

@@ -256,7 +256,7 @@ def endpoint_test(runs: Mapping[str, Sequence[TaskResult]], config: ExperimentCo
         "difference": round(difference, 3),
         "paired_differences": [round(d, 3) for d in paired],
         "ci95": [round(lo, 3), round(hi, 3)],
-        "p_value": round(p, 5),
+        "p_value": p,
         "alpha": e.alpha,
         "test": f"exact one-sided permutation test over {len(treated) + len(control)} model-level contrasts",
         "verdict": said,

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import PLACEMENTS, Placement
 from val_probing.in2.config import read_settings
+from val_probing.in2.qa.local import PhraseFrom
 from val_probing.records import FAMILIES, Family
 from val_probing.typed import read_settings_into
 
@@ -70,7 +71,6 @@ class LanguageSettings:
     texts: int = 120
     sentences_per_text: int = 40
     pool_items: int = 400  # document-probe items, sentences disjoint from the training corpus
-    phrase_words: int = 5  # words in a probe's quoted piece (the IN2 generator quotes 5)
     seed: int = 0
 
 
@@ -96,6 +96,9 @@ class SynthesisSettings:
     mixture: str = "fine_grained=0.8,integration=0.2"  # no short-context or general rows: no placement
     integration_segments: tuple[int, int] = (2, 4)  # segments per integration question (the paper: 2-4)
     template: str = "film"
+    # the offline QA generator's quoted phrase (and, for the synthetic pool, the probes' piece)
+    phrase_words: int = 5
+    phrase_from: PhraseFrom = "anywhere"
 
 
 @dataclass(frozen=True)

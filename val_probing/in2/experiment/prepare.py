@@ -137,7 +137,12 @@ def _probes_body(run: Run, folder: Path) -> dict[str, Any]:
 
 def _corpus_inputs(run: Run) -> dict[str, Any]:
     if run.config.corpus.source == "synthetic":
-        return {"corpus": run.config.section("corpus"), "language": run.config.section("language")}
+        s = run.config.synthesis
+        return {
+            "corpus": run.config.section("corpus"),
+            "language": run.config.section("language"),
+            "phrase": [s.phrase_words, s.phrase_from],
+        }
     return {"corpus": run.config.section("corpus"), "distributions": installed_distributions()}
 
 
@@ -231,7 +236,10 @@ def _synthetic_corpus(run: Run, folder: Path) -> dict[str, Any]:
     language = _language(run)
     texts = corpus_texts(language, g.texts, g.sentences_per_text, g.seed)
     write_jsonl(folder / "corpus.jsonl", ({"id": i, "text": t} for i, t in texts))
-    items = document_items(language, g.pool_items, g.phrase_words, g.seed, corpus_sentences(texts))
+    s = run.config.synthesis  # the probes quote what the training questions quote
+    items = document_items(
+        language, g.pool_items, s.phrase_words, g.seed, corpus_sentences(texts), phrase_from=s.phrase_from
+    )
     write_document_pool(folder / SYNTHETIC_POOL, items)
     return {
         "texts": len(texts),
@@ -278,7 +286,7 @@ def data(run: Run, folder: Path, *, seed: int) -> dict[str, Any]:
     plan = synthesize(
         texts,
         HFTokenCounter.load(base_model(run, seed)),
-        ExtractiveLocalGenerator(seed=seed),
+        ExtractiveLocalGenerator(seed=seed, phrase_words=s.phrase_words, phrase_from=s.phrase_from),
         config,
         random.Random(seed),
         probes=probes,

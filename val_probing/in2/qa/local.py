@@ -10,11 +10,12 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from val_probing.in2.qa.pairs import GenerationResult, QARequest, Rejected, validate_generation
 from val_probing.in2.segment import Segment
 
+PhraseFrom = Literal["anywhere", "start"]  # where in its sentence a quoted phrase may begin
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -32,9 +33,13 @@ class ExtractiveLocalGenerator:
 
     seed: int = 0
     phrase_words: int = 5
+    phrase_from: PhraseFrom = "anywhere"  # "start": the quoted phrase opens its sentence
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "extractive-local", "seed": self.seed, "note": "deterministic stand-in, not an LLM"}
+        out: dict[str, Any] = {"kind": "extractive-local", "seed": self.seed}
+        if (self.phrase_words, self.phrase_from) != (5, "anywhere"):  # the defaults: manifests as before
+            out |= {"phrase_words": self.phrase_words, "phrase_from": self.phrase_from}
+        return {**out, "note": "deterministic stand-in, not an LLM"}
 
     def _quote(self, segment: Segment, rng: random.Random) -> tuple[str, str] | None:
         sentences = _sentences(segment.text)
@@ -42,7 +47,7 @@ class ExtractiveLocalGenerator:
             return None
         sentence = rng.choice(sentences)
         words = sentence.split()
-        start = rng.randrange(0, max(1, len(words) - self.phrase_words + 1))
+        start = 0 if self.phrase_from == "start" else rng.randrange(0, max(1, len(words) - self.phrase_words + 1))
         return " ".join(words[start : start + self.phrase_words]), sentence
 
     def _raw(self, request: QARequest) -> str:
