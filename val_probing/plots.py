@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from val_probing.report import EffectiveLength
+    from val_probing.tables import EffectiveLength
 
 log = logging.getLogger(__name__)
 

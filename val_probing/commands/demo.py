@@ -22,7 +22,7 @@ from val_probing.commands.args import positive_int
 from val_probing.errors import ValProbingError
 from val_probing.files import check_output_dir, check_paths, write_text_atomic, writing
 from val_probing.records import FAMILIES
-from val_probing.report import curve_markdown, fmt_number
+from val_probing.tables import curve_markdown, fmt_number
 
 if TYPE_CHECKING:
     from val_probing.results import TaskResult

@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
         save_figure,
     )
     from val_probing.records import FAMILIES
-    from val_probing.report import effective_lengths
     from val_probing.results import ensure_ci, keep_latest, load_results
+    from val_probing.tables import effective_lengths
 
     check_paths(inputs={"RUN_DIR": args.runs}, output_folders={"--out": args.out})
     check_output_dir(args.out)

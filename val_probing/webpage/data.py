@@ -29,7 +29,11 @@ from typing import Any
 from val_probing import __version__
 from val_probing.plots import TASK_TITLES, curve_labels, model_colors, run_key
 from val_probing.records import FAMILIES
-from val_probing.report import (
+from val_probing.results import TaskResult
+from val_probing.results.cost import bucket_costs, run_seconds
+from val_probing.results.questions import Question, read_questions
+from val_probing.results.readers import read_json
+from val_probing.tables import (
     TASK_NAMES,
     EffectiveLength,
     closed_book_floors,
@@ -38,10 +42,6 @@ from val_probing.report import (
     length_label,
     table_rows,
 )
-from val_probing.results import TaskResult
-from val_probing.results.cost import bucket_costs, run_seconds
-from val_probing.results.questions import Question, read_questions
-from val_probing.results.readers import read_json
 
 PAGE_FORMAT = 1
 DEFAULT_ANSWER_CHARS = 2000
