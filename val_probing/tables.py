@@ -6,7 +6,7 @@
   empty for a model that lacks a task (a mean over fewer tasks would not be comparable).
 * One row per curve label (the model; with ``latest_only=False`` also the run), at the context
   length the curves show: ``context_length`` when given, else each task's longest
-  (:func:`val_probing.plots.select_curves`).
+  (:func:`val_probing.results.select.select_curves`).
 
 Effective context length (:func:`effective_lengths`, for a model run at two or more lengths): the
 longest tested length ``L`` such that ``L`` and every shorter tested length pass, where a length
@@ -49,10 +49,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from val_probing.plots import curve_labels, run_key, select_curves
 from val_probing.probes import get_family
 from val_probing.records import FAMILIES
 from val_probing.results import TaskResult, has_ci, keep_latest
+from val_probing.results.select import curve_labels, length_label, run_key, select_curves
 
 TASK_NAMES: dict[str, str] = {family: get_family(family).LABEL for family in FAMILIES}
 MISSING = "–"
@@ -141,11 +141,6 @@ def _length_text(lengths: tuple[int, ...]) -> str:
     if not lengths:
         return MISSING
     return "/".join(length_label(x) for x in lengths)
-
-
-def length_label(tokens: int) -> str:
-    """``4096`` -> ``4K``; other lengths as they are."""
-    return f"{tokens // 1024}K" if tokens % 1024 == 0 else str(tokens)
 
 
 # ---------------------------------------------------------------- effective context length
