@@ -41,14 +41,13 @@ from val_probing.files import atomic_path
 from val_probing.probes import get_family
 from val_probing.records import FAMILIES
 from val_probing.results import TaskResult
+from val_probing.results.effective_length import EffectiveLength
 from val_probing.results.frame import check_results
 from val_probing.results.select import curve_labels, length_label, run_key, select_curves
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from val_probing.tables import EffectiveLength
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from val_probing.results import load
-from val_probing.tables import DEFAULT_MAX_GAP, DEFAULT_MIN_AVG
+from val_probing.results.effective_length import DEFAULT_MAX_GAP, DEFAULT_MIN_AVG
 
 
 def int_at_least(minimum: int, text: str) -> int:

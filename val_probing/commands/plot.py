@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from val_probing.records import FAMILIES
     from val_probing.results import ensure_ci, keep_latest, load_results
+    from val_probing.results.effective_length import effective_lengths
     from val_probing.results.select import curve_labels
-    from val_probing.tables import effective_lengths
 
     check_paths(inputs={"RUN_DIR": args.runs}, output_folders={"--out": args.out})
     check_output_dir(args.out)

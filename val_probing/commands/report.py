@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
     from val_probing.files import check_output_file, check_paths
     from val_probing.results import DEFAULT_N_BOOT, load_results
+    from val_probing.results.effective_length import effective_lengths
     from val_probing.tables import (
-        effective_lengths,
         effective_markdown,
         floors,
         table_rows,

@@ -31,15 +31,14 @@ from val_probing.plots import TASK_TITLES, model_colors
 from val_probing.records import FAMILIES
 from val_probing.results import TaskResult
 from val_probing.results.cost import bucket_costs, run_seconds
+from val_probing.results.effective_length import EffectiveLength, effective_lengths
 from val_probing.results.questions import Question, read_questions
 from val_probing.results.readers import read_json
 from val_probing.results.select import curve_labels, length_label, run_key
 from val_probing.tables import (
     TASK_NAMES,
-    EffectiveLength,
     closed_book_floors,
     constant_floors,
-    effective_lengths,
     table_rows,
 )
 
