@@ -264,8 +264,9 @@ def plot_depth_heatmap(
 
     Cell = bucket mean (x100, colour scale fixed to 0..100). ``ax.images[0].get_array()`` is the
     :func:`heatmap_matrix` of the panel's model (rows = lengths ascending, top to bottom).
-    ``effective`` (:func:`val_probing.report.effective_lengths`): each panel's model gets a line
-    under its effective-length row (gid ``"effective:<model>"``) and the length in its title.
+    ``effective`` (:func:`val_probing.results.effective_length.effective_lengths`): each panel's
+    model gets a line under its effective-length row (gid ``"effective:<model>"``) and the length in
+    its title.
     ``ax``: draw on these axes, one per model (:func:`heatmap_models`), and return their figure.
     """
     results, task = check_results(results), _check_task(task)

@@ -67,7 +67,8 @@ def add_context_length(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_effective_length(parser: argparse.ArgumentParser) -> None:
-    """``--min-avg`` / ``--max-gap``: the thresholds of :func:`val_probing.report.effective_lengths`."""
+    """``--min-avg`` / ``--max-gap``: the thresholds of
+    :func:`val_probing.results.effective_length.effective_lengths`."""
     parser.add_argument(
         "--min-avg",
         type=finite_float,

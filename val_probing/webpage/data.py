@@ -13,7 +13,8 @@ Layout (``PAGE_FORMAT``; the page's script reads nothing else):
   answers longer than ``answer_chars`` are cut (the page says so);
 * ``floors``: per model and task, the closed-book floor (a run with metadata ``closed_book``) and
   the constant-answer floor of the probe file, when known;
-* ``table1``, ``effective``: :mod:`val_probing.report`'s rows; ``gate``: the gate's rows, when given;
+* ``table1``: :mod:`val_probing.tables`' rows, ``effective``:
+  :mod:`val_probing.results.effective_length`'s; ``gate``: the gate's rows, when given;
 * ``provenance``: per results file, the model, backend, model args, versions, probe hashes,
   lengths, date and seconds.
 """
@@ -131,7 +132,7 @@ def _cost(result: TaskResult, questions: Sequence[Question]) -> dict[str, Any] |
 
 def _floors(results: Sequence[TaskResult], model_of: Mapping[str, str]) -> dict[str, Any]:
     """Per curve label and task: the closed-book floor and the constant-answer floor
-    (:func:`val_probing.report.closed_book_floors`, :func:`~val_probing.report.constant_floors`),
+    (:func:`val_probing.tables.closed_book_floors`, :func:`~val_probing.tables.constant_floors`),
     each None when unknown; tasks with neither are left out."""
     closed = closed_book_floors(results)
     constant = constant_floors(results)
