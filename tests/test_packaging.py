@@ -276,13 +276,15 @@ def test_an_editable_install_keeps_its_stubs_when_installed_again(tmp_path: Path
 
 
 def test_eval_adds_the_include_path_only_when_the_tasks_are_not_registered() -> None:
-    from val_probing.commands.eval import EvalArgumentError, lm_eval_argv
+    from val_probing.evaluate import EvalArgumentError, forwarded_argv
 
     argv = ["--model", "dummy", "--tasks", "val_*", "--include_path", "mine"]
-    assert lm_eval_argv(argv, None) == ["run", *argv], "registered: the user's --include_path is theirs"
-    assert lm_eval_argv(["ls", "tasks"], None) == ["ls", "tasks"]
+    assert forwarded_argv(argv, include_path=None) == ["run", *argv], (
+        "registered: the user's --include_path is theirs"
+    )
+    assert forwarded_argv(["ls", "tasks"], include_path=None) == ["ls", "tasks"]
     with pytest.raises(EvalArgumentError, match="val-probing register"):
-        lm_eval_argv(argv, "/tasks")
+        forwarded_argv(argv, include_path="/tasks")
 
 
 def _pip_uninstall_old_record(record: Path) -> None:
