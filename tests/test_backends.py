@@ -395,15 +395,18 @@ def test_demo_summary_table(repo_root: Path) -> None:
 
 
 def test_demo_lm_eval_command(tmp_path: Path) -> None:
-    from val_probing.commands.demo import lm_eval_command, probe_metadata
+    from val_probing.commands.demo import demo_request, probe_options
     from val_probing.errors import ValProbingError
+    from val_probing.evaluate import lm_eval_argv
 
-    meta = probe_metadata(context_length=2048, sets=2, positions=16, buckets=8, tokenizer="embedded")
-    cmd = lm_eval_command(model_args="pretrained=/m", tasks_path=tmp_path, metadata=meta, out=tmp_path / "o")
-    assert cmd[1:3] == ["-m", "lm_eval"]
+    options = probe_options(context_length=2048, sets=2, positions=16, buckets=8, tokenizer="embedded")
+    request = demo_request(model_args="pretrained=/m", options=options, out=tmp_path / "o")
+    cmd = lm_eval_argv(request, include_path=tmp_path)
+    assert cmd[:3] == ["run", "--include_path", str(tmp_path)]
     assert {"--apply_chat_template", "--log_samples"} <= set(cmd)
     assert cmd[cmd.index("--model") + 1] == "vllm" and cmd[cmd.index("--tasks") + 1] == "valprobing"
     sent = json.loads(cmd[cmd.index("--metadata") + 1])
-    assert sent == {**METADATA, "context_length": 2048, "sets": 2, "positions": 16, "n_buckets": 8}
+    want = {**METADATA, "context_length": 2048, "sets": 2, "positions": 16, "n_buckets": 8, "seed": 0}
+    assert sent == {k: v for k, v in want.items() if k != "pool"}  # the embedded pool is the default
     with pytest.raises(ValProbingError, match="empty"):
-        probe_metadata(context_length=2048, sets=1, positions=4, buckets=8, tokenizer="embedded")
+        probe_options(context_length=2048, sets=1, positions=4, buckets=8, tokenizer="embedded")

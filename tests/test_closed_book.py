@@ -110,7 +110,7 @@ def test_only_closed_book_runs_are_refused(runs: Path, tmp_path: Path) -> None:
 
 def test_report_table_one_says_what_reading_adds(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from val_probing.cli import main
-    from val_probing.report import constant_floors, floors, table_rows, to_markdown
+    from val_probing.tables import constant_floors, floors, table_rows, to_markdown
 
     results = load_results([runs], n_boot=20, closed_book=True)
     assert main(["report", str(runs)]) == 0
@@ -155,7 +155,7 @@ def test_the_lm_eval_task_asks_the_question_alone() -> None:
     closed, opened = task({"closed_book": True}), task({})
     assert closed.config.metadata["closed_book"] is True and opened.config.metadata["closed_book"] is False
     # the floor the task records is the one report and the page read back
-    from val_probing.report import constant_floor_of
+    from val_probing.tables import constant_floor_of
 
     assert opened.probes.floor is not None
     assert constant_floor_of(opened.config.metadata) == opened.probes.floor.score > 0

@@ -11,14 +11,9 @@ from pathlib import Path
 import pytest
 
 from val_probing.cli import main
-from val_probing.commands.demo import (
-    LogWatcher,
-    failure_tail,
-    move_run,
-    run_logged,
-    split_output,
-    task_line,
-)
+from val_probing.commands.demo import task_line
+from val_probing.evaluate import EvalFailed, move_run, run_child
+from val_probing.progress import LogWatcher, failure_tail, split_output
 
 # What lm-eval 0.4.13 and vLLM print during a demo run (shortened), in order.
 ENGINE_OUTPUT = [
@@ -88,14 +83,14 @@ def _script(tmp_path: Path, body: str) -> list[str]:
     return [sys.executable, str(script)]
 
 
-def test_run_logged_writes_everything_to_the_log_and_prints_only_status(
+def test_run_child_writes_everything_to_the_log_and_the_watcher_prints_only_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     body = "import sys\n" + "".join(f"print({line!r})\n" for line in ENGINE_OUTPUT)
     body += "print('engine noise', file=sys.stderr)\n"
     log = tmp_path / "lm_eval.log"
-    code = run_logged(_script(tmp_path, body), env=dict(os.environ), log_path=log, stream=False, start=0.0)
-    assert code == 0
+    watcher = LogWatcher()
+    run_child(_script(tmp_path, body), log_path=log, on_line=lambda line: print(*watcher.feed(line, 0.0)))
     out = capsys.readouterr()
     assert "engine noise" not in out.out + out.err and "Building contexts" not in out.out
     assert "  val_code: requests built" in out.out and "generated 96/96 prompts (100%" in out.out
@@ -103,28 +98,25 @@ def test_run_logged_writes_everything_to_the_log_and_prints_only_status(
     assert all(line in written for line in ENGINE_OUTPUT) and "engine noise" in written
 
 
-def test_run_logged_prints_the_log_tail_on_failure(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_run_child_names_the_log_tail_on_failure(tmp_path: Path) -> None:
     body = (
         "import sys\nfor i in range(100):\n    print(f'step {i}')\n"
         "print('ValueError: bad', file=sys.stderr)\nsys.exit(3)\n"
     )
     log = tmp_path / "lm_eval.log"
-    code = run_logged(_script(tmp_path, body), env=dict(os.environ), log_path=log, stream=False, start=0.0)
-    assert code == 3
-    err = capsys.readouterr().err
+    with pytest.raises(EvalFailed) as failed:
+        run_child(_script(tmp_path, body), log_path=log)
+    assert failed.value.code == 3
+    err = str(failed.value)
     assert f"the last lines of {log}" in err and "ValueError: bad" in err and "step 99" in err
     assert "step 10\n" not in err  # only the tail
     assert "step 10\n" in log.read_text()
 
 
-def test_run_logged_streams_with_verbose(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_run_child_streams_with_verbose(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     body = "print('engine noise')\n"
-    code = run_logged(
-        _script(tmp_path, body), env=dict(os.environ), log_path=tmp_path / "x.log", stream=True, start=0.0
-    )
-    assert code == 0 and "engine noise" in capfd.readouterr().out
+    run_child(_script(tmp_path, body), log_path=tmp_path / "x.log", echo=True)
+    assert "engine noise" in capfd.readouterr().out
 
 
 def test_demo_checks_the_output_folder_before_any_work(

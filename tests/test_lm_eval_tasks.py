@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("lm_eval")
 
 from val_probing.buckets import ScoredSample, summarize
-from val_probing.commands.eval import EvalArgumentError, lm_eval_argv
+from val_probing.evaluate import EvalArgumentError, forwarded_argv
 from val_probing.lm_eval_adapter import (
     ModelLimit,
     PromptTooLong,
@@ -321,7 +321,7 @@ def test_tasks_path_prints_the_yaml_folder() -> None:
 
 
 def test_eval_forwards_arguments_with_the_include_path() -> None:
-    assert lm_eval_argv(["--model", "hf", "--tasks", "valprobing"], "/t") == [
+    assert forwarded_argv(["--model", "hf", "--tasks", "valprobing"], include_path="/t") == [
         "run",
         "--include_path",
         "/t",
@@ -330,10 +330,10 @@ def test_eval_forwards_arguments_with_the_include_path() -> None:
         "--tasks",
         "valprobing",
     ]
-    assert lm_eval_argv(["ls", "tasks"], "/t") == ["ls", "--include_path", "/t", "tasks"]
-    assert lm_eval_argv([], "/t") == ["run", "--include_path", "/t", "--help"]
+    assert forwarded_argv(["ls", "tasks"], include_path="/t") == ["ls", "--include_path", "/t", "tasks"]
+    assert forwarded_argv([], include_path="/t") == ["run", "--include_path", "/t", "--help"]
     with pytest.raises(EvalArgumentError, match="adds --include_path itself"):
-        lm_eval_argv(["--include_path", "mine"], "/t")
+        forwarded_argv(["--include_path", "mine"], include_path="/t")
 
 
 def test_eval_help_shows_examples_and_lm_eval_options() -> None:

@@ -61,8 +61,8 @@ def _run_with_curves(venv_kernel: str) -> list:
 def test_notebook_defaults_to_the_shipped_embedded_run(
     venv_kernel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from val_probing.report import table_rows, to_markdown
     from val_probing.results import load_results
+    from val_probing.tables import table_rows, to_markdown
 
     monkeypatch.delenv("VAL_PROBING_RUNS", raising=False)
     code = _run_with_curves(venv_kernel)

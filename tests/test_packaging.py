@@ -71,6 +71,11 @@ def test_wheel_carries_tasks_recipes_configs_pools_and_stubs(wheel: Path) -> Non
     assert not any(n.startswith(("tests/", "bench/", "notebooks/")) for n in names)
     modules = {p.relative_to(REPO).as_posix() for p in (REPO / "val_probing").rglob("*.py")}
     assert modules <= names, f"modules missing from the wheel (pyproject's packages): {modules - names}"
+    training = {
+        f"val_probing/training/{p.relative_to(REPO / 'training').as_posix()}"
+        for p in (REPO / "training").rglob("*.py")
+    }
+    assert "val_probing/training/launch.py" in training and training <= names, training - names
     stub = zipfile.ZipFile(wheel).read(f"lm_eval/tasks/{FOLDER}/val_code.yaml").decode()
     assert '"../../../val_probing/tasks_yaml/val_code.yaml"' in stub
 
@@ -232,6 +237,10 @@ def test_a_wheel_in_a_fresh_venv_needs_no_include_path(tmp_path: Path, wheel: Pa
         [py, "-c", "import val_probing, lm_eval; print(val_probing.__file__, lm_eval.__file__)"], cwd=tmp_path
     )
     assert where.stdout.split() and all(str(site) in p for p in where.stdout.split()), where.stdout
+    launch = _run(
+        [py, "-c", "from val_probing.training.launch import launch_command, load_recipe"], cwd=tmp_path
+    )
+    assert launch.returncode == 0, launch.stderr[-3000:]
     meta = json.dumps({"context_length": 1024, "tokenizer": "whitespace"})
     out = tmp_path / "out"
     cmd = [str(venv / "bin" / "lm_eval"), "--model", "dummy", "--tasks", "val_*", "--limit", "4"]
@@ -276,13 +285,15 @@ def test_an_editable_install_keeps_its_stubs_when_installed_again(tmp_path: Path
 
 
 def test_eval_adds_the_include_path_only_when_the_tasks_are_not_registered() -> None:
-    from val_probing.commands.eval import EvalArgumentError, lm_eval_argv
+    from val_probing.evaluate import EvalArgumentError, forwarded_argv
 
     argv = ["--model", "dummy", "--tasks", "val_*", "--include_path", "mine"]
-    assert lm_eval_argv(argv, None) == ["run", *argv], "registered: the user's --include_path is theirs"
-    assert lm_eval_argv(["ls", "tasks"], None) == ["ls", "tasks"]
+    assert forwarded_argv(argv, include_path=None) == ["run", *argv], (
+        "registered: the user's --include_path is theirs"
+    )
+    assert forwarded_argv(["ls", "tasks"], include_path=None) == ["ls", "tasks"]
     with pytest.raises(EvalArgumentError, match="val-probing register"):
-        lm_eval_argv(argv, "/tasks")
+        forwarded_argv(argv, include_path="/tasks")
 
 
 def _pip_uninstall_old_record(record: Path) -> None:

@@ -199,7 +199,7 @@ def test_position_curves_draw_on_the_axes_given(results: list[TaskResult]) -> No
 def test_heatmap_marks_the_effective_length_and_takes_ax(results: list[TaskResult]) -> None:
     from matplotlib.figure import Figure
 
-    from val_probing.report import effective_lengths
+    from val_probing.results.effective_length import effective_lengths
 
     found = effective_lengths(results, min_avg=60, max_gap=30)
     (u_doc,) = [e for e in found if (e.model, e.task) == ("u-model", "document")]

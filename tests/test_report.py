@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from val_probing.cli import main
-from val_probing.report import (
+from val_probing.results import TaskResult, load_results
+from val_probing.tables import (
     CSV_COLUMNS,
     MISSING,
     curve_markdown,
@@ -20,7 +21,6 @@ from val_probing.report import (
     to_csv,
     to_markdown,
 )
-from val_probing.results import TaskResult, load_results
 
 DATA = Path(__file__).resolve().parent / "data"
 SYNTHETIC = DATA / "runs" / "synthetic"
@@ -154,7 +154,7 @@ def _with_summary(result: TaskResult, length: int, avg: float, lows: list[float]
 
 
 def test_ci_gap_is_the_part_of_the_gap_the_bucket_cis_cannot_explain(results: list[TaskResult]) -> None:
-    from val_probing.report import ci_gap
+    from val_probing.results.effective_length import ci_gap
 
     base = _result(results, "u-model", "document")
     overlapping = _with_summary(base, 1024, 90, lows=[80, 70, 85], highs=[100, 90, 95])
@@ -171,7 +171,7 @@ def test_ci_gap_is_the_part_of_the_gap_the_bucket_cis_cannot_explain(results: li
 def test_effective_length_is_the_longest_length_up_to_which_every_length_passes(
     results: list[TaskResult],
 ) -> None:
-    from val_probing.report import effective_lengths
+    from val_probing.results.effective_length import effective_lengths
 
     base = _result(results, "u-model", "code")
     passing = {"lows": [85, 80], "highs": [95, 92]}  # CI gap 0
@@ -200,7 +200,7 @@ def _with_avg_ci(result: TaskResult, low: float, high: float) -> TaskResult:
 
 
 def test_effective_length_interval_and_the_peers_definitions(results: list[TaskResult]) -> None:
-    from val_probing.report import effective_lengths
+    from val_probing.results.effective_length import effective_lengths
 
     base = _result(results, "u-model", "code")
     narrow = {"lows": [85, 80], "highs": [95, 92]}  # CI gap 0, widest gap 15
@@ -247,7 +247,7 @@ def test_effective_length_interval_and_the_peers_definitions(results: list[TaskR
 
 
 def test_effective_length_bounds_hold_on_real_bootstrap_cis(results: list[TaskResult]) -> None:
-    from val_probing.report import effective_lengths
+    from val_probing.results.effective_length import effective_lengths
 
     for e in effective_lengths(results, min_avg=60, max_gap=30):
         assert e.uses_ci

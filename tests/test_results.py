@@ -280,7 +280,7 @@ def test_a_real_lm_eval_run_of_the_tasks_loads(tmp_path: Path, repo_root: Path) 
     import subprocess
     import sys
 
-    from val_probing.report import table_rows
+    from val_probing.tables import table_rows
 
     out = tmp_path / "out"
     meta = {"tokenizer": "whitespace", "context_length": 512, "sets": 2, "positions": 8, "n_buckets": 4}

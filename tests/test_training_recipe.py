@@ -346,13 +346,27 @@ def _prompts(data: Path) -> list[str]:
     return list(load_from_disk(str(data))["prompt"])
 
 
+def test_load_recipe_gives_the_recipe_main_to_run_in_this_process(tmp_path: Path) -> None:
+    from val_probing.training import recipe_path
+    from val_probing.training.launch import load_recipe, recipe_argv
+
+    recipe = load_recipe(recipe_path())
+    assert callable(recipe.main) and recipe.__file__ == str(recipe_path())
+    assert recipe_argv(Path("c.yaml"), ["seed=1"]) == ["--config", "c.yaml", "seed=1"]
+    no_main = tmp_path / "no_main.py"
+    no_main.write_text("x = 1\n")
+    with pytest.raises(ValProbingError, match=r"no_main.py: the recipe has no main\(argv\)"):
+        load_recipe(no_main)
+    with pytest.raises(ValProbingError, match="cannot load the recipe"):
+        load_recipe(tmp_path / "notes.txt")
+
+
 def test_train_run_command_checks_the_config_first(tmp_path: Path) -> None:
     done = _cli("run", "--config", str(CONFIGS / "in2_mistral7b.yaml"))
     assert done.returncode == 2 and "set dataset" in done.stderr
     from val_probing.training import config_path
     from val_probing.training import recipe_path as find_recipe
-
-    from val_probing.commands.train import launch_command
+    from val_probing.training.launch import launch_command
 
     recipe_path = find_recipe()
     assert recipe_path.resolve() == ROOT / "training" / "recipes" / "in2_sft.py"
@@ -374,6 +388,9 @@ def test_train_run_command_checks_the_config_first(tmp_path: Path) -> None:
     assert cmd[9:] == [str(recipe_path), "--config", str(CONFIGS / "in2_mistral7b.yaml"), "dataset=d"]
     with pytest.raises(ValProbingError, match=r"no such recipe file.*shipped: in2_sft"):
         find_recipe(str(tmp_path / "nope.py"))
+    assert launch_command(CONFIGS / "in2_tiny_cpu.yaml", ["seed=1"], recipe_path) == [
+        sys.executable, str(recipe_path), "--config", str(CONFIGS / "in2_tiny_cpu.yaml"), "seed=1",
+    ]  # fmt: skip
     helped = _cli("synthesize", "--help")
     assert helped.returncode == 0 and "--generator openai --endpoint" in helped.stdout
 

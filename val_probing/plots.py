@@ -40,14 +40,14 @@ from val_probing.errors import ValProbingError
 from val_probing.files import atomic_path
 from val_probing.probes import get_family
 from val_probing.records import FAMILIES
-from val_probing.results import TaskResult, run_stamp
+from val_probing.results import TaskResult
+from val_probing.results.effective_length import EffectiveLength
 from val_probing.results.frame import check_results
+from val_probing.results.select import curve_labels, length_label, run_key, select_curves
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from val_probing.report import EffectiveLength
 
 log = logging.getLogger(__name__)
 
@@ -93,50 +93,6 @@ def curve_arrays(result: TaskResult) -> tuple[np.ndarray, np.ndarray, np.ndarray
         mean[b.index] = b.mean
         std[b.index] = b.std
     return bucket_centres(n), mean, std
-
-
-def select_curves(results: Sequence[TaskResult], context_length: int | None = None) -> list[TaskResult]:
-    """One context length per (model, task): ``context_length`` when given, else the longest.
-
-    Several runs of the same model at that length (``load_results(latest_only=False)``) are all
-    kept; :func:`curve_labels` tells them apart.
-    """
-    by_key: dict[tuple[str, str], list[TaskResult]] = defaultdict(list)
-    for r in results:
-        by_key[(r.model, r.task)].append(r)
-    chosen: list[TaskResult] = []
-    for (model, task), group in by_key.items():
-        lengths = {r.context_length for r in group}
-        if context_length is not None:
-            pick: int | None = context_length
-            if context_length not in lengths:
-                log.warning("%s %s: no result at context length %d", model, task, context_length)
-                continue
-        else:
-            known = [x for x in lengths if x is not None]
-            pick = max(known) if known else None
-            if len(lengths) > 1:
-                log.info("%s %s: %d context lengths, drawing %s", model, task, len(lengths), pick)
-        chosen.extend(r for r in group if r.context_length == pick)
-    return chosen
-
-
-def run_key(result: TaskResult) -> tuple[str, Path]:
-    """(model, results file): what tells one run's curves from another's (:func:`curve_labels`)."""
-    return result.model, result.source
-
-
-def curve_labels(results: Sequence[TaskResult]) -> dict[tuple[str, Path], str]:
-    """Legend label per run (keyed by :func:`run_key`): the model name, plus the run's timestamp for
-    a model that has several runs of one task at one context length (``latest_only=False``)."""
-    runs: dict[tuple[str, str, int | None], set[Path]] = defaultdict(set)
-    for r in results:
-        runs[(r.model, r.task, r.context_length)].add(r.source)
-    several = {model for (model, _t, _l), sources in runs.items() if len(sources) > 1}
-    return {
-        run_key(r): f"{r.model} [{run_stamp(r.source) or r.source.name}]" if r.model in several else r.model
-        for r in results
-    }
 
 
 # ---------------------------------------------------------------- figures
@@ -296,10 +252,6 @@ def heatmap_models(results: Sequence[TaskResult], task: str) -> list[str]:
     return sorted(m for m, seen in lengths.items() if len(seen) > 1)
 
 
-def _length_label(tokens: int) -> str:
-    return f"{tokens // 1024}K" if tokens % 1024 == 0 else str(tokens)
-
-
 def plot_depth_heatmap(
     results: Sequence[TaskResult],
     task: str,
@@ -312,8 +264,9 @@ def plot_depth_heatmap(
 
     Cell = bucket mean (x100, colour scale fixed to 0..100). ``ax.images[0].get_array()`` is the
     :func:`heatmap_matrix` of the panel's model (rows = lengths ascending, top to bottom).
-    ``effective`` (:func:`val_probing.report.effective_lengths`): each panel's model gets a line
-    under its effective-length row (gid ``"effective:<model>"``) and the length in its title.
+    ``effective`` (:func:`val_probing.results.effective_length.effective_lengths`): each panel's
+    model gets a line under its effective-length row (gid ``"effective:<model>"``) and the length in
+    its title.
     ``ax``: draw on these axes, one per model (:func:`heatmap_models`), and return their figure.
     """
     results, task = check_results(results), _check_task(task)
@@ -340,7 +293,7 @@ def plot_depth_heatmap(
             extent=(0, 100, len(lengths) - 0.5, -0.5),
         )
         image.set_gid(f"heatmap:{model}")
-        panel.set_yticks(range(len(lengths)), [_length_label(x) for x in lengths])
+        panel.set_yticks(range(len(lengths)), [length_label(x) for x in lengths])
         panel.set_xlabel("Relative position in the context (%)")
         panel.set_ylabel("Context length (tokens)")
         title = f"{model}: {TASK_TITLES.get(task, task)}"

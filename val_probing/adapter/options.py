@@ -48,6 +48,9 @@ VAL_OPTIONS: dict[str, str] = {
 }
 BUILT_ONLY: tuple[str, ...] = ("context_length", "max_seq_lengths", "pool", "sets", "positions", "seed")
 OFFICIAL_ONLY: tuple[str, ...] = ("data", "skip_ambiguous")
+# The ValOptions fields behind those keys (what to_metadata refuses to drop silently).
+_BUILT_FIELDS: tuple[str, ...] = ("context_lengths", "pool", "sets", "positions", "seed")
+_OFFICIAL_FIELDS: tuple[str, ...] = ("data", "skip_ambiguous")
 # Keys lm-eval itself puts into task metadata (and "versions", which the task records itself:
 # package_versions(), read by the results and the gate; never part of the probes or their hash),
 # and model_args the adapter reads.
@@ -205,6 +208,50 @@ class ValOptions:
         elif any(k in meta for k in OFFICIAL_ONLY):
             raise TaskSetupError("metadata data / skip_ambiguous: only for source=official")
         return cls(**kwargs)
+
+    def to_metadata(self) -> dict[str, object]:
+        """The ``--metadata`` that :meth:`from_metadata` reads back as these options (the one writer).
+
+        Only keys the reader knows, and a key only where the reader's default would give another value;
+        ``source`` always (it says which other keys apply), and a built source's ``seed`` (lm-eval
+        merges ``--model_args`` into the metadata, below it: a model's ``seed`` would become the pool
+        seed). ``n_buckets`` is written when it was
+        given, or when it differs from the default the reader derives; a built-only setting on
+        official options (or the reverse) cannot be expressed and is refused. The family is not a
+        metadata key: one mapping serves every task, and an unwritten ``n_buckets`` gives each task
+        its own family's default.
+        """
+        built = self.source == "built"
+        defaults = ValOptions(self.family, source=self.source, tokenizer=self.tokenizer)
+        stray = [
+            name
+            for name in (_BUILT_FIELDS if not built else _OFFICIAL_FIELDS)
+            if getattr(self, name) != getattr(defaults, name)
+        ]
+        if stray:
+            raise TaskSetupError(
+                f"{', '.join(stray)}: not a setting of source={self.source} (the metadata cannot carry it)"
+            )
+        meta: dict[str, object] = {"source": self.source}
+        if self.context_lengths != defaults.context_lengths:
+            lengths = list(self.context_lengths)
+            meta["context_length"] = lengths[0] if len(lengths) == 1 else lengths
+        if self.tokenizer is not None:
+            meta["tokenizer"] = self.tokenizer
+        for name in ("pool", "sets", "positions"):
+            if getattr(self, name) != getattr(defaults, name):
+                meta[name] = getattr(self, name)
+        if built:
+            meta["seed"] = self.seed
+        derived = fitting_buckets(get_family(self.family).DEFAULT_BUCKETS, None, self.positions)
+        if self.n_buckets_explicit or self.n_buckets != derived:
+            meta["n_buckets"] = self.n_buckets
+        if self.data is not None:
+            meta["data"] = str(self.data)
+        for name in ("skip_ambiguous", "template", "check_length", "closed_book"):
+            if getattr(self, name) != getattr(defaults, name):
+                meta[name] = getattr(self, name)
+        return meta
 
     def record(self) -> dict[str, Any]:
         """The settings as they go into the results file (``configs[task]["metadata"]``)."""

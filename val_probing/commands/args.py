@@ -6,8 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
-from val_probing.report import DEFAULT_MAX_GAP, DEFAULT_MIN_AVG
 from val_probing.results import load
+from val_probing.results.effective_length import DEFAULT_MAX_GAP, DEFAULT_MIN_AVG
 
 
 def int_at_least(minimum: int, text: str) -> int:
@@ -67,7 +67,8 @@ def add_context_length(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_effective_length(parser: argparse.ArgumentParser) -> None:
-    """``--min-avg`` / ``--max-gap``: the thresholds of :func:`val_probing.report.effective_lengths`."""
+    """``--min-avg`` / ``--max-gap``: the thresholds of
+    :func:`val_probing.results.effective_length.effective_lengths`."""
     parser.add_argument(
         "--min-avg",
         type=finite_float,

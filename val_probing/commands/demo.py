@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import codecs
-import io
-import json
 import logging
 import os
-import re
-import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING
 
+from val_probing.adapter.options import ValOptions
 from val_probing.commands.args import positive_int
 from val_probing.errors import ValProbingError
+from val_probing.evaluate import EvalRequest, evaluate, move_run
 from val_probing.files import check_output_dir, check_paths, write_text_atomic, writing
+from val_probing.progress import LogWatcher
 from val_probing.records import FAMILIES
-from val_probing.report import curve_markdown, fmt_number
+from val_probing.tables import curve_markdown, fmt_number
 
 if TYPE_CHECKING:
     from val_probing.results import TaskResult
@@ -100,55 +96,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- pure parts
 
 
-def probe_metadata(
+def probe_options(
     *, context_length: int, sets: int, positions: int, buckets: int, tokenizer: str
-) -> dict[str, object]:
-    """The tasks' ``--metadata``: build probes offline from the embedded pool."""
+) -> ValOptions:
+    """The tasks' probe settings: built offline from the embedded pool, ``buckets`` position buckets."""
     if buckets > positions:
         raise ValProbingError(
             f"--buckets {buckets} is more than --positions {positions}: some would be empty"
         )
-    return {
-        "source": "built",
-        "context_length": context_length,
-        "sets": sets,
-        "positions": positions,
-        "tokenizer": tokenizer,
-        "pool": "embedded",
-        "n_buckets": buckets,
-    }
+    return ValOptions(
+        "document",  # not written to the metadata: the bucket count is given, the same for every task
+        context_lengths=(context_length,),
+        sets=sets,
+        positions=positions,
+        tokenizer=tokenizer,
+        n_buckets=buckets,
+        n_buckets_explicit=True,
+    )
 
 
-def lm_eval_command(
-    *,
-    model_args: str,
-    tasks_path: Path,
-    metadata: dict[str, object],
-    out: Path,
-    limit: int | None = None,
-) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "lm_eval",
-        "--model",
-        "vllm",
-        "--model_args",
-        model_args,
-        "--tasks",
-        GROUP,
-        "--include_path",
-        str(tasks_path),
-        "--metadata",
-        json.dumps(metadata),
-        "--apply_chat_template",
-        "--batch_size",
-        "auto",
-        "--log_samples",
-        "--output_path",
-        str(out),
-    ]
-    return cmd + (["--limit", str(limit)] if limit else [])
+def demo_request(*, model_args: str, options: ValOptions, out: Path, limit: int | None = None) -> EvalRequest:
+    """The demo's lm-eval run: vLLM, the ``valprobing`` group, the chat template, samples logged."""
+    return EvalRequest(
+        model="vllm",
+        model_args=model_args,
+        tasks=(GROUP,),
+        metadata=options,
+        output_path=out,
+        batch_size="auto",
+        log_samples=True,
+        apply_chat_template=True,
+        limit=limit,
+    )
 
 
 def summary_markdown(rows: Sequence[TaskResult], *, title: str, wall_s: float | None = None) -> str:
@@ -172,78 +151,6 @@ def summary_markdown(rows: Sequence[TaskResult], *, title: str, wall_s: float | 
     return "\n".join(lines) + "\n"
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    return f"{seconds:.0f} s" if seconds < 90 else f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
-
-
-_BUILDING = re.compile(r"Building contexts for (\S+) on rank")
-_TQDM = re.compile(r"(\d+)%\|[^|]*\|\s*(\d+)/(\d+)")
-_ENGINE = re.compile(r"Initializing (\S+) model")
-PROGRESS_STEPS = (25, 50, 75, 100)
-# The progress bars of the generation itself (vLLM's, then lm-eval's); others (vLLM's "Adding
-# requests", "Rendering prompts") finish in a moment and say nothing about the generation.
-GENERATION_BARS = ("Processed prompts", "Running generate_until requests")
-
-
-@dataclass
-class LogWatcher:
-    """Turns the lines of lm-eval's and vLLM's output into a few status lines (pure: no I/O).
-
-    ``feed(line, now)`` returns the status lines that ``line`` completes: the engine starting, each
-    task's requests being built, the generation progress at 25/50/75/100 % (vLLM's "Processed
-    prompts" and lm-eval's "Running generate_until requests" bars) and the results being saved.
-    ``now`` is seconds since the run started.
-    """
-
-    generating_since: float | None = None
-    _printed_steps: set[int] = field(default_factory=set)
-    _seen: set[str] = field(default_factory=set)
-
-    def _once(self, key: str, text: str) -> list[str]:
-        if key in self._seen:
-            return []
-        self._seen.add(key)
-        return [text]
-
-    def feed(self, line: str, now: float) -> list[str]:
-        engine = _ENGINE.search(line)
-        if engine:
-            return self._once("engine", f"  starting {engine.group(1)} (model load, ~1 min on CPU)")
-        building = _BUILDING.search(line)
-        if building:
-            task = building.group(1)
-            return self._once(f"task:{task}", f"  {task}: requests built ({_duration(now)})")
-        if "Running generate_until requests" in line and self.generating_since is None:
-            self.generating_since = now
-            return self._once("generate", f"  engine ready after {_duration(now)}; generating")
-        if "Saving results aggregated" in line:
-            return self._once("saving", "  saving results and samples")
-        bar = _TQDM.search(line) if line.lstrip().startswith(GENERATION_BARS) else None
-        if bar and self.generating_since is not None:
-            done, total = int(bar.group(2)), int(bar.group(3))
-            pct = 100 * done // total if total else 0
-            step = max((s for s in PROGRESS_STEPS if pct >= s), default=None)
-            if step is not None and step not in self._printed_steps:
-                self._printed_steps.update(s for s in PROGRESS_STEPS if s <= step)
-                elapsed = _duration(now - self.generating_since)
-                # the bar's own share: a bar that jumps past a step (93/96) is 96%, not the step crossed
-                return [f"  generated {done}/{total} prompts ({pct}%, {elapsed})"]
-        return []
-
-
-def split_output(buffer: str) -> tuple[list[str], str]:
-    """Complete lines (split at ``\\n`` and tqdm's ``\\r``) and the unfinished rest."""
-    parts = re.split(r"[\r\n]", buffer)
-    return [p for p in parts[:-1] if p.strip()], parts[-1]
-
-
-def failure_tail(lines: Sequence[str], n: int = 25) -> list[str]:
-    """The last ``n`` log lines worth showing: tqdm progress bars left out."""
-    kept = [ln for ln in lines if not _TQDM.search(ln)]
-    return kept[-n:]
-
-
 def task_line(result: TaskResult) -> str:
     """One line per task after the run: avg with its CI, gap, questions."""
     s = result.summary
@@ -260,45 +167,6 @@ def task_line(result: TaskResult) -> str:
 
 def _stage(i: int, n: int, text: str) -> None:
     print(f"[demo {i}/{n}] {text}", flush=True)
-
-
-def run_logged(cmd: Sequence[str], *, env: dict[str, str], log_path: Path, stream: bool, start: float) -> int:
-    """Run ``cmd`` with its output in ``log_path`` (and on stdout with ``stream``), printing the
-    :class:`LogWatcher` status lines; on failure the last lines of the log go to stderr."""
-    watcher = LogWatcher()
-    recent: deque[str] = deque(maxlen=200)
-    with writing(log_path, "lm_eval log"):
-        log_file = log_path.open("w", encoding="utf-8")
-    with log_file:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        stdout = cast(io.BufferedReader, proc.stdout)  # a pipe with the default buffering
-        pending = ""
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # tqdm bars are multibyte
-        try:
-            for chunk in iter(lambda: stdout.read1(65536), b""):
-                text = decoder.decode(chunk)
-                with writing(log_path, "lm_eval log"):
-                    log_file.write(text)
-                    log_file.flush()
-                if stream:
-                    sys.stdout.write(text)
-                    sys.stdout.flush()
-                lines, pending = split_output(pending + text)
-                for line in lines:
-                    recent.append(line)
-                    if not stream:
-                        _print_all(watcher.feed(line, time.monotonic() - start), sys.stdout)
-        except BaseException:  # a failed write or Ctrl-C: stop lm_eval rather than leave it orphaned
-            proc.kill()
-            proc.wait()
-            raise
-        code = proc.wait()
-    if code != 0 and not stream:
-        if pending.strip():
-            recent.append(pending)
-        print(f"lm_eval failed (exit code {code}); the last lines of {log_path}:", file=sys.stderr)
-        _print_all([f"  {ln}" for ln in failure_tail(list(recent))], sys.stderr)
-    return code
 
 
 def _quiet_progress_bars() -> None:
@@ -324,15 +192,6 @@ def _check_stack() -> None:
         )
 
 
-def tasks_path() -> Path:
-    from val_probing.lm_eval_tasks import TASKS_DIR
-
-    path = Path(TASKS_DIR)
-    if not any(path.glob("*.yaml")):
-        raise ValProbingError(f"the lm-eval task files are missing from {path}: reinstall val-probing")
-    return path
-
-
 def _build_probes(args: argparse.Namespace, tokenizer: str) -> None:
     from val_probing.build import ProbeSpec, cached_probes
 
@@ -350,36 +209,6 @@ def _build_probes(args: argparse.Namespace, tokenizer: str) -> None:
             f"  val_{family}: {len(examples)} questions, context tokens {min(tokens)}-{max(tokens)}, "
             f"probe hash {digest}"
         )
-
-
-def _new_results(out: Path, before: set[Path]) -> list[Path]:
-    return sorted(p for p in out.rglob("results_*.json") if p not in before)
-
-
-def run_files(results_path: Path) -> list[Path]:
-    """One lm-eval run's files: its ``results_<stamp>.json`` and the ``samples_*_<stamp>.jsonl`` beside it."""
-    stamp = results_path.stem.removeprefix("results_")
-    return [results_path, *sorted(results_path.parent.glob(f"samples_*_{stamp}.jsonl"))]
-
-
-def move_run(produced: Sequence[Path], target: Path) -> list[Path]:
-    """Move the runs' files into ``target`` (lm-eval names its folder after the model's whole path,
-    ``__root__.cache__...__SmolLM2-135M-Instruct``); the results files at their new place. An
-    emptied folder is removed."""
-    moved: list[Path] = []
-    with writing(target, "results folder"):
-        target.mkdir(parents=True, exist_ok=True)
-        for results_path in produced:
-            source = results_path.parent
-            if source.resolve() == target.resolve():
-                moved.append(results_path)
-                continue
-            for path in run_files(results_path):
-                path.replace(target / path.name)
-            moved.append(target / results_path.name)
-            if not any(source.iterdir()):
-                source.rmdir()
-    return moved
 
 
 def run(args: argparse.Namespace) -> int:
@@ -411,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
     model_args = vllm_model_args(
         model_dir, max_model_len=args.context_length + PROMPT_HEADROOM, cpu=cpu, prefix_caching=True
     )
-    metadata = probe_metadata(
+    options = probe_options(
         context_length=args.context_length,
         sets=args.sets,
         positions=args.positions,
@@ -420,20 +249,19 @@ def run(args: argparse.Namespace) -> int:
     )
     with writing(out, "output folder"):
         out.mkdir(parents=True, exist_ok=True)
-    cmd = lm_eval_command(
-        model_args=model_args, tasks_path=tasks_path(), metadata=metadata, out=out, limit=args.limit
-    )
+    request = demo_request(model_args=model_args, options=options, out=out, limit=args.limit)
     log_path = out / "lm_eval.log"
     _stage(3, n, f"lm_eval --model vllm ({'CPU' if cpu else 'GPU'}), prefix caching on; log: {log_path}")
-    before = set(out.rglob("results_*.json"))
+    watcher = LogWatcher()
+
+    def status(line: str) -> None:
+        _print_all(watcher.feed(line, time.monotonic() - start), sys.stdout)
+
     env = serving_env(os.environ, cache_dir=serving_cache_dir(), cpu=cpu)
-    code = run_logged(cmd, env=env, log_path=log_path, stream=stream, start=start)
-    if code != 0:
-        raise ValProbingError(f"lm_eval failed with exit code {code}; full log: {log_path}")
-    produced = _new_results(out, before)
-    if not produced:
+    run = evaluate(request, log_path=log_path, env=env, on_line=None if stream else status, echo=stream)
+    if not run.results:
         raise ValProbingError(f"lm_eval finished but wrote no results_*.json under {out} (log: {log_path})")
-    produced = move_run(produced, out / (model_dir.resolve().name or "model"))
+    produced = move_run(run.results, out / (model_dir.resolve().name or "model"))
 
     _stage(4, n, "scores (reference metric, 95% bootstrap CIs)")
     results = load_results(produced, n_boot=DEFAULT_N_BOOT)

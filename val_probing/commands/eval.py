@@ -9,13 +9,15 @@ VAL tasks (bad metadata, prompts longer than the model) are printed without a tr
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from collections.abc import Sequence
 
 from val_probing.errors import ValProbingError
-
-log = logging.getLogger(__name__)
+from val_probing.evaluate import (
+    EvalFailed,
+    find_tasks,
+    forwarded_argv,
+    run_lm_eval,
+)
 
 HELP = "run lm_eval with the VAL tasks visible (all arguments go to lm_eval)"
 
@@ -43,66 +45,29 @@ examples:
   val-probing eval ls tasks       # lm_eval's task list, VAL tasks included
 """
 
-_SUBCOMMANDS = ("run", "ls", "validate")
-
-
-class EvalArgumentError(ValProbingError):
-    """Arguments val-probing eval cannot forward."""
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("lm_eval_args", nargs=argparse.REMAINDER, help="arguments for lm_eval")
 
 
-def lm_eval_argv(argv: Sequence[str], tasks_dir: str | None) -> list[str]:
-    """lm_eval's argv: the subcommand (``run`` unless given), ``--include_path tasks_dir``, then ``argv``.
-
-    ``tasks_dir`` None adds no include path (the tasks are registered in lm-eval's own folder), and a
-    ``--include_path`` of the user's goes through untouched.
-    """
-    args = list(argv)
-    if tasks_dir is not None and any(a == "--include_path" or a.startswith("--include_path=") for a in args):
-        raise EvalArgumentError(
-            "val-probing eval adds --include_path itself (lm-eval 0.4 takes one folder); run "
-            "`val-probing register` once, then your own --include_path works beside the VAL tasks"
-        )
-    command = args.pop(0) if args and args[0] in _SUBCOMMANDS else "run"
-    if command == "run" and not args:
-        args = ["--help"]
-    include = ["--include_path", tasks_dir] if tasks_dir is not None else []
-    return [command, *include, *args]
-
-
 def forward(argv: list[str]) -> int:
     """Run lm_eval with ``argv`` (plus the VAL include path unless the tasks are registered)."""
-    from lm_eval.__main__ import cli_evaluate
-
-    from val_probing.lm_eval_tasks import TASKS_DIR
-    from val_probing.registration import lm_eval_tasks_folder, registration_problem
-
-    problem = registration_problem(lm_eval_tasks_folder())  # lm-eval imported above: its folder exists
-    if problem is not None and argv[:1] not in (["--help"], ["-h"]):
-        print(f"val-probing eval: note: {problem}. This run adds --include_path itself.", file=sys.stderr)
     try:
-        full = lm_eval_argv(argv, None if problem is None else TASKS_DIR)
+        tasks = find_tasks()  # lm-eval not installed: said here, in one line
+        full = forwarded_argv(argv, include_path=tasks.include_path)
     except ValProbingError as err:
         print(f"val-probing eval: error: {err}", file=sys.stderr)
         return 2
+    if tasks.note is not None and argv[:1] not in (["--help"], ["-h"]):
+        print(f"val-probing eval: note: {tasks.note}. This run adds --include_path itself.", file=sys.stderr)
     if full[-1:] == ["--help"] and len(argv) <= 1:
         print(EPILOG)
-    log.info("lm_eval %s", " ".join(full))
-    saved = sys.argv
-    sys.argv = ["lm_eval", *full]
     try:
-        cli_evaluate()
-    except SystemExit as done:
-        code = done.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
-    except ValProbingError as err:
-        print(f"val-probing eval: error: {err}", file=sys.stderr)
-        return 2
-    finally:
-        sys.argv = saved
+        run_lm_eval(full, in_process=True)
+    except EvalFailed as err:
+        if err.reason is not None:  # a VAL error: one line; lm-eval prints its own errors
+            print(f"val-probing eval: error: {err.reason}", file=sys.stderr)
+        return err.code
     return 0
 
 

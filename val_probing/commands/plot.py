@@ -50,7 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from val_probing.files import check_output_dir, check_paths
     from val_probing.plots import (
-        curve_labels,
         heatmap_models,
         model_colors,
         plot_depth_heatmap,
@@ -58,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
         save_figure,
     )
     from val_probing.records import FAMILIES
-    from val_probing.report import effective_lengths
     from val_probing.results import ensure_ci, keep_latest, load_results
+    from val_probing.results.effective_length import effective_lengths
+    from val_probing.results.select import curve_labels
 
     check_paths(inputs={"RUN_DIR": args.runs}, output_folders={"--out": args.out})
     check_output_dir(args.out)

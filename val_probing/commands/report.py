@@ -50,15 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from val_probing.errors import ValProbingError
     from val_probing.files import check_output_file, check_paths
-    from val_probing.report import (
-        effective_lengths,
+    from val_probing.results import DEFAULT_N_BOOT, load_results
+    from val_probing.results.effective_length import effective_lengths
+    from val_probing.tables import (
         effective_markdown,
         floors,
         table_rows,
         to_csv,
         to_markdown,
     )
-    from val_probing.results import DEFAULT_N_BOOT, load_results
 
     if args.digits < 0:
         raise ValProbingError(f"--digits: {args.digits} is negative")

@@ -10,12 +10,12 @@ import random
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import PLACEMENTS
+from val_probing.training.launch import launch_command as launch_command  # in2/experiment/runs.py's
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -371,23 +371,6 @@ def _synthesize(args: argparse.Namespace) -> int:
     rejections = synthesis.manifest["generation"]["rejections"] or "none"
     print(f"wrote {len(synthesis)} examples to {out} ({counts}); rejections: {rejections}")
     return 0
-
-
-def launch_command(
-    config: Path,
-    overrides: list[str],
-    recipe: Path,
-    accelerate_config: Path | None = None,
-    accelerate_args: str = "",
-) -> list[str]:
-    """The command that runs the recipe: plain python, or `accelerate launch` with a config file."""
-    script = [str(recipe), "--config", str(config), *overrides]
-    if accelerate_config is None:
-        return [sys.executable, *script]
-    return [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
-        *shlex.split(accelerate_args), *script,
-    ]  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -71,7 +71,7 @@ from val_probing.gate.provenance import (
     environment_differences,
     run_environment,
 )
-from val_probing.gate.report import (
+from val_probing.gate.render import (
     format_markdown,
     format_table,
     junit_xml,

@@ -93,7 +93,7 @@ def format_calibration(c: Calibration) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in [head, *rows]]  # fmt: skip
     lines.insert(1, "  ".join("-" * w for w in widths))
-    from val_probing.gate.report import verdict
+    from val_probing.gate.render import verdict
 
     gated = [x for x in c.result.checks if x.status in ("pass", "fail")]
     worst = min(gated, key=lambda x: x.p_adjusted if x.p_adjusted is not None else 1.0, default=None)

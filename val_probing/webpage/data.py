@@ -13,7 +13,8 @@ Layout (``PAGE_FORMAT``; the page's script reads nothing else):
   answers longer than ``answer_chars`` are cut (the page says so);
 * ``floors``: per model and task, the closed-book floor (a run with metadata ``closed_book``) and
   the constant-answer floor of the probe file, when known;
-* ``table1``, ``effective``: :mod:`val_probing.report`'s rows; ``gate``: the gate's rows, when given;
+* ``table1``: :mod:`val_probing.tables`' rows, ``effective``:
+  :mod:`val_probing.results.effective_length`'s; ``gate``: the gate's rows, when given;
 * ``provenance``: per results file, the model, backend, model args, versions, probe hashes,
   lengths, date and seconds.
 """
@@ -27,21 +28,20 @@ from pathlib import Path
 from typing import Any
 
 from val_probing import __version__
-from val_probing.plots import TASK_TITLES, curve_labels, model_colors, run_key
+from val_probing.plots import TASK_TITLES, model_colors
 from val_probing.records import FAMILIES
-from val_probing.report import (
-    TASK_NAMES,
-    EffectiveLength,
-    closed_book_floors,
-    constant_floors,
-    effective_lengths,
-    length_label,
-    table_rows,
-)
 from val_probing.results import TaskResult
 from val_probing.results.cost import bucket_costs, run_seconds
+from val_probing.results.effective_length import EffectiveLength, effective_lengths
 from val_probing.results.questions import Question, read_questions
 from val_probing.results.readers import read_json
+from val_probing.results.select import curve_labels, length_label, run_key
+from val_probing.tables import (
+    TASK_NAMES,
+    closed_book_floors,
+    constant_floors,
+    table_rows,
+)
 
 PAGE_FORMAT = 1
 DEFAULT_ANSWER_CHARS = 2000
@@ -132,7 +132,7 @@ def _cost(result: TaskResult, questions: Sequence[Question]) -> dict[str, Any] |
 
 def _floors(results: Sequence[TaskResult], model_of: Mapping[str, str]) -> dict[str, Any]:
     """Per curve label and task: the closed-book floor and the constant-answer floor
-    (:func:`val_probing.report.closed_book_floors`, :func:`~val_probing.report.constant_floors`),
+    (:func:`val_probing.tables.closed_book_floors`, :func:`~val_probing.tables.constant_floors`),
     each None when unknown; tasks with neither are left out."""
     closed = closed_book_floors(results)
     constant = constant_floors(results)

@@ -286,7 +286,7 @@ def _p(row: Mapping[str, Any], key: str) -> str:
 def comparison_markdown(found: Mapping[str, Any]) -> str:
     """The table: per comparison and task, avg and gap differences with intervals, the gate's p-values
     (Holm-adjusted, one-sided each way), the verdict and the minimum detectable avg difference."""
-    from val_probing.report import markdown_table
+    from val_probing.tables import markdown_table
 
     header = [
         "comparison",
@@ -339,7 +339,7 @@ def power_markdown(power: Mapping[str, Any]) -> str:
         f"{power['alpha']}, Holm):",
         "",
     ]
-    from val_probing.report import markdown_table
+    from val_probing.tables import markdown_table
 
     rows = [[f"+{d} points", f"{v['avg']:.0%}", f"{v['bucket']:.0%}"] for d, v in power["by_effect"].items()]
     return "\n".join([*lines, *markdown_table(["true effect", "power avg", "power bucket"], rows)]) + "\n"
@@ -431,7 +431,7 @@ def write_report(
 ) -> None:
     """``results.json``, ``summary.md`` (endpoint, curves, comparisons, power) and ``curves.png``/``.svg``."""
     from val_probing.plots import plot_position_curves, save_figure
-    from val_probing.report import table_rows, to_markdown
+    from val_probing.tables import table_rows, to_markdown
 
     config = run.config
     labelled = [
