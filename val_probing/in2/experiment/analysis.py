@@ -354,7 +354,7 @@ def model_label(model: str, config: ExperimentConfig) -> str:
 
 def endpoint_markdown(found: Mapping[str, Any]) -> str:
     """The primary endpoint: per-seed contrasts of every arm, the test, the interval and the verdict."""
-    from val_probing.report import markdown_table
+    from val_probing.tables import markdown_table
 
     e = found
     seeds = [str(s) for s in e["seeds"]]

@@ -7,12 +7,10 @@ one); the compare stage's statistics and report are in ``report``.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,9 +53,9 @@ def train_overrides(run: Run, arm: Placement, seed: int, folder: Path) -> list[s
 
 def train(run: Run, folder: Path, *, arm: Placement, seed: int) -> dict[str, Any]:
     """The shipped recipe on one arm's data of one seed (in this process or a child process)."""
-    from val_probing.commands.train import launch_command
     from val_probing.in2.config import load_config
     from val_probing.training import config_path, recipe_path
+    from val_probing.training.launch import launch_command, load_recipe, recipe_argv
 
     t = run.config.training
     config = config_path(t.config)
@@ -67,7 +65,7 @@ def train(run: Run, folder: Path, *, arm: Placement, seed: int) -> dict[str, Any
     cmd = launch_command(config, overrides, recipe)
     if t.in_process:
         with _captured(folder / "train.log"):
-            _load_module(recipe).main(cmd[2:])
+            load_recipe(recipe).main(recipe_argv(config, overrides))
     else:
         _subprocess(cmd, folder / "train.log", timeout=None, env={})
     summary = json.loads((folder / "train_summary.json").read_text())
@@ -88,30 +86,6 @@ def _captured(log_file: Path) -> Iterator[None]:
     """stdout and stderr of an in-process step into its log file (as a child process's would go)."""
     with log_file.open("w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
         yield
-
-
-@contextlib.contextmanager
-def _environ(env: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _load_module(path: Path) -> Any:
-    """A recipe script as a module (its ``main`` runs in this process)."""
-    spec = importlib.util.spec_from_file_location(f"_recipe_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise ExperimentError(f"{path}: cannot load the recipe")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _subprocess(cmd: Sequence[str], log_file: Path, *, timeout: int | None, env: Mapping[str, str]) -> None:
@@ -157,47 +131,38 @@ def _eval_inputs(run: Run, *, model: str) -> dict[str, Any]:
 
 
 def evaluate(run: Run, folder: Path, *, model: str) -> dict[str, Any]:
-    """``val-probing eval`` of one model (``base`` or ``ARM_sSEED``) on the probes stage's probes."""
+    """lm-eval (``val_probing.evaluate``) of one model (``base`` or ``ARM_sSEED``) on the probes stage's
+    probes, in this process or a child process."""
+    from val_probing.evaluate import EvalError, EvalRequest
+    from val_probing.evaluate import evaluate as run_eval
+
     e = run.config.evaluation
     path = base_model(run) if model == BASE else str(run.stage_dir(f"train_{model}") / "final")
-    args = f"pretrained={path}" + (f",{e.model_args}" if e.model_args else "")
-    cmd = [
-        sys.executable,
-        "-m",
-        "val_probing.cli",
-        "eval",
-        "--model",
-        e.backend,
-        "--model_args",
-        args,
-        "--tasks",
-        ",".join(f"val_{f}" for f in run.config.probes.families),
-        "--metadata",
-        json.dumps(eval_metadata(run)),
-        "--batch_size",
-        e.batch_size,
-        "--log_samples",
-        "--output_path",
-        str(folder / "lm_eval"),
-    ]
-    if e.backend == "hf":
-        cmd += ["--device", "cpu"]
-    if e.max_gen_toks is not None:
-        cmd += ["--gen_kwargs", f"max_gen_toks={e.max_gen_toks}"]
-    env = {"HF_HUB_OFFLINE": "1", **e.env}
-    if e.in_process:
-        from val_probing.commands.eval import forward
-
-        with _captured(folder / "eval.log"), _environ(env):
-            code = forward(cmd[4:])  # the arguments after `python -m val_probing.cli eval`
-        if code:
-            raise ExperimentError(f"val-probing eval exited {code}; see {folder / 'eval.log'}")
-    else:
-        _subprocess(cmd, folder / "eval.log", timeout=e.timeout_s, env=env)
+    request = EvalRequest(
+        model=e.backend,
+        model_args=f"pretrained={path}" + (f",{e.model_args}" if e.model_args else ""),
+        tasks=tuple(f"val_{f}" for f in run.config.probes.families),
+        metadata=eval_metadata(run),
+        output_path=folder / "lm_eval",
+        batch_size=e.batch_size,
+        log_samples=True,
+        gen_kwargs={"max_gen_toks": e.max_gen_toks} if e.max_gen_toks is not None else "",
+        device="cpu" if e.backend == "hf" else None,
+    )
+    try:
+        done = run_eval(
+            request,
+            log_path=folder / "eval.log",
+            in_process=e.in_process,
+            timeout_s=None if e.in_process else e.timeout_s,
+            env={"HF_HUB_OFFLINE": "1", **e.env},
+        )
+    except EvalError as err:
+        raise ExperimentError(f"evaluation of {model}: {err}") from err
     results = load_evaluated(folder, run.summary("probes")["families"])
     return {
         "model": path,
-        "command": cmd,
+        "command": list(done.command),
         "tasks": {
             r.task: {"avg": r.summary.avg, "gap": r.summary.gap, "samples": len(r.samples)} for r in results
         },
