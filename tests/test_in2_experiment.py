@@ -406,9 +406,9 @@ def test_the_scratch_smoke_experiment_runs_disjoint_arms_per_seed_and_the_endpoi
     """The powered regime's path (issue 24): synthetic corpus, one scratch model per seed, disjoint arms
     proven by their manifests, every arm x seed trained and evaluated, the registered endpoint."""
     out = tmp_path / "scratch"
-    done = _cli("--config", "in2_scratch_smoke", "--out", str(out))
+    done = _cli("--config", "in2_powered_smoke", "--out", str(out))
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    config = design.load_experiment("in2_scratch_smoke")[0]
+    config = design.load_experiment("in2_powered_smoke")[0]
     assert sorted(p.name for p in (out / "stages").iterdir()) == sorted(ex.stage_names(config))
     for seed in config.seeds:
         arms = json.loads((out / "stages" / f"data_s{seed}" / design.STAGE_FILE).read_text())["summary"][

@@ -15,7 +15,7 @@ import pytest
 
 from test_training_data import _VOCAB, make_corpus
 from val_probing.errors import ValProbingError
-from val_probing.in2 import experiment as ex
+from val_probing.in2.experiment import prepare
 from val_probing.in2.assemble import (
     DEPTH_REGIONS,
     MIDDLE,
@@ -285,7 +285,7 @@ def test_saved_middle_and_ends_arms_have_disjoint_depth_regions(tmp_path: Path) 
     assert middle["middle"] == ends["before"] + ends["after"]  # the same needles, moved
     lo, hi = manifests["middle"]["needle_depth_range"]
     assert lo >= 0.25 and hi < 0.75
-    ex.check_arms(tmp_path / "middle", tmp_path / "ends")  # the same examples and segments, moved
+    prepare.check_arms(tmp_path / "middle", tmp_path / "ends")  # the same examples and segments, moved
 
 
 def test_the_depth_histogram_takes_its_number_of_bins(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ with the project's own tools end to end. Two regimes share the stages:
 
 * the SmolLM2 fine-tune (``in2_placement_cpu``): the installed distributions' prose, arms ``uniform``
   (IN2) and ``edges`` (by filler rank), one seed;
-* the powered from-scratch regime (``in2_scratch_cpu``): a synthetic pseudo-word language
+* the powered from-scratch regime (``in2_powered_cpu``): a synthetic pseudo-word language
   (``in2.synthetic``), a random Llama with a word-level tokenizer per seed (``in2.scratch``), disjoint arms
   by needle token depth (``middle`` [0.25, 0.75) vs ``ends``, and ``uniform``), several seeds per arm, and
   a pre-registered primary endpoint (``EndpointSettings``: the middle-minus-edges contrast per trained
