@@ -423,7 +423,11 @@ def test_the_scratch_smoke_experiment_runs_disjoint_arms_per_seed_and_the_endpoi
         # a seed's models start from that seed's initialisation and train with that seed
         train = json.loads((out / "stages" / f"train_middle_s{seed}" / design.STAGE_FILE).read_text())
         assert f"seed={seed}" in train["summary"]["command"]
-        assert any(f"/s{seed}" in a for a in train["summary"]["command"] if a.startswith("model="))
+        model = next(a for a in train["summary"]["command"] if a.startswith("model="))
+        assert model.endswith(f"warmup_s{seed}/final")  # the arms start from that seed's copy warm-up
+        warm = json.loads((out / "stages" / f"warmup_s{seed}" / design.STAGE_FILE).read_text())["summary"]
+        warm_model = next(a for a in warm["command"] if a.startswith("model="))
+        assert warm_model.endswith(f"model/model/s{seed}")  # which starts from that seed's initialisation
     found = json.loads((out / "stages" / "compare" / "results.json").read_text())
     endpoint = found["endpoint"]
     assert set(endpoint["contrast_by_arm"]) == {"middle", "ends", "uniform"}

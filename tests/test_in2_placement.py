@@ -15,7 +15,6 @@ import pytest
 
 from test_training_data import _VOCAB, make_corpus
 from val_probing.errors import ValProbingError
-from val_probing.in2.experiment import prepare
 from val_probing.in2.assemble import (
     DEPTH_REGIONS,
     MIDDLE,
@@ -34,6 +33,7 @@ from val_probing.in2.assemble import (
 )
 from val_probing.in2.dataset import SynthesisConfig, save_dataset, synthesize
 from val_probing.in2.dataset.pipeline import ExampleStats
+from val_probing.in2.experiment import prepare
 from val_probing.in2.qa import ExtractiveLocalGenerator
 from val_probing.in2.segment import Segment
 from val_probing.tokens import WhitespaceCounter

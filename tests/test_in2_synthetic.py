@@ -291,3 +291,18 @@ def test_integration_questions_are_covered(language: syn.Language, tokenizer: An
                 assert tokenizer.unk_token_id not in ids, text
                 assert tokenizer.decode(ids) == _spaced(text)
     assert asked == 40 and 0 < at_end < 40
+
+
+def test_copy_rows_ask_for_a_copy_of_their_prompt(language: Any) -> None:
+    from val_probing.in2.synthetic import copy_rows
+
+    rows = copy_rows(language, 50, (3, 7), seed=1)
+    assert len(rows) == 50 and rows == copy_rows(language, 50, (3, 7), seed=1)
+    assert rows != copy_rows(language, 50, (3, 7), seed=2)
+    for row in rows:
+        words = row["prompt"].removesuffix("\n").split(" ")
+        assert row["prompt"].endswith("\n") and row["completion"] == " " + " ".join(words)
+        assert 3 <= len(words) <= 7 and set(words) <= set(language.words)
+    assert {len(r["prompt"].split()) for r in rows} == set(range(3, 8))  # every length of the range
+    with pytest.raises(ValueError, match="words"):
+        copy_rows(language, 1, (0, 2), seed=0)

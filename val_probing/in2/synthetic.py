@@ -176,6 +176,22 @@ def write_document_pool(path: Path, items: Sequence[DocumentItem]) -> Path:
     return path
 
 
+def copy_rows(language: Language, n: int, words: tuple[int, int], seed: int) -> list[dict[str, str]]:
+    """``n`` copy examples ``{"prompt": "w1 ... wk\n", "completion": " w1 ... wk"}`` of ``words`` (an
+    inclusive range) random words: every completion token is a copy of a prompt token, at every
+    distance, so a model from scratch learns to copy (the induction circuit) before the IN2 data asks it
+    to find a sentence. Position-neutral by construction: it favours no depth of a later context."""
+    lo, hi = words
+    if not 1 <= lo <= hi:
+        raise ValueError(f"words: expected 1 <= min <= max, got {lo}..{hi}")
+    rng = random.Random(f"val-probing copy rows {seed}")
+    rows = []
+    for _ in range(n):
+        drawn = " ".join(rng.choice(language.words) for _ in range(rng.randint(lo, hi)))
+        rows.append({"prompt": drawn + "\n", "completion": " " + drawn})
+    return rows
+
+
 # --------------------------------------------------------------------------------------------------
 # The fixed texts prompts are made of
 

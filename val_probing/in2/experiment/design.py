@@ -75,6 +75,16 @@ class LanguageSettings:
 
 
 @dataclass(frozen=True)
+class WarmupSettings:
+    """A copy warm-up of each scratch initialisation before the arms' IN2 data (``synthetic.copy_rows``,
+    the same recipe and config; ``overrides`` on top): the base the arms of one seed share."""
+
+    examples: int = 9600
+    words: tuple[int, int] = (20, 60)
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ScratchSettings:
     """The shape of the from-scratch Llama (``model: scratch``), one initialisation per seed."""
 
@@ -171,6 +181,7 @@ class ExperimentConfig:
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
     language: LanguageSettings = field(default_factory=LanguageSettings)
     scratch: ScratchSettings = field(default_factory=ScratchSettings)
+    warmup: WarmupSettings | None = None  # scratch only: copy warm-up per seed before the arms
     synthesis: SynthesisSettings = field(default_factory=SynthesisSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     probes: ProbeSettings = field(default_factory=ProbeSettings)
@@ -185,6 +196,8 @@ class ExperimentConfig:
                 "model scratch, corpus.source synthetic and probes.pool synthetic go together (the "
                 "word-level tokenizer knows only the synthetic language)"
             )
+        if self.warmup is not None and self.model != SCRATCH:
+            raise ExperimentError("warmup: only for model scratch (a pretrained model already copies)")
         if self.replicates < 1:
             raise ExperimentError(f"replicates: expected at least 1, got {self.replicates}")
         if len(set(self.arms)) != len(self.arms) or len(self.arms) < 2:

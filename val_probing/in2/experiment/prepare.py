@@ -51,7 +51,7 @@ def _scratch_models(run: Run, folder: Path) -> dict[str, Any]:
     from val_probing.in2.scratch import word_tokenizer, write_scratch_model
     from val_probing.in2.synthetic import tokenizer_texts
 
-    language = _language(run)
+    language = language_of(run)
     tokenizer = word_tokenizer(language.words, tokenizer_texts(language))
     m = run.config.scratch
     for seed in run.config.seeds:
@@ -146,7 +146,7 @@ def _corpus_inputs(run: Run) -> dict[str, Any]:
     return {"corpus": run.config.section("corpus"), "distributions": installed_distributions()}
 
 
-def _language(run: Run) -> Any:
+def language_of(run: Run) -> Any:
     from val_probing.in2.synthetic import Language
 
     g = run.config.language
@@ -233,7 +233,7 @@ def _synthetic_corpus(run: Run, folder: Path) -> dict[str, Any]:
     from val_probing.in2.synthetic import corpus_sentences, corpus_texts, document_items, write_document_pool
 
     g = run.config.language
-    language = _language(run)
+    language = language_of(run)
     texts = corpus_texts(language, g.texts, g.sentences_per_text, g.seed)
     write_jsonl(folder / "corpus.jsonl", ({"id": i, "text": t} for i, t in texts))
     s = run.config.synthesis  # the probes quote what the training questions quote

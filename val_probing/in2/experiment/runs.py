@@ -24,7 +24,7 @@ from val_probing.in2.experiment.stages import Run, Stage
 log = logging.getLogger(__name__)
 
 
-def _train_inputs(run: Run, *, arm: Placement, seed: int) -> dict[str, Any]:
+def _train_inputs(run: Run, *, arm: str, seed: int) -> dict[str, Any]:
     from val_probing.training import config_path, recipe_path
 
     t = run.config.training
@@ -38,28 +38,66 @@ def _train_inputs(run: Run, *, arm: Placement, seed: int) -> dict[str, Any]:
     }
 
 
+def arm_base(run: Run, seed: int) -> str:
+    """The model an arm of ``seed`` starts from: the seed's copy warm-up when configured, else the base."""
+    if run.config.warmup is not None:
+        return str(run.stage_dir(f"warmup_s{seed}") / "final")
+    return base_model(run, seed)
+
+
 def train_overrides(run: Run, arm: Placement, seed: int, folder: Path) -> list[str]:
     """The recipe config's overrides for one arm and seed: the experiment's training overrides, then what
-    the experiment decides (the seed, the base model, the arm's data of that seed, the output folder),
-    which win."""
+    the experiment decides (the seed, the starting model, the arm's data of that seed, the output
+    folder), which win."""
     return [
         *run.config.training.overrides,
         f"seed={seed}",
-        f"model={base_model(run, seed)}",
+        f"model={arm_base(run, seed)}",
         f"dataset={run.stage_dir(f'data_s{seed}') / arm}",
         f"output_dir={folder}",
     ]
 
 
+def _warmup_inputs(run: Run, *, seed: int) -> dict[str, Any]:
+    return {**_train_inputs(run, arm="warmup", seed=seed), "warmup": run.config.section("warmup")}
+
+
+def warmup(run: Run, folder: Path, *, seed: int) -> dict[str, Any]:
+    """The copy warm-up of one seed's initialisation: copy rows (``synthetic.copy_rows``) trained with the
+    recipe, its config and the warm-up's overrides."""
+    from datasets import Dataset
+
+    from val_probing.in2.experiment.prepare import language_of
+    from val_probing.in2.synthetic import copy_rows
+
+    w = run.config.warmup
+    if w is None:
+        raise ExperimentError("warmup: not configured")
+    rows = copy_rows(language_of(run), w.examples, w.words, seed)
+    Dataset.from_list(rows).save_to_disk(str(folder / "data"))
+    overrides = [
+        *run.config.training.overrides,
+        *w.overrides,
+        f"seed={seed}",
+        f"model={base_model(run, seed)}",
+        f"dataset={folder / 'data'}",
+        f"output_dir={folder}",
+    ]
+    return _run_recipe(run, folder, overrides)
+
+
 def train(run: Run, folder: Path, *, arm: Placement, seed: int) -> dict[str, Any]:
     """The shipped recipe on one arm's data of one seed (in this process or a child process)."""
+    return _run_recipe(run, folder, train_overrides(run, arm, seed, folder))
+
+
+def _run_recipe(run: Run, folder: Path, overrides: list[str]) -> dict[str, Any]:
     from val_probing.in2.config import load_config
     from val_probing.training import config_path, recipe_path
     from val_probing.training.launch import launch_command, load_recipe, recipe_argv
 
     t = run.config.training
     config = config_path(t.config)
-    overrides = train_overrides(run, arm, seed, folder)
     load_config(config, overrides)  # settings checked before the process starts
     recipe = recipe_path(t.recipe)
     cmd = launch_command(config, overrides, recipe)
@@ -210,24 +248,31 @@ def compare(run: Run, folder: Path) -> dict[str, Any]:
 
 
 def run_stages(config: ExperimentConfig) -> tuple[Stage, ...]:
-    """The base model's evaluation (when asked), then per seed and arm ``train_ARM_sSEED`` and
-    ``eval_ARM_sSEED``, then ``compare``.
+    """The base model's evaluation (when asked), then per seed its copy warm-up (when configured) and per
+    arm ``train_ARM_sSEED`` and ``eval_ARM_sSEED``, then ``compare``.
 
     The base model is evaluated before the trainings: it needs neither, and a broken evaluation (or its
     real cost, which sizes the rest) shows in minutes instead of after hours of training."""
     stages: list[Stage] = []
     if config.evaluate_base:
         stages.append(Stage(f"eval_{BASE}", ("model", "probes"), _eval_inputs, evaluate, {"model": BASE}))
-    for seed in config.seeds:
+    for seed in config.seeds:  # a seed's models are trained and evaluated before the next seed's
+        needs: tuple[str, ...] = ("model", f"data_s{seed}")
+        if config.warmup is not None:
+            stages.append(Stage(f"warmup_s{seed}", ("model",), _warmup_inputs, warmup, {"seed": seed}))
+            needs = (*needs, f"warmup_s{seed}")
         for arm in config.arms:
             name = model_name(arm, seed)
-            needs = ("model", f"data_s{seed}")
             stages.append(Stage(f"train_{name}", needs, _train_inputs, train, {"arm": arm, "seed": seed}))
-    for seed in config.seeds:
-        for arm in config.arms:
-            name = model_name(arm, seed)
-            needs = ("model", "probes", f"train_{name}")
-            stages.append(Stage(f"eval_{name}", needs, _eval_inputs, evaluate, {"model": name}))
+            stages.append(
+                Stage(
+                    f"eval_{name}",
+                    ("model", "probes", f"train_{name}"),
+                    _eval_inputs,
+                    evaluate,
+                    {"model": name},
+                )
+            )
     evals = tuple(f"eval_{m}" for m in config.models)
     stages.append(Stage("compare", ("probes", *evals), _compare_inputs, compare))
     return tuple(stages)

@@ -47,7 +47,9 @@ class ExtractiveLocalGenerator:
             return None
         sentence = rng.choice(sentences)
         words = sentence.split()
-        start = 0 if self.phrase_from == "start" else rng.randrange(0, max(1, len(words) - self.phrase_words + 1))
+        start = (
+            0 if self.phrase_from == "start" else rng.randrange(0, max(1, len(words) - self.phrase_words + 1))
+        )
         return " ".join(words[start : start + self.phrase_words]), sentence
 
     def _raw(self, request: QARequest) -> str:
