@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from val_probing.files import RecordError, iter_jsonl, write_jsonl
+from val_probing.typed import is_int
 
 Family = Literal["document", "code", "database"]
 FAMILIES: tuple[Family, ...] = get_args(Family)
@@ -58,7 +59,7 @@ class ProbeExample:
             value = getattr(self, name)
             if name == "needle_token_offset" and not located:
                 continue  # an official row whose needle item is not found exactly once
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not is_int(value) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
         if self.n_items < 1:
             raise ValueError("n_items: a context holds at least one item")

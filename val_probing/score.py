@@ -35,6 +35,7 @@ from val_probing.official import (
 from val_probing.probes import get_family
 from val_probing.probes.checks import read_probe_file
 from val_probing.records import Family, ProbeExample
+from val_probing.typed import is_int
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _identity(obj: dict[str, Any], name: str, where: str) -> int | None:
     value = obj.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_int(value) or value < 0:
         raise RecordError(f"{where}: field {name!r} must be a non-negative integer, got {value!r}")
     return value
 

@@ -29,6 +29,7 @@ from val_probing.records import FAMILIES
 from val_probing.results import TaskResult
 from val_probing.results.effective_length import EffectiveLength
 from val_probing.results.select import curve_labels, length_label, run_key, select_curves
+from val_probing.typed import is_number
 
 TASK_NAMES: dict[str, str] = {family: get_family(family).LABEL for family in FAMILIES}
 MISSING = "–"
@@ -151,7 +152,7 @@ def constant_floor_of(metadata: Mapping[str, Any]) -> float | None:
     """The constant-answer floor (x100) a task's metadata records, or None where it records none."""
     record = metadata.get(CONSTANT_FLOOR)
     value = record.get("score") if isinstance(record, Mapping) else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if is_number(value) and math.isfinite(value):
         return float(value)
     return None
 
