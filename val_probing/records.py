@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from val_probing.files import RecordError, iter_jsonl, write_jsonl
+from val_probing.probes import get_family
+from val_probing.probes.base import FAMILIES, Family
 from val_probing.typed import is_int
 
-Family = Literal["document", "code", "database"]
-FAMILIES: tuple[Family, ...] = get_args(Family)
+__all__ = ["FAMILIES", "Family", "ProbeExample", "Source", "read_probes", "write_probes"]
+
 Source = Literal["built", "official"]
 
 
@@ -73,8 +75,7 @@ class ProbeExample:
         for name in ("context", "instruction", "key", "answer", "tokenizer"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name}: expected a non-empty string")
-        if self.family == "database" and not self.description:
-            raise ValueError("description: database examples need the entity description")
+        get_family(self.family).check_gold(self.answer, self.description)  # the family's own rule
         if self.source not in get_args(Source):
             raise ValueError(f"source: {self.source!r} is not one of {get_args(Source)}")
 
