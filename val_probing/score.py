@@ -25,7 +25,7 @@ from val_probing.buckets import (
 )
 from val_probing.errors import ValProbingError
 from val_probing.files import RecordError, iter_jsonl
-from val_probing.metrics import MetricError, diagnostic_scores, reference_score
+from val_probing.metrics import diagnostic_scores, reference_score
 from val_probing.official import (
     is_ambiguous,
     load_skip_list,
@@ -33,6 +33,7 @@ from val_probing.official import (
     read_official,
 )
 from val_probing.probes import get_family
+from val_probing.probes.base import MetricError
 from val_probing.probes.checks import read_probe_file
 from val_probing.records import Family, ProbeExample
 from val_probing.typed import is_int
