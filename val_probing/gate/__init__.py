@@ -41,10 +41,7 @@ imported from its module by name.
 
 from __future__ import annotations
 
-from val_probing.gate.baseline_file import read_baseline, samples_files_beside, write_baseline
-from val_probing.gate.calibrate import Calibration, calibrate, format_calibration
-from val_probing.gate.compare import check, load_run, read_run
-from val_probing.gate.model import (
+from val_probing.gate.baseline import (
     Baseline,
     BaselineTask,
     GateInputError,
@@ -56,6 +53,9 @@ from val_probing.gate.model import (
     Tolerances,
     make_baseline,
 )
+from val_probing.gate.baseline_file import read_baseline, samples_files_beside, write_baseline
+from val_probing.gate.calibrate import Calibration, calibrate, format_calibration
+from val_probing.gate.compare import check, load_run, read_run
 from val_probing.gate.plan import plan
 from val_probing.gate.render import format_markdown, format_table, junit_xml, verdict
 

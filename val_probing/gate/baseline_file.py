@@ -21,7 +21,7 @@ import yaml
 
 from val_probing.buckets import ScoredSample, summarize
 from val_probing.files import check_output_file, parse_jsonl_lines, write_text_atomic, writing
-from val_probing.gate.model import (
+from val_probing.gate.baseline import (
     FORMAT,
     SETTINGS,
     TOLERANCE_KEYS,
