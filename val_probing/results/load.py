@@ -52,7 +52,6 @@ from typing import Any
 
 from val_probing.buckets import ScoredSample, summarize_by
 from val_probing.records import FAMILIES
-from val_probing.results.model import ResultsError, TaskResult, display_name, run_stamp, task_family
 from val_probing.results.readers import (
     BUCKET_KEY,
     bucket_count,
@@ -61,6 +60,7 @@ from val_probing.results.readers import (
     summary_from_aggregates,
     summary_from_dict,
 )
+from val_probing.results.task_result import ResultsError, TaskResult, display_name, run_stamp, task_family
 from val_probing.typed import is_int
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from val_probing.results.jsonl import jsonl_objects
-from val_probing.results.model import ResultsError
 from val_probing.results.readers import PREFERRED_FILTER, score_response
+from val_probing.results.task_result import ResultsError
 from val_probing.typed import is_int, is_number
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from val_probing.buckets import MODES, BucketStat, Mode, ScoredSample, Summary
 from val_probing.metrics import reference_score
 from val_probing.records import FAMILIES
 from val_probing.results.jsonl import jsonl_objects
-from val_probing.results.model import NAN, ResultsError
+from val_probing.results.task_result import NAN, ResultsError
 from val_probing.typed import is_int, is_number
 
 log = logging.getLogger(__name__)
