@@ -20,17 +20,17 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from val_probing.adapter.docs import render_prompt
-from val_probing.adapter.guard import ModelLimit, PromptTooLong, check_prompts_fit, model_limit
-from val_probing.adapter.options import TaskSetupError, ValOptions
-from val_probing.adapter.order import order_examples, spread_order
-from val_probing.adapter.scoring import (
+from val_probing.adapter.aggregation import (
     aggregate_avg,
     aggregate_bucket,
     aggregate_gap,
     metric_list,
     process_results,
 )
+from val_probing.adapter.docs import render_prompt
+from val_probing.adapter.guard import ModelLimit, PromptTooLong, check_prompts_fit, model_limit
+from val_probing.adapter.options import TaskSetupError, ValOptions
+from val_probing.adapter.order import order_examples, spread_order
 from val_probing.buckets import ScoredSample, summarize
 from val_probing.evaluate import EvalArgumentError, forwarded_argv
 from val_probing.lm_eval_tasks import TASKS_DIR

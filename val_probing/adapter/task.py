@@ -38,6 +38,7 @@ import datasets
 from lm_eval.api.task import ConfigurableTask
 
 from val_probing.adapter import exit_hook
+from val_probing.adapter.aggregation import metric_list, process_results, unfinished_metric_list
 from val_probing.adapter.docs import ProbeSet, load_probe_set, render_prompt
 from val_probing.adapter.guard import (
     PromptTooLong,
@@ -48,7 +49,6 @@ from val_probing.adapter.guard import (
     served_limit,
 )
 from val_probing.adapter.options import TaskSetupError, ValOptions, as_bool
-from val_probing.adapter.scoring import metric_list, process_results, unfinished_metric_list
 from val_probing.adapter.served import Server
 from val_probing.build import PROBE_VERSION
 from val_probing.environment import package_versions
