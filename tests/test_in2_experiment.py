@@ -19,7 +19,7 @@ from val_probing.in2 import experiment as ex
 from val_probing.in2.assemble import SEGMENT_SEPARATOR, LengthRange, MixtureRatios, edge_band
 from val_probing.in2.dataset import SynthesisConfig, save_dataset, synthesize
 from val_probing.in2.qa import ExtractiveLocalGenerator
-from val_probing.tokens import WhitespaceCounter
+from val_probing.token_counters import WhitespaceCounter
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

@@ -39,7 +39,7 @@ from val_probing.errors import ValProbingError
 from val_probing.files import RecordError, iter_jsonl
 from val_probing.probes import get_family
 from val_probing.records import FAMILIES, Family, ProbeExample
-from val_probing.tokens import TokenCounter, WhitespaceCounter, token_index_at
+from val_probing.token_counters import TokenCounter, WhitespaceCounter, token_index_at
 from val_probing.typed import is_int
 
 log = logging.getLogger(__name__)

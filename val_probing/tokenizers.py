@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from val_probing.embedded import embedded_tokenizer_dir
-from val_probing.tokens import HFTokenCounter, TokenCounter, WhitespaceCounter, check_tokenizer_path
+from val_probing.token_counters import HFTokenCounter, TokenCounter, WhitespaceCounter, check_tokenizer_path
 
 
 class TokenizerAlias(StrEnum):

@@ -27,7 +27,7 @@ from typing import Any
 from val_probing.buckets import bucket_of
 from val_probing.errors import ValProbingError
 from val_probing.results.questions import Question
-from val_probing.tokens import TokenCounter
+from val_probing.token_counters import TokenCounter
 from val_probing.typed import is_number
 
 log = logging.getLogger(__name__)

@@ -173,7 +173,7 @@ def _data_body(run: Run, folder: Path) -> dict[str, Any]:
     from val_probing.in2.dataset import SynthesisConfig, read_corpus, save_dataset, synthesize
     from val_probing.in2.qa import ExtractiveLocalGenerator
     from val_probing.records import read_probes
-    from val_probing.tokens import HFTokenCounter
+    from val_probing.token_counters import HFTokenCounter
 
     s, seed = run.config.synthesis, run.config.seed
     corpus_file = run.stage_dir("corpus") / "corpus.jsonl"
