@@ -40,7 +40,7 @@ from val_probing.probes.base import Floor
 from val_probing.probes.checks import floor_warning, probe_floor, verify_probe_set
 from val_probing.records import FAMILIES, Family, ProbeExample
 from val_probing.token_counters import TokenCounter
-from val_probing.tokenizers import is_hub_name, load_counter
+from val_probing.tokenizer_names import is_hub_name, load_counter
 from val_probing.typed import is_int
 
 log = logging.getLogger(__name__)

@@ -323,7 +323,7 @@ def _synthesize(args: argparse.Namespace) -> int:
         save_dataset,
         synthesize,
     )
-    from val_probing.tokenizers import load_counter
+    from val_probing.tokenizer_names import load_counter
 
     inputs = {
         "--texts": args.texts,

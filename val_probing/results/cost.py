@@ -57,7 +57,7 @@ class Cost:
 
 @functools.lru_cache(maxsize=4)
 def _counter(name: str) -> TokenCounter | None:
-    from val_probing.tokenizers import load_counter
+    from val_probing.tokenizer_names import load_counter
 
     try:
         return load_counter(name)
