@@ -192,8 +192,8 @@ def test_the_experiment_seed_reaches_the_trainer(tmp_path: Path) -> None:
 
     from val_probing.training import config_path
 
-    from val_probing.in2.config import load_config
     from val_probing.in2.experiment.runs import train_overrides
+    from val_probing.in2.recipe_settings import load_config
 
     config = _config()
     training = dataclasses.replace(config.training, overrides=(*config.training.overrides, "seed=99"))

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from val_probing.errors import ValProbingError
-from val_probing.in2.config import OverLengthError, check_lengths, load_config, verify_prepared
+from val_probing.in2.recipe_settings import OverLengthError, check_lengths, load_config, verify_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "training" / "configs"

@@ -375,7 +375,7 @@ def _synthesize(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from val_probing.files import check_output_dir, check_paths
-    from val_probing.in2.config import load_config
+    from val_probing.in2.recipe_settings import load_config
     from val_probing.training import config_path, recipe_path
 
     named = {"--config": args.config, "--recipe": args.recipe, "--accelerate-config": args.accelerate_config}

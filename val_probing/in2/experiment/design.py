@@ -14,7 +14,7 @@ from typing import Any, Literal, Union, cast, get_args, get_origin, get_type_hin
 
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import PLACEMENTS, Placement
-from val_probing.in2.config import read_settings
+from val_probing.in2.recipe_settings import read_settings
 
 STAGE_FILE = "stage.json"
 FORMAT = 1

@@ -55,7 +55,7 @@ def train_overrides(run: Run, arm: Placement, folder: Path) -> list[str]:
 def _train_body(arm: Placement) -> Callable[[Run, Path], dict[str, Any]]:
     def body(run: Run, folder: Path) -> dict[str, Any]:
         from val_probing.commands.train import launch_command
-        from val_probing.in2.config import load_config
+        from val_probing.in2.recipe_settings import load_config
         from val_probing.training import config_path, recipe_path
 
         t = run.config.training
