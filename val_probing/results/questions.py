@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from val_probing.results.jsonl import jsonl_objects
 from val_probing.results.readers import PREFERRED_FILTER, score_response
+from val_probing.results.sample_lines import jsonl_objects
 from val_probing.results.task_result import ResultsError
 from val_probing.typed import is_int, is_number
 

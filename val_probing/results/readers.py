@@ -16,7 +16,7 @@ from typing import Any
 from val_probing.buckets import MODES, BucketStat, Mode, ScoredSample, Summary
 from val_probing.metrics import reference_score
 from val_probing.records import FAMILIES
-from val_probing.results.jsonl import jsonl_objects
+from val_probing.results.sample_lines import jsonl_objects
 from val_probing.results.task_result import NAN, ResultsError
 from val_probing.typed import is_int, is_number
 
