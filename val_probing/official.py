@@ -14,7 +14,7 @@ drops every field whose value is ``' '``. This module
 * splits the prompt back into context and instruction, so any model's chat template can be used,
 * finds the key the instruction asks about (quoted piece, code line, entity id) with a rule that does
   not depend on the exact wording (:func:`extract_key`), and
-* measures where the needle sits with any :class:`~val_probing.tokens.TokenCounter`, tokenizing each
+* measures where the needle sits with any :class:`~val_probing.token_counters.TokenCounter`, tokenizing each
   distinct context once.
 
 ``n_items`` is the number of positions of the row's set (max ``position_id`` + 1), unless the row

@@ -9,7 +9,7 @@ Stages talk through JSONL files of these records (schema below, also in docs/sch
     needle_token_offset  tokens of the context before the needle item (with `tokenizer`); None only for an
                          official row whose needle is not found once (official.read_official)
     context_tokens       tokens of the whole context (with `tokenizer`)
-    tokenizer            the tokenizer name as given: an alias (val_probing.tokenizers), a folder, a hub name
+    tokenizer            the tokenizer name as given: an alias (tokenizer_names.py), a folder, a hub name
     context              the haystack text; identical for every example of a set
     instruction          the question, placed after the context
     key                  what the question asks about (sentence piece / code line / entity id)

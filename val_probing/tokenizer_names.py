@@ -2,8 +2,8 @@
 
 A tokenizer is named by an alias (:class:`TokenizerAlias`: ``embedded`` = SmolLM2's tokenizer,
 shipped with the embedded model; ``whitespace`` = words, no model files), a local folder, or a
-Hugging Face hub name. :mod:`val_probing.tokens` only counts tokens and knows no names; this module
-turns a name into a :class:`~val_probing.tokens.TokenCounter`. Records keep the name as given (the
+Hugging Face hub name. :mod:`val_probing.token_counters` only counts tokens and knows no names; this module
+turns a name into a :class:`~val_probing.token_counters.TokenCounter`. Records keep the name as given (the
 alias, not the folder it resolves to), so files built on two machines match.
 """
 

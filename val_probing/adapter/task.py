@@ -15,7 +15,7 @@ The tasks ``val_document``, ``val_code`` and ``val_database`` are one class, :cl
   ``max_gen_toks`` does not fit the model's length (:mod:`val_probing.adapter.guard`), because
   lm-eval itself would cut the prompt from the left with only a warning,
 * scores every answer with :func:`val_probing.metrics.reference_score` and summarizes the run with
-  :mod:`val_probing.buckets` (:mod:`val_probing.adapter.scoring`), so its numbers are those of
+  :mod:`val_probing.buckets` (:mod:`val_probing.adapter.aggregation`), so its numbers are those of
   ``val-probing score``.
 
 Metrics: ``ref_score`` (mean per-sample reference score, a fraction in [0, 1] aggregated with

@@ -1,4 +1,6 @@
-"""The gate's records: settings, tolerances, statistics, a baseline, and one compared metric."""
+"""The gate's records: a baseline (made from a run by :func:`make_baseline`) and the settings a check
+runs under (tolerances, statistics, depth regions), and what a check returns (one compared metric, the
+result). Its file is :mod:`.baseline_file`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Saved VAL results as typed records; the public names of the four modules, re-exported.
 
-* :mod:`~val_probing.results.model`: :class:`TaskResult`, :class:`ResultsError`, task/model names;
+* :mod:`~val_probing.results.task_result`: :class:`TaskResult`, :class:`ResultsError`, task/model names;
 * :mod:`~val_probing.results.readers`: lm-eval samples files, aggregates and ``score --json`` summaries;
 * :mod:`~val_probing.results.load`: :func:`load_results` over files and folders (what is accepted,
   how bad input is reported: its docstring);

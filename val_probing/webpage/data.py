@@ -255,7 +255,7 @@ def page_data(
 ) -> dict[str, Any]:
     """The page's JSON (see the module docstring). ``results`` should carry CIs
     (``load_results(..., n_boot=N)``); ``order``: models first in this order (the rest sorted);
-    ``gate``: verdict blocks from :func:`val_probing.webpage.render.gate_blocks`."""
+    ``gate``: verdict blocks from :func:`val_probing.webpage.page.gate_blocks`."""
     if not results:
         raise ValueError("results: nothing to show")
     if answer_chars < 1:
