@@ -414,8 +414,8 @@ def test_an_edited_score_json_is_an_error_naming_file_and_field(
 
 
 def test_a_probe_s_gold_is_checked_by_its_family(tmp_path: Path) -> None:
-    """ProbeExample asks the family (check_gold): a database row needs its entity description, on every
-    read too (the rule lives in probes/database.py, not in records.py)."""
+    """ProbeExample asks the family (check_gold_fields): a database row needs its entity description, on
+    every read too (the rule lives in probes/database.py, not in records.py)."""
     row = ProbeExample("database", 0, 0, 1, 0, 9, "whitespace", "<id: Q1, label: L, description: D>",
                        "what is the id Q1 ?", "Q1", "L", "D")  # fmt: skip
     with pytest.raises(ValueError, match="description: database examples need the entity description"):

@@ -75,7 +75,7 @@ class ProbeExample:
         for name in ("context", "instruction", "key", "answer", "tokenizer"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name}: expected a non-empty string")
-        get_family(self.family).check_gold(self.answer, self.description)  # the family's own rule
+        get_family(self.family).check_gold_fields(self.answer, self.description)  # the family's own rule
         if self.source not in get_args(Source):
             raise ValueError(f"source: {self.source!r} is not one of {get_args(Source)}")
 

@@ -5,13 +5,13 @@ a family name (the names themselves, ``FAMILIES``, are in :mod:`.base`). It name
 (``ITEM``) and pool file (``POOL_FILE``), its split of the authors' VaLProbing-32K data
 (``OFFICIAL_SPLIT``, gold fields ``OFFICIAL_GOLD``) and its default bucket count, and says how a pool
 item appears in the context (``render``), what a question names (``key``) and how it is asked
-(``instruction``, the authors' VaLProbing-32K wording), what the gold answer is (``gold``) and what a
-probe's gold needs (``check_gold``, asked by every ``ProbeExample``), which strings must occur exactly
-once in a context for the question to be unambiguous (``unique_strings``), and how to answer a question
-from the context alone (``oracle``, for tests: it finds the key in the context and never reads gold
-fields); how to find the key of a question in any wording (``extract_key``), how the key and the needle
-item appear in a context (``key_marker``, ``needle_pattern``); and how an answer is scored (``check``,
-the paper's reference metric, and the tolerant ``DIAGNOSTICS``).
+(``instruction``, the authors' VaLProbing-32K wording), what the gold answer is (``gold``) and which
+gold fields a probe record needs (``check_gold_fields``, asked by every ``ProbeExample``), which strings
+must occur exactly once in a context for the question to be unambiguous (``unique_strings``), and how
+to answer a question from the context alone (``oracle``, for tests: it finds the key in the context and
+never reads gold fields); how to find the key of a question in any wording (``extract_key``), how the
+key and the needle item appear in a context (``key_marker``, ``needle_pattern``); and how an answer is
+scored (``check``, the paper's reference metric, and the tolerant ``DIAGNOSTICS``).
 
 Items are joined with ``SEPARATOR`` (a newline for every family), so every item starts a line and
 no key (which never contains a newline) can straddle two items.
@@ -56,8 +56,9 @@ class FamilySpec(Protocol):
         """(answer, description): description only for database."""
         ...
 
-    def check_gold(self, answer: str, description: str | None) -> None:
-        """A probe's gold as the family needs it (``ProbeExample`` asks); ValueError naming the field."""
+    def check_gold_fields(self, answer: str, description: str | None) -> None:
+        """The gold fields a probe record needs (``ProbeExample`` asks; whether the reference metric can
+        score them is ``probes.checks.check_gold``); ValueError naming the field."""
         ...
 
     def unique_strings(self, item: Any) -> tuple[str, ...]:

@@ -93,7 +93,7 @@ def gold(item: CodeItem) -> tuple[str, str | None]:
     return item.function_name, None
 
 
-def check_gold(answer: str, description: str | None) -> None:
+def check_gold_fields(answer: str, description: str | None) -> None:
     """The gold is the answer alone (a description, when given, is kept and never scored)."""
 
 

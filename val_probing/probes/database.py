@@ -82,7 +82,7 @@ def gold(item: DatabaseItem) -> tuple[str, str | None]:
     return item.label, item.dcpt
 
 
-def check_gold(answer: str, description: str | None) -> None:
+def check_gold_fields(answer: str, description: str | None) -> None:
     """A database probe's gold is a label and a description: both are scored (``check``)."""
     if not description:
         raise ValueError("description: database examples need the entity description")

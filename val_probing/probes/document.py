@@ -73,7 +73,7 @@ def gold(item: DocumentItem) -> tuple[str, str | None]:
     return item.sentence, None
 
 
-def check_gold(answer: str, description: str | None) -> None:
+def check_gold_fields(answer: str, description: str | None) -> None:
     """The gold is the answer alone (a description, when given, is kept and never scored)."""
 
 
