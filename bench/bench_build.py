@@ -20,7 +20,7 @@ from val_probing.build import ProbeSpec, build_probes
 from val_probing.embedded import embedded_tokenizer_dir
 from val_probing.pools import load_pool
 from val_probing.records import FAMILIES
-from val_probing.tokens import HFTokenCounter
+from val_probing.token_counters import HFTokenCounter
 
 TARGET_S = 60.0
 

@@ -29,7 +29,7 @@ from val_probing.official import skip_rows
 from val_probing.pools import CodeItem, DatabaseItem, DocumentItem, load_pool
 from val_probing.probes import get_family
 from val_probing.records import FAMILIES, ProbeExample, read_probes, write_probes
-from val_probing.tokens import HFTokenCounter, TokenCounter, TokenizerNotFound, WhitespaceCounter
+from val_probing.token_counters import HFTokenCounter, TokenCounter, TokenizerNotFound, WhitespaceCounter
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from val_probing.results.cost import bucket_costs, cost_of, run_seconds
 from val_probing.results.questions import Question, read_questions
-from val_probing.tokens import WhitespaceCounter
+from val_probing.token_counters import WhitespaceCounter
 
 EMBEDDED = Path(__file__).resolve().parent / "data" / "runs" / "embedded" / "SmolLM2-135M-Instruct"
 

@@ -22,6 +22,7 @@ import yaml
 from val_probing import gate
 from val_probing.buckets import ScoredSample, summarize
 from val_probing.cli import main
+from val_probing.gate.stats import holm, resamples_for, sign_flip_p
 from val_probing.results import TaskResult, load_results
 
 N_SETS, N_ITEMS, N_BUCKETS = 4, 400, 16
@@ -470,12 +471,12 @@ def test_github_step_summary_is_appended(
 
 
 def test_holm_adjustment() -> None:
-    assert gate.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert gate.holm([0.5]) == [0.5]
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5]
     # weighted (the pooled middle's half of alpha against two tasks' quarters): ordered by p / w, each
     # step multiplied by the weight left over its own
-    assert gate.holm([0.02, 0.01, 0.03], [0.5, 0.25, 0.25]) == pytest.approx([0.04, 0.04, 0.04])
-    assert gate.holm([0.01, 0.04, 0.03], [1, 1, 1]) == pytest.approx(gate.holm([0.01, 0.04, 0.03]))
+    assert holm([0.02, 0.01, 0.03], [0.5, 0.25, 0.25]) == pytest.approx([0.04, 0.04, 0.04])
+    assert holm([0.01, 0.04, 0.03], [1, 1, 1]) == pytest.approx(holm([0.01, 0.04, 0.03]))
 
 
 def test_the_pooled_middle_is_the_tasks_mean_and_adds_a_shared_drop_up(base_scores: Scores) -> None:
@@ -552,10 +553,10 @@ def test_markdown_to_the_step_summary_is_written_once(
 def test_monte_carlo_floor_cannot_block_a_clear_drop() -> None:
     stats = gate.Statistics(alpha=0.05, resamples=100)
     n_tests = 54
-    resamples = gate.resamples_for(stats, n_tests)
+    resamples = resamples_for(stats, n_tests)
     assert n_tests / (resamples + 1) < stats.alpha / 5  # the smallest possible Holm p is well below alpha
     terms = -np.linspace(0.01, 0.02, 40)  # every graded question got worse, by different amounts
-    p, method = gate.sign_flip_p(terms, np.random.default_rng(0), resamples, binary=False)
+    p, method = sign_flip_p(terms, np.random.default_rng(0), resamples, binary=False)
     assert method == "sign-flip" and p == pytest.approx(1 / (resamples + 1))
 
 

@@ -122,8 +122,9 @@ def test_library_readers_get_every_row_from_a_cut_entry(_private_cache: Path) ->
 
 
 def test_lm_eval_docs_come_whole_from_a_cut_entry(_private_cache: Path) -> None:
-    """The lm-eval task's docs (``lm_eval_adapter.load_probe_set``) after the entry is cut to 3 lines."""
-    from val_probing.lm_eval_adapter import ValOptions, load_probe_set
+    """The lm-eval task's docs (``adapter.docs.load_probe_set``) after the entry is cut to 3 lines."""
+    from val_probing.adapter.docs import load_probe_set
+    from val_probing.adapter.options import ValOptions
 
     opts = ValOptions(family="code", context_lengths=(300,), tokenizer="whitespace", sets=2, positions=8)
     first = load_probe_set(opts)

@@ -20,7 +20,7 @@ from val_probing.in2.assemble import SEGMENT_SEPARATOR, LengthRange, MixtureRati
 from val_probing.in2.dataset import SynthesisConfig, save_dataset, synthesize
 from val_probing.in2.experiment import design, power, prepare, runner, stages
 from val_probing.in2.qa import ExtractiveLocalGenerator
-from val_probing.tokens import WhitespaceCounter
+from val_probing.token_counters import WhitespaceCounter
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -196,8 +196,8 @@ def test_the_experiment_seed_reaches_the_trainer(tmp_path: Path) -> None:
 
     from val_probing.training import config_path
 
-    from val_probing.in2.config import load_config
     from val_probing.in2.experiment.runs import train_overrides
+    from val_probing.in2.recipe_settings import load_config
 
     config = _config()
     training = dataclasses.replace(config.training, overrides=(*config.training.overrides, "seed=99"))

@@ -36,7 +36,7 @@ from val_probing.in2.dataset.pipeline import ExampleStats
 from val_probing.in2.experiment import prepare
 from val_probing.in2.qa import ExtractiveLocalGenerator
 from val_probing.in2.segment import Segment
-from val_probing.tokens import WhitespaceCounter
+from val_probing.token_counters import WhitespaceCounter
 
 WS = WhitespaceCounter()
 DEPTH_ARMS: tuple[Placement, ...] = ("middle", "ends")

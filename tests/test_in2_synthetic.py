@@ -223,7 +223,7 @@ def test_probes_and_in2_data_with_the_scratch_model(
     from val_probing.in2.qa import ExtractiveLocalGenerator
     from val_probing.in2.segment import RawText
     from val_probing.official import film_prompt
-    from val_probing.tokens import HFTokenCounter
+    from val_probing.token_counters import HFTokenCounter
 
     monkeypatch.setenv("VAL_PROBING_CACHE", str(tmp_path / "cache"))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))

@@ -25,9 +25,11 @@ pytest.importorskip("lm_eval")
 from lm_eval.models.api_models import JsonChatStr
 
 from test_lm_eval_tasks import _results, _samples, _task
+from val_probing.adapter.guard import ModelLimit, PromptTooLong, check_prompts_fit
+from val_probing.adapter.options import TaskSetupError
 from val_probing.adapter.served import Server, served_window, server_counts
 from val_probing.environment import package_versions
-from val_probing.lm_eval_adapter import ModelLimit, PromptTooLong, TaskSetupError, ValTask, check_prompts_fit
+from val_probing.lm_eval_adapter import ValTask
 from val_probing.lm_eval_tasks import TASKS_DIR
 from val_probing.probes import get_family
 

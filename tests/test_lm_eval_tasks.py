@@ -20,24 +20,19 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from val_probing.buckets import ScoredSample, summarize
-from val_probing.evaluate import EvalArgumentError, forwarded_argv
-from val_probing.lm_eval_adapter import (
-    ModelLimit,
-    PromptTooLong,
-    TaskSetupError,
-    ValOptions,
+from val_probing.adapter.aggregation import (
     aggregate_avg,
     aggregate_bucket,
     aggregate_gap,
-    check_prompts_fit,
     metric_list,
-    model_limit,
-    order_examples,
     process_results,
-    render_prompt,
-    spread_order,
 )
+from val_probing.adapter.docs import render_prompt
+from val_probing.adapter.guard import ModelLimit, PromptTooLong, check_prompts_fit, model_limit
+from val_probing.adapter.options import TaskSetupError, ValOptions
+from val_probing.adapter.order import order_examples, spread_order
+from val_probing.buckets import ScoredSample, summarize
+from val_probing.evaluate import EvalArgumentError, forwarded_argv
 from val_probing.lm_eval_tasks import TASKS_DIR
 from val_probing.records import Family, ProbeExample
 
@@ -411,7 +406,8 @@ def test_options_defaults_and_errors() -> None:
 def test_official_source_without_data_fails_clearly_offline() -> None:
     # A subprocess: huggingface_hub reads HF_HUB_OFFLINE when it is imported.
     code = (
-        "from val_probing.lm_eval_adapter import ValOptions, load_probe_set\n"
+        "from val_probing.adapter.docs import load_probe_set\n"
+        "from val_probing.adapter.options import ValOptions\n"
         "load_probe_set(ValOptions.from_metadata('document', {'source': 'official'}))\n"
     )
     proc = subprocess.run(
@@ -423,8 +419,8 @@ def test_official_source_without_data_fails_clearly_offline() -> None:
 
 
 def test_official_source_reads_local_data(tmp_path: Path) -> None:
+    from val_probing.adapter.docs import load_probe_set
     from val_probing.files import write_jsonl
-    from val_probing.lm_eval_adapter import load_probe_set
     from val_probing.official import to_official_row
 
     examples = [
@@ -540,7 +536,7 @@ def test_guard_counts_the_chat_template(tiny_llama_dir: Path) -> None:
     """A limit the plain prompts fit is too small once the model's chat template wraps them."""
     from transformers import AutoTokenizer
 
-    from val_probing.lm_eval_adapter import longest_prompt
+    from val_probing.adapter.guard import longest_prompt
 
     tok = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
     meta = {k: v for k, v in SLICE.items() if k != "tokenizer"} | {"pretrained": str(tiny_llama_dir)}
@@ -557,7 +553,7 @@ def test_guard_counts_the_chat_template(tiny_llama_dir: Path) -> None:
 
 
 def test_several_context_lengths_are_separate_contexts() -> None:
-    from val_probing.lm_eval_adapter import load_probe_set
+    from val_probing.adapter.docs import load_probe_set
 
     meta = SLICE | {"context_length": [300, 500], "positions": 4}
     probes = load_probe_set(ValOptions.from_metadata("database", meta))
@@ -577,7 +573,7 @@ def test_several_context_lengths_are_separate_contexts() -> None:
 def test_check_prompts_fit_shares_a_context_and_stays_exact_at_the_limit(smollm2_tokenizer_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from val_probing.lm_eval_adapter import approx_lengths
+    from val_probing.adapter.guard import approx_lengths
 
     tok = AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir))
     context = "\n".join(f"Line {i} says something about item number {i * 7}." for i in range(200))
@@ -607,7 +603,8 @@ def test_max_seq_lengths_is_an_alias_of_context_length() -> None:
 
 
 def test_default_buckets_adapt_to_short_contexts_and_explicit_ones_do_not() -> None:
-    from val_probing.lm_eval_adapter import fitting_buckets, load_probe_set
+    from val_probing.adapter.docs import load_probe_set
+    from val_probing.buckets import fitting_buckets
 
     assert fitting_buckets(16, min_items=14, positions=None) == 14
     assert fitting_buckets(16, min_items=14, positions=12) == 12
@@ -638,8 +635,8 @@ def test_default_buckets_adapt_to_short_contexts_and_explicit_ones_do_not() -> N
 def test_score_and_the_adapter_choose_the_same_buckets_on_built_probes(
     family: Family, meta: dict[str, object]
 ) -> None:
+    from val_probing.adapter.docs import load_probe_set
     from val_probing.build import ProbeSpec, cached_probes
-    from val_probing.lm_eval_adapter import load_probe_set
     from val_probing.score import default_buckets
 
     opts = ValOptions.from_metadata(family, {**meta, "tokenizer": "embedded"})

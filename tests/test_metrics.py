@@ -5,15 +5,12 @@ from __future__ import annotations
 import pytest
 
 from val_probing.errors import ValProbingError
-from val_probing.metrics import (
-    DIAGNOSTICS,
-    MetricError,
-    code_match,
-    database_match,
-    diagnostic_scores,
-    document_recall,
-    reference_score,
-)
+from val_probing.metrics import diagnostic_scores, reference_score
+from val_probing.probes import get_family
+from val_probing.probes.base import MetricError
+from val_probing.probes.code import match as code_match
+from val_probing.probes.database import match as database_match
+from val_probing.probes.document import recall as document_recall
 
 
 def plot_py_document(gt: str, pred: str) -> float:
@@ -122,7 +119,7 @@ def test_document_diagnostics_forgive_punctuation_but_not_the_reference() -> Non
     gold = "We train the model."
     pred = "we train the model"
     scores = diagnostic_scores("document", pred, gold)
-    assert set(scores) == set(DIAGNOSTICS["document"])
+    assert set(scores) == set(get_family("document").DIAGNOSTICS)
     assert reference_score("document", pred, gold) == 0.75
     assert scores["recall_nopunct"] == 1.0
     assert scores["sentence_fuzzy"] == 1.0

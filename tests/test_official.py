@@ -28,7 +28,7 @@ from val_probing.official import (
     to_official_row,
 )
 from val_probing.records import ProbeExample
-from val_probing.tokens import WhitespaceCounter
+from val_probing.token_counters import WhitespaceCounter
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "film-pieces"
 

@@ -411,3 +411,17 @@ def test_an_edited_score_json_is_an_error_naming_file_and_field(
     assert main(["report", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and field in err
+
+
+def test_a_probe_s_gold_is_checked_by_its_family(tmp_path: Path) -> None:
+    """ProbeExample asks the family (check_gold_fields): a database row needs its entity description, on
+    every read too (the rule lives in probes/database.py, not in records.py)."""
+    row = ProbeExample("database", 0, 0, 1, 0, 9, "whitespace", "<id: Q1, label: L, description: D>",
+                       "what is the id Q1 ?", "Q1", "L", "D")  # fmt: skip
+    with pytest.raises(ValueError, match="description: database examples need the entity description"):
+        ProbeExample(**(row.to_dict() | {"description": None}))
+    assert ProbeExample(**(row.to_dict() | {"family": "code", "description": None})).description is None
+    path = tmp_path / "db.jsonl"
+    write_jsonl(path, [row.to_dict() | {"description": ""}])
+    with pytest.raises(RecordError, match=rf"{path}:1: description: database examples need"):
+        read_probes(path)

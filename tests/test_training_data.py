@@ -36,7 +36,7 @@ from val_probing.in2.dataset import (
 from val_probing.in2.qa import ExtractiveLocalGenerator
 from val_probing.in2.segment import RawText, Segment, segment_corpus, segment_text, split_paragraphs
 from val_probing.records import ProbeExample
-from val_probing.tokens import WhitespaceCounter
+from val_probing.token_counters import WhitespaceCounter
 
 WS = WhitespaceCounter()
 _VOCAB = [

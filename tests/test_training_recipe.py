@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from val_probing.errors import ValProbingError
-from val_probing.in2.config import OverLengthError, check_lengths, load_config, verify_prepared
+from val_probing.in2.recipe_settings import OverLengthError, check_lengths, load_config, verify_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "training" / "configs"
@@ -43,7 +43,7 @@ def _synthesize(out: Path, template: str, n: int = 8) -> Path:
     from val_probing.in2.assemble import LengthRange, MixtureRatios
     from val_probing.in2.dataset import SynthesisConfig, save_dataset, synthesize
     from val_probing.in2.qa import ExtractiveLocalGenerator
-    from val_probing.tokens import HFTokenCounter
+    from val_probing.token_counters import HFTokenCounter
 
     counter = HFTokenCounter.load(str(embedded_tokenizer_dir()))
     config = SynthesisConfig(

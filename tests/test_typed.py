@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
 from val_probing.errors import ValProbingError
-from val_probing.typed import closest, describe, is_int, read_settings_into
+from val_probing.typed import (
+    FieldError,
+    check_keys,
+    closest,
+    describe,
+    is_int,
+    is_number,
+    read_settings_into,
+)
 
 
 class SettingsError(ValProbingError):
@@ -124,8 +132,48 @@ def test_the_caller_names_the_word_for_a_key() -> None:
 
 def test_small_helpers() -> None:
     assert is_int(3) and not is_int(True) and not is_int(3.0)
+    assert is_number(3) and is_number(2.5) and not is_number(False) and not is_number("3")
     assert closest("contxt_length", ["context_length", "sets"]) == "context_length"
     assert closest("dtype", ["context_length", "sets"]) is None
     assert describe(int | None) == "int" and describe(Literal["a", "b"]) == "one of 'a', 'b'"
     with pytest.raises(TypeError, match="not a dataclass"):
         read_settings_into(dict, {}, where="x", error=SettingsError)
+
+
+@dataclass(frozen=True)
+class Checked:
+    alpha: float = 0.05
+    extra: Any = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise FieldError("alpha", f"expected 0 < alpha < 1, got {self.alpha!r}")
+
+
+@dataclass(frozen=True)
+class Outer:
+    statistics: Checked = field(default_factory=Checked)
+
+
+def test_a_field_error_is_reported_at_its_field_and_at_names_the_data() -> None:
+    with pytest.raises(
+        SettingsError, match=r"^b\.yaml: statistics\.alpha: expected 0 < alpha < 1, got 2\.0$"
+    ):
+        read_settings_into(Outer, {"statistics": {"alpha": 2}}, where="b.yaml", error=SettingsError)
+    with pytest.raises(SettingsError, match=r"^b\.yaml: alpha: expected 0 < alpha < 1"):
+        read_settings_into(Checked, {"alpha": 2}, where="b.yaml", error=SettingsError)
+    with pytest.raises(SettingsError, match=r"^b\.yaml: statistics\.alpha: expected float, got 'x'$"):
+        read_settings_into(Checked, {"alpha": "x"}, where="b.yaml", error=SettingsError, at="statistics")
+    assert str(FieldError("alpha", "bad")) == "alpha: bad"  # a plain ValueError's text for other callers
+    # Any takes anything, None included
+    assert read_settings_into(Checked, {"extra": None}, where="b", error=SettingsError).extra is None
+
+
+def test_check_keys_words_an_unknown_key_as_the_reader_does() -> None:
+    check_keys({"steps": 1}, ["steps"], where="cfg", error=SettingsError)
+    with pytest.raises(SettingsError, match=r"^cfg: tasks: unknown key 'cdoe' \(did you mean 'code'\?\)$"):
+        check_keys(
+            {"cdoe": 1}, ["code", "document"], where="cfg", error=SettingsError, what="key", at="tasks"
+        )
+    with pytest.raises(SettingsError, match=r"^cfg: unknown setting 'zz' \(known: code, document\)$"):
+        check_keys(["zz"], ["code", "document"], where="cfg", error=SettingsError)

@@ -12,8 +12,8 @@ import pytest
 
 from val_probing.cli import main
 from val_probing.results import load_results
-from val_probing.results.model import ResultsError
 from val_probing.results.questions import read_questions
+from val_probing.results.task_result import ResultsError
 from val_probing.webpage import page_data, render_html, write_html
 
 DATA = Path(__file__).resolve().parent / "data"

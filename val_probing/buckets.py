@@ -46,6 +46,7 @@ from typing import Any, Literal, TypeVar, get_args
 import numpy as np
 
 from val_probing.errors import ValProbingError, items_of
+from val_probing.typed import is_int, is_number
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class SummaryError(ValProbingError, ValueError):
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
 
 
@@ -126,7 +127,7 @@ class ScoredSample:
         _check_int("position_id", self.position_id, 0)
         if self.position_id >= self.n_items:
             raise ValueError(f"position_id: {self.position_id} is not below n_items={self.n_items}")
-        if isinstance(self.score, bool) or not isinstance(self.score, int | float):
+        if not is_number(self.score):
             raise ValueError(f"score: expected a number, got {self.score!r}")
         if not 0.0 <= self.score <= 1.0:  # also rejects NaN
             raise ValueError(f"score: {self.score!r} is not in [0, 1]")

@@ -39,8 +39,9 @@ from val_probing.probes import FamilySpec, get_family
 from val_probing.probes.base import Floor
 from val_probing.probes.checks import floor_warning, probe_floor, verify_probe_set
 from val_probing.records import FAMILIES, Family, ProbeExample
-from val_probing.tokenizers import is_hub_name, load_counter
-from val_probing.tokens import TokenCounter
+from val_probing.token_counters import TokenCounter
+from val_probing.tokenizer_names import is_hub_name, load_counter
+from val_probing.typed import is_int
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,9 @@ class ProbeSpec:
             raise ValueError(f"family: {self.family!r} is not one of {FAMILIES}")
         for name, minimum in (("length", 1), ("sets", 1), ("seed", 0)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            if not is_int(value) or value < minimum:
                 raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-        if self.positions is not None and (
-            not isinstance(self.positions, int) or isinstance(self.positions, bool) or self.positions < 1
-        ):
+        if self.positions is not None and (not is_int(self.positions) or self.positions < 1):
             raise ValueError(f"positions: expected None or an int >= 1, got {self.positions!r}")
         for name in ("tokenizer", "pool"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):

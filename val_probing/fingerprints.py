@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from val_probing.files import file_sha256
-from val_probing.tokenizers import TokenizerAlias, load_counter, tokenizer_folder
-from val_probing.tokens import HFTokenCounter, TokenCounter
+from val_probing.token_counters import HFTokenCounter, TokenCounter
+from val_probing.tokenizer_names import TokenizerAlias, load_counter, tokenizer_folder
 
 
 def digest(obj: object) -> str:

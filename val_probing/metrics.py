@@ -3,7 +3,8 @@
 Written in the style of inspect_ai scorers: each check is a tiny pure function of (prediction,
 :class:`~val_probing.probes.base.Target`), owned by its family module (``check`` and ``DIAGNOSTICS``
 in ``val_probing/probes/<family>.py``); :func:`reference_score` and :func:`diagnostic_scores` ask the
-family for them. The reference checks reproduce the authors' ``VaLProbing/plot.py`` exactly (MIT,
+family for them (the checks are imported from their family module by name, never from here). The
+reference checks reproduce the authors' ``VaLProbing/plot.py`` exactly (MIT,
 microsoft/FILM):
 
     document   len(set(g.strip().lower().split()) & set(p.strip().lower().split()))
@@ -28,30 +29,11 @@ measured; they are never mixed into the reference score.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from val_probing.probes import FamilySpec, get_family
-from val_probing.probes.base import Check, MetricError, Target
-from val_probing.probes.code import match as code_match
-from val_probing.probes.database import FUZZY_THRESHOLD
-from val_probing.probes.database import match as database_match
-from val_probing.probes.document import recall as document_recall
+from val_probing.probes.base import MetricError, Target
 from val_probing.records import FAMILIES, Family
 
-__all__ = [
-    "DIAGNOSTICS",
-    "FUZZY_THRESHOLD",
-    "MetricError",
-    "Target",
-    "code_match",
-    "database_match",
-    "diagnostic_scores",
-    "document_recall",
-    "reference_score",
-]
-
-DIAGNOSTICS: Mapping[Family, Mapping[str, Check]] = {name: get_family(name).DIAGNOSTICS for name in FAMILIES}
-"""Family -> diagnostic name -> check(prediction, Target): a view of the family modules' tables."""
+__all__ = ["diagnostic_scores", "reference_score"]
 
 
 def _family(family: Family) -> FamilySpec:
@@ -70,6 +52,6 @@ def reference_score(
 def diagnostic_scores(
     family: Family, prediction: str | None, answer: str, description: str | None = None
 ) -> dict[str, float]:
-    """Tolerant per-sample scores in [0, 1], keyed by name (see :data:`DIAGNOSTICS`)."""
+    """Tolerant per-sample scores in [0, 1], keyed by name (the family's ``DIAGNOSTICS``)."""
     target = Target(answer, description)
     return {name: check(prediction, target) for name, check in _family(family).DIAGNOSTICS.items()}

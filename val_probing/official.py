@@ -14,7 +14,7 @@ drops every field whose value is ``' '``. This module
 * splits the prompt back into context and instruction, so any model's chat template can be used,
 * finds the key the instruction asks about (quoted piece, code line, entity id) with a rule that does
   not depend on the exact wording (:func:`extract_key`), and
-* measures where the needle sits with any :class:`~val_probing.tokens.TokenCounter`, tokenizing each
+* measures where the needle sits with any :class:`~val_probing.token_counters.TokenCounter`, tokenizing each
   distinct context once.
 
 ``n_items`` is the number of positions of the row's set (max ``position_id`` + 1), unless the row
@@ -39,7 +39,8 @@ from val_probing.errors import ValProbingError
 from val_probing.files import RecordError, iter_jsonl
 from val_probing.probes import get_family
 from val_probing.records import FAMILIES, Family, ProbeExample
-from val_probing.tokens import TokenCounter, WhitespaceCounter, token_index_at
+from val_probing.token_counters import TokenCounter, WhitespaceCounter, token_index_at
+from val_probing.typed import is_int
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def load_skip_list(path: Path) -> set[int]:
     if not isinstance(data, list):
         raise RecordError(f"{path}: a skip list is a JSON list of row indices, got {type(data).__name__}")
     for i, value in enumerate(data):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not is_int(value) or value < 0:
             raise RecordError(f"{path}: entry {i} is {value!r}, expected a non-negative row index")
     return set(data)
 
@@ -152,7 +153,7 @@ def _field(obj: dict[str, Any], name: str, where: str, kind: type) -> Any:
         raise RecordError(f"{where}: missing field {name!r}")
     value = obj[name]
     if kind is int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not is_int(value) or value < 0:
             raise RecordError(f"{where}: field {name!r} must be a non-negative int, got {value!r}")
     elif not isinstance(value, str) or not value.strip():
         raise RecordError(f"{where}: field {name!r} must be a non-empty string, got {value!r}")

@@ -9,7 +9,7 @@ Stages talk through JSONL files of these records (schema below, also in docs/sch
     needle_token_offset  tokens of the context before the needle item (with `tokenizer`); None only for an
                          official row whose needle is not found once (official.read_official)
     context_tokens       tokens of the whole context (with `tokenizer`)
-    tokenizer            the tokenizer name as given: an alias (val_probing.tokenizers), a folder, a hub name
+    tokenizer            the tokenizer name as given: an alias (tokenizer_names.py), a folder, a hub name
     context              the haystack text; identical for every example of a set
     instruction          the question, placed after the context
     key                  what the question asks about (sentence piece / code line / entity id)
@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from val_probing.files import RecordError, iter_jsonl, write_jsonl
+from val_probing.probes import get_family
+from val_probing.probes.base import FAMILIES, Family
+from val_probing.typed import is_int
 
-Family = Literal["document", "code", "database"]
-FAMILIES: tuple[Family, ...] = get_args(Family)
+__all__ = ["FAMILIES", "Family", "ProbeExample", "Source", "read_probes", "write_probes"]
+
 Source = Literal["built", "official"]
 
 
@@ -58,7 +61,7 @@ class ProbeExample:
             value = getattr(self, name)
             if name == "needle_token_offset" and not located:
                 continue  # an official row whose needle item is not found exactly once
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not is_int(value) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
         if self.n_items < 1:
             raise ValueError("n_items: a context holds at least one item")
@@ -72,8 +75,7 @@ class ProbeExample:
         for name in ("context", "instruction", "key", "answer", "tokenizer"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name}: expected a non-empty string")
-        if self.family == "database" and not self.description:
-            raise ValueError("description: database examples need the entity description")
+        get_family(self.family).check_gold_fields(self.answer, self.description)  # the family's own rule
         if self.source not in get_args(Source):
             raise ValueError(f"source: {self.source!r} is not one of {get_args(Source)}")
 

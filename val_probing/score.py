@@ -18,14 +18,12 @@ from val_probing.buckets import (
     Mode,
     ScoredSample,
     Summary,
-    bucket_of,
     fitting_buckets,
-    is_last_in_bucket,
     summarize,
 )
 from val_probing.errors import ValProbingError
 from val_probing.files import RecordError, iter_jsonl
-from val_probing.metrics import MetricError, diagnostic_scores, reference_score
+from val_probing.metrics import diagnostic_scores, reference_score
 from val_probing.official import (
     is_ambiguous,
     load_skip_list,
@@ -33,8 +31,10 @@ from val_probing.official import (
     read_official,
 )
 from val_probing.probes import get_family
+from val_probing.probes.base import MetricError
 from val_probing.probes.checks import read_probe_file
 from val_probing.records import Family, ProbeExample
+from val_probing.typed import is_int
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def _identity(obj: dict[str, Any], name: str, where: str) -> int | None:
     value = obj.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_int(value) or value < 0:
         raise RecordError(f"{where}: field {name!r} must be a non-negative integer, got {value!r}")
     return value
 
@@ -336,42 +336,3 @@ def score_outputs(
     sizes = {row.n_items for row in rows}
     n_items = next(iter(sizes)) if len(sizes) == 1 else None
     return Scored(task, len(rows), n_items, len(skip), skip_source, summary, summaries)
-
-
-# --------------------------------------------------------------------------------------------------
-# Output
-
-
-def _positions(index: int, n_items: int | None, n_buckets: int, mode: Mode) -> str:
-    if n_items is None:
-        return "-"
-    members = [p for p in range(n_items) if bucket_of(p, n_items, n_buckets) == index]
-    if mode == "reference":
-        members = [p for p in members if not is_last_in_bucket(p, n_items, n_buckets)]
-    return f"{members[0]}-{members[-1]}" if members else "-"
-
-
-def format_table(result: Scored) -> str:
-    """The readable table ``val-probing score`` prints (scores x100)."""
-    s = result.summary
-    lines = [
-        f"{result.task}: {result.n_rows} rows, {result.n_skipped} skipped ({result.skip_source}), "
-        f"{s.n_samples} scored in {s.n_sets} sets; mode {s.mode}, {s.n_buckets} buckets; scores x100",
-        f"{'bucket':>6}  {'positions':>9}  {'mean':>6}  {'std':>5}  {'95% CI':>14}  {'n':>5}",
-    ]
-    for b in s.buckets:
-        ci = f"[{b.ci[0]:5.1f}, {b.ci[1]:5.1f}]"
-        positions = _positions(b.index, result.n_items, s.n_buckets, s.mode)
-        lines.append(f"{b.index:>6}  {positions:>9}  {b.mean:6.1f}  {b.std:5.1f}  {ci:>14}  {b.n:>5}")
-    if s.missing_buckets:
-        lines.append(
-            f"no samples in buckets {', '.join(map(str, s.missing_buckets))} (left out of avg and gap)"
-        )
-    lines.append(
-        f"avg {s.avg:.1f}  95% CI [{s.avg_ci[0]:.1f}, {s.avg_ci[1]:.1f}]   gap (max-min) {s.gap:.1f}"
-    )
-    for name, d in result.diagnostics.items():
-        lines.append(
-            f"diagnostic {name}: avg {d.avg:.1f} [{d.avg_ci[0]:.1f}, {d.avg_ci[1]:.1f}]  gap {d.gap:.1f}"
-        )
-    return "\n".join(lines)

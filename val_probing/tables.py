@@ -12,6 +12,7 @@ Effective context lengths (:mod:`val_probing.results.effective_length`) as a tab
 :func:`effective_markdown`.
 
 The functions are pure; ``val-probing report`` prints the Markdown and writes the CSV.
+``val-probing score`` prints :func:`score_table` (one task's buckets, from :mod:`val_probing.score`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from val_probing.buckets import Mode, bucket_of, is_last_in_bucket
 from val_probing.probes import get_family
 from val_probing.records import FAMILIES
 from val_probing.results import TaskResult
 from val_probing.results.effective_length import EffectiveLength
 from val_probing.results.select import curve_labels, length_label, run_key, select_curves
+from val_probing.score import Scored
+from val_probing.typed import is_number
 
 TASK_NAMES: dict[str, str] = {family: get_family(family).LABEL for family in FAMILIES}
 MISSING = "–"
@@ -151,7 +155,7 @@ def constant_floor_of(metadata: Mapping[str, Any]) -> float | None:
     """The constant-answer floor (x100) a task's metadata records, or None where it records none."""
     record = metadata.get(CONSTANT_FLOOR)
     value = record.get("score") if isinstance(record, Mapping) else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if is_number(value) and math.isfinite(value):
         return float(value)
     return None
 
@@ -285,3 +289,42 @@ def to_csv(rows: Sequence[Row]) -> str:
         values += [_csv_value(row.all_avg), _csv_value(row.all_gap)]
         writer.writerow(values)
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------
+# val-probing score
+
+
+def _positions(index: int, n_items: int | None, n_buckets: int, mode: Mode) -> str:
+    if n_items is None:
+        return "-"
+    members = [p for p in range(n_items) if bucket_of(p, n_items, n_buckets) == index]
+    if mode == "reference":
+        members = [p for p in members if not is_last_in_bucket(p, n_items, n_buckets)]
+    return f"{members[0]}-{members[-1]}" if members else "-"
+
+
+def score_table(result: Scored) -> str:
+    """The readable table ``val-probing score`` prints (scores x100)."""
+    s = result.summary
+    lines = [
+        f"{result.task}: {result.n_rows} rows, {result.n_skipped} skipped ({result.skip_source}), "
+        f"{s.n_samples} scored in {s.n_sets} sets; mode {s.mode}, {s.n_buckets} buckets; scores x100",
+        f"{'bucket':>6}  {'positions':>9}  {'mean':>6}  {'std':>5}  {'95% CI':>14}  {'n':>5}",
+    ]
+    for b in s.buckets:
+        ci = f"[{b.ci[0]:5.1f}, {b.ci[1]:5.1f}]"
+        positions = _positions(b.index, result.n_items, s.n_buckets, s.mode)
+        lines.append(f"{b.index:>6}  {positions:>9}  {b.mean:6.1f}  {b.std:5.1f}  {ci:>14}  {b.n:>5}")
+    if s.missing_buckets:
+        lines.append(
+            f"no samples in buckets {', '.join(map(str, s.missing_buckets))} (left out of avg and gap)"
+        )
+    lines.append(
+        f"avg {s.avg:.1f}  95% CI [{s.avg_ci[0]:.1f}, {s.avg_ci[1]:.1f}]   gap (max-min) {s.gap:.1f}"
+    )
+    for name, d in result.diagnostics.items():
+        lines.append(
+            f"diagnostic {name}: avg {d.avg:.1f} [{d.avg_ci[0]:.1f}, {d.avg_ci[1]:.1f}]  gap {d.gap:.1f}"
+        )
+    return "\n".join(lines)

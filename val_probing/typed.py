@@ -11,8 +11,13 @@
 * ``numbers_from_strings``: a string where a number is wanted is read as one (PyYAML reads ``1e-6`` as a
   string);
 * every error is the caller's ``ValProbingError`` subclass, naming ``where`` and the field (dotted for a
-  nested one: ``run.yaml: corpus.max_texts: expected int, got 'ten'``). A ``ValueError`` from the
-  dataclass's own ``__post_init__`` is raised as that error too, naming ``where``.
+  nested one: ``run.yaml: corpus.max_texts: expected int, got 'ten'``; ``at`` names where ``data`` itself
+  sits in its source). A ``ValueError`` from the dataclass's own ``__post_init__`` is raised as that
+  error too, naming ``where``; a :class:`FieldError` names its field, and is reported at it
+  (``baseline.yaml: statistics.alpha: expected a number with 0 < alpha < 1, got 2.0``).
+
+Beside it, for loaders that read a mapping by hand: :func:`check_keys` (the same unknown-key message),
+:func:`is_int` (an int that is not a bool), :func:`is_number` (an int or float that is not a bool).
 """
 
 from __future__ import annotations
@@ -31,6 +36,21 @@ T = TypeVar("T")
 def is_int(value: object) -> TypeGuard[int]:
     """An int that is not a bool (``True`` is an ``int`` to Python, never to a setting)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """An int or a float that is not a bool (NaN and infinities are numbers: the caller's rule)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class FieldError(ValueError):
+    """A dataclass's own check of one of its fields (raise it in ``__post_init__``): its text is
+    ``field: message``, and :func:`read_settings_into` reports it at that field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
 
 
 def closest(key: str, known: Iterable[str], cutoff: float = 0.6) -> str | None:
@@ -56,6 +76,27 @@ def describe(hint: Any) -> str:
     return str(getattr(hint, "__name__", hint))
 
 
+def check_keys(
+    data: Iterable[object],
+    known: Iterable[str],
+    *,
+    where: str,
+    error: type[ValProbingError],
+    what: str = "setting",
+    at: str = "",
+) -> None:
+    """Every key of ``data`` is one of ``known``; else ``error`` naming the first other one and the closest
+    known name (``did you mean 'steps'?``) or, when none is close, the known ones."""
+    names = list(known)
+    for key in data:
+        if key in names:
+            continue
+        close = closest(str(key), names)
+        hint = f"did you mean {close!r}?" if close else f"known: {', '.join(names)}"
+        message = f"unknown {what} {key!r} ({hint})"
+        raise error(f"{where}: {at}: {message}" if at else f"{where}: {message}")
+
+
 def read_settings_into(
     cls: type[T],
     data: object,
@@ -64,12 +105,14 @@ def read_settings_into(
     error: type[ValProbingError],
     what: str = "setting",
     numbers_from_strings: bool = False,
+    at: str = "",
 ) -> T:
     """``cls`` (a dataclass) built from the mapping ``data``, every key and value checked (module doc).
 
     ``where`` names the source in every message (a file, ``metadata``); ``what`` is the word for a key
-    (``setting``, ``key``, ``option``)."""
-    return _Reader(where, error, what, numbers_from_strings).build(cls, data, "")
+    (``setting``, ``key``, ``option``); ``at`` the dotted name of ``data`` inside it (``statistics``),
+    empty for the whole source."""
+    return _Reader(where, error, what, numbers_from_strings).build(cls, data, at)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,12 +131,7 @@ class _Reader:
         if not isinstance(data, Mapping):
             raise self.fail(at, f"expected a mapping, got {type(data).__name__}")
         known = {f.name: f for f in dataclasses.fields(cls)}
-        for key in data:
-            if key in known:
-                continue
-            close = closest(str(key), known)
-            hint = f"did you mean {close!r}?" if close else f"known: {', '.join(known)}"
-            raise self.fail(at, f"unknown {self.what} {key!r} ({hint})")
+        check_keys(data, known, where=self.where, error=self.error, what=self.what, at=at)
         missing = [
             name
             for name, f in known.items()
@@ -110,11 +148,15 @@ class _Reader:
         }
         try:
             return cls(**kwargs)
+        except FieldError as err:
+            raise self.fail(f"{at}.{err.field}" if at else err.field, err.message) from err
         except ValueError as err:
             raise self.fail(at, str(err)) from err
 
     def value(self, value: Any, hint: Any, at: str) -> Any:
         """``value`` checked against ``hint`` (converted where the module doc says so)."""
+        if hint is Any:
+            return value
         origin, args = get_origin(hint), get_args(hint)
         if origin is Union or origin is UnionType:
             if value is None and type(None) in args:
@@ -163,14 +205,12 @@ class _Reader:
         return tuple(out) if origin is tuple else out
 
     def scalar(self, value: Any, hint: Any, at: str) -> Any:
-        if hint is Any:
-            return value
         if isinstance(value, str) and self.numbers_from_strings and hint in (int, float):
             try:
                 return hint(value)
             except ValueError:
                 pass
-        if hint is float and (is_int(value) or isinstance(value, float)):
+        if hint is float and is_number(value):
             return float(value)
         if hint is int and is_int(value):
             return value

@@ -79,7 +79,7 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
 
     from val_probing.embedded import embedded_model_dir
     from val_probing.errors import ValProbingError
-    from val_probing.in2.config import check_lengths, verify_prepared
+    from val_probing.in2.recipe_settings import check_lengths, verify_prepared
 
     # 1. Data: prompt/completion only (the metadata columns stay in the dataset folder)
     if not (Path(cfg.dataset) / "dataset_info.json").is_file():
@@ -157,7 +157,7 @@ def build_trainer(cfg: Any) -> tuple[Any, list[int]]:
 
 def main(argv: Sequence[str] | None = None) -> Path:
     from val_probing.errors import ValProbingError
-    from val_probing.in2.config import load_config
+    from val_probing.in2.recipe_settings import load_config
 
     args = parse_args(argv)
     cfg = load_config(args.config, args.overrides)

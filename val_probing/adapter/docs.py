@@ -18,7 +18,7 @@ from val_probing.official import OfficialDataError, film_prompt, load_official, 
 from val_probing.probes.base import Floor
 from val_probing.probes.checks import probe_floor
 from val_probing.records import ProbeExample
-from val_probing.tokenizers import load_counter
+from val_probing.tokenizer_names import load_counter
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoTokenizer
 from val_probing.adapter.options import TaskSetupError, as_int
 from val_probing.adapter.served import Server, served_window, server_counts
 from val_probing.errors import ValProbingError
-from val_probing.tokenizers import load_counter
+from val_probing.tokenizer_names import load_counter
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from val_probing.typed import is_int
+
 log = logging.getLogger(__name__)
 
 _TIMEOUT_S = 10.0
@@ -65,7 +67,7 @@ def served_window(server: Server) -> int | None:
     named = [e for e in entries if isinstance(e, dict) and e.get("id") == server.model]
     for entry in named or [e for e in entries if isinstance(e, dict)][:1]:
         value = entry.get("max_model_len")
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if is_int(value) and value > 0:
             return value
     return None
 
@@ -81,7 +83,7 @@ def server_counts(server: Server, prompts: Sequence[str | list[dict[str, Any]]])
             body |= {"prompt": prompt}
         reply = _request(f"{server.root}/tokenize", body)
         count = reply.get("count") if isinstance(reply, dict) else None
-        if not isinstance(count, int) or isinstance(count, bool):
+        if not is_int(count):
             return None
         counts.append(count)
     return counts

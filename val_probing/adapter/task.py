@@ -15,7 +15,7 @@ The tasks ``val_document``, ``val_code`` and ``val_database`` are one class, :cl
   ``max_gen_toks`` does not fit the model's length (:mod:`val_probing.adapter.guard`), because
   lm-eval itself would cut the prompt from the left with only a warning,
 * scores every answer with :func:`val_probing.metrics.reference_score` and summarizes the run with
-  :mod:`val_probing.buckets` (:mod:`val_probing.adapter.scoring`), so its numbers are those of
+  :mod:`val_probing.buckets` (:mod:`val_probing.adapter.aggregation`), so its numbers are those of
   ``val-probing score``.
 
 Metrics: ``ref_score`` (mean per-sample reference score, a fraction in [0, 1] aggregated with
@@ -38,6 +38,7 @@ import datasets
 from lm_eval.api.task import ConfigurableTask
 
 from val_probing.adapter import exit_hook
+from val_probing.adapter.aggregation import metric_list, process_results, unfinished_metric_list
 from val_probing.adapter.docs import ProbeSet, load_probe_set, render_prompt
 from val_probing.adapter.guard import (
     PromptTooLong,
@@ -48,7 +49,6 @@ from val_probing.adapter.guard import (
     served_limit,
 )
 from val_probing.adapter.options import TaskSetupError, ValOptions, as_bool
-from val_probing.adapter.scoring import metric_list, process_results, unfinished_metric_list
 from val_probing.adapter.served import Server
 from val_probing.build import PROBE_VERSION
 from val_probing.environment import package_versions

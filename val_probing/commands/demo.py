@@ -131,7 +131,7 @@ def demo_request(*, model_args: str, options: ValOptions, out: Path, limit: int 
 
 
 def summary_markdown(rows: Sequence[TaskResult], *, title: str, wall_s: float | None = None) -> str:
-    """The title, :func:`val_probing.report.curve_markdown` (one row per task: avg, 95% CI, gap and
+    """The title, :func:`val_probing.tables.curve_markdown` (one row per task: avg, 95% CI, gap and
     every bucket mean, x100) and what the numbers are."""
     if not rows:
         raise ValProbingError("no task results to summarize")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from val_probing.commands.args import non_negative_int
 from val_probing.records import FAMILIES
-from val_probing.score import format_table, score_outputs
+from val_probing.score import score_outputs
+from val_probing.tables import score_table
 
 HELP = "score model outputs against official or built probe data (buckets, avg, gap, CIs)"
 
@@ -98,5 +99,5 @@ def run(args: argparse.Namespace) -> int:
         n_boot=args.n_boot,
         seed=args.seed,
     )
-    print(json.dumps(result.to_dict(), indent=2) if args.json else format_table(result))
+    print(json.dumps(result.to_dict(), indent=2) if args.json else score_table(result))
     return 0

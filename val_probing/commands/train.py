@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
-import random
 import re
 import shlex
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from val_probing.environment import require_modules
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import PLACEMENTS
-from val_probing.training.launch import launch_command as launch_command  # in2/experiment/runs.py's
+from val_probing.training.launch import launch_command
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from val_probing.in2.contamination import ProbeIndex
     from val_probing.in2.qa import QAGenerator
 
 log = logging.getLogger(__name__)
@@ -76,24 +74,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000/v1"
 # flags only --generator openai reads: given with the local generator, they would be silently ignored
 OPENAI_ONLY = ("endpoint", "model", "structured", "cache")
-# what each step imports, and the extra that installs it
-TRAIN_EXTRA = "pip install 'val-probing[train]'"
-
-
-def require_modules(modules: tuple[str, ...], purpose: str) -> None:
-    """Before the work: ``modules`` are importable, else one line naming the missing ones and the extra."""
-    import importlib.util
-
-    missing = []
-    for name in modules:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):  # a parent package missing, or a module set to None
-            found = False
-        if not found:
-            missing.append(name)
-    if missing:
-        raise ValProbingError(f"{purpose} needs {', '.join(missing)}, not installed: {TRAIN_EXTRA}")
 
 
 def _synthesize_arguments(p: argparse.ArgumentParser) -> None:
@@ -296,34 +276,11 @@ def _generator(args: argparse.Namespace) -> QAGenerator:
     )
 
 
-def _probe_index(args: argparse.Namespace) -> ProbeIndex | None:
-    from val_probing.in2.contamination import ProbeIndex
-    from val_probing.records import FAMILIES, read_probes
-
-    probes = [ex for path in args.probes for ex in read_probes(path)]
-    if args.official:
-        from val_probing.official import load_official
-
-        for family in FAMILIES:
-            probes.extend(load_official(family, data=args.official))
-    if not probes:
-        log.warning("no --probes / --official given: the contamination filter is off")
-        return None
-    return ProbeIndex.build(probes)
-
-
 def _synthesize(args: argparse.Namespace) -> int:
     from val_probing.files import check_paths
     from val_probing.in2.assemble import LengthRange, MixtureRatios
-    from val_probing.in2.dataset import (
-        SynthesisConfig,
-        check_dataset_out,
-        read_corpus,
-        read_general,
-        save_dataset,
-        synthesize,
-    )
-    from val_probing.tokenizers import load_counter
+    from val_probing.in2.dataset import SynthesisConfig, check_dataset_out, make_dataset
+    from val_probing.tokenizer_names import load_counter
 
     inputs = {
         "--texts": args.texts,
@@ -346,27 +303,18 @@ def _synthesize(args: argparse.Namespace) -> int:
         placement=args.placement,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
-    corpus = read_corpus(args.texts)
-    general = read_general(args.general) if args.general else None
-    probes = _probe_index(args)
-    synthesis = synthesize(
-        list(corpus.texts),
-        load_counter(args.tokenizer),
-        generator,
-        config,
-        random.Random(args.seed),
-        general=general,
-        probes=probes,
+    synthesis, out = make_dataset(
+        args.texts,
+        args.out,
+        counter=load_counter(args.tokenizer),
+        generator=generator,
+        config=config,
+        template=args.template,
+        general=args.general,
+        probe_files=args.probes,
+        official=args.official,
+        overwrite=args.overwrite,
     )
-    sources = {
-        "texts": [str(p) for p in args.texts],
-        "corpus": corpus.to_manifest(),
-        "general": str(args.general) if args.general else None,
-        "probes": [str(p) for p in args.probes],
-        "official": str(args.official) if args.official else None,
-    }
-    synthesis = dataclasses.replace(synthesis, manifest={**synthesis.manifest, "sources": sources})
-    out = save_dataset(args.out, synthesis, args.template, overwrite=args.overwrite)
     counts = ", ".join(f"{k} {v}" for k, v in synthesis.manifest["counts"]["produced"].items())
     rejections = synthesis.manifest["generation"]["rejections"] or "none"
     print(f"wrote {len(synthesis)} examples to {out} ({counts}); rejections: {rejections}")
@@ -375,7 +323,7 @@ def _synthesize(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from val_probing.files import check_output_dir, check_paths
-    from val_probing.in2.config import load_config
+    from val_probing.in2.recipe_settings import load_config
     from val_probing.training import config_path, recipe_path
 
     named = {"--config": args.config, "--recipe": args.recipe, "--accelerate-config": args.accelerate_config}

@@ -29,6 +29,7 @@ from typing import Any
 
 from val_probing.errors import ValProbingError
 from val_probing.files.atomic import atomic_path, write_text_atomic
+from val_probing.typed import is_int
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def check_sidecar(path: Path, key: str) -> int:
     if actual != manifest.get("sha256"):
         raise CacheInvalid(f"{path}: its content is not what was written (sha256 differs)")
     rows = manifest.get("rows")
-    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+    if not is_int(rows) or rows < 0:
         raise CacheInvalid(f"{path}: {side.name} records no row count")
     return rows
 

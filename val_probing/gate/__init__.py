@@ -31,27 +31,17 @@ of alpha over the shapes. Improvements never
 Unusable input (different settings or probe hash, a task missing, samples that do not match, a
 baseline pair whose hash does not match) is a :class:`GateInputError`: the CLI exits 2. A check
 never passes silently. bench/bench_gate.py measures the false-alarm rate and power by simulation.
+
+This face holds what the commands, the HTML report and a user's script call: make, write and read a
+baseline, read a run, check it, render the verdict, plan and calibrate, and their settings, result and
+error types. The rest (the statistics of :mod:`.stats`, the file format's helpers in
+:mod:`.baseline_file`, the provenance of :mod:`.provenance`, the simulation of :mod:`.simulate`) is
+imported from its module by name.
 """
 
 from __future__ import annotations
 
-from val_probing.gate.baseline_file import (
-    baseline_to_yaml,
-    read_baseline,
-    samples_files_beside,
-    samples_path_for,
-    samples_text,
-    write_baseline,
-)
-from val_probing.gate.calibrate import Calibration, FlipRate, calibrate, format_calibration
-from val_probing.gate.compare import (
-    check,
-    load_run,
-    read_run,
-)
-from val_probing.gate.model import (
-    FORMAT,
-    SETTINGS,
+from val_probing.gate.baseline import (
     Baseline,
     BaselineTask,
     GateInputError,
@@ -60,72 +50,38 @@ from val_probing.gate.model import (
     MetricKind,
     Regions,
     Statistics,
-    Status,
     Tolerances,
     make_baseline,
-    metric_name,
-    run_settings,
 )
+from val_probing.gate.baseline_file import read_baseline, samples_files_beside, write_baseline
+from val_probing.gate.calibrate import Calibration, calibrate, format_calibration
+from val_probing.gate.compare import check, load_run, read_run
 from val_probing.gate.plan import plan
-from val_probing.gate.provenance import (
-    environment_differences,
-    run_environment,
-)
-from val_probing.gate.render import (
-    format_markdown,
-    format_table,
-    junit_xml,
-    verdict,
-)
-from val_probing.gate.stats import (
-    EXACT_MAX,
-    SEQUENTIAL_HITS,
-    holm,
-    monte_carlo_p,
-    resamples_for,
-    sign_flip_p,
-)
+from val_probing.gate.render import format_markdown, format_table, junit_xml, verdict
 
 __all__ = [
-    "EXACT_MAX",
-    "FORMAT",
-    "SEQUENTIAL_HITS",
-    "SETTINGS",
     "Baseline",
     "BaselineTask",
     "Calibration",
-    "FlipRate",
     "GateInputError",
     "GateResult",
     "MetricCheck",
     "MetricKind",
     "Regions",
     "Statistics",
-    "Status",
     "Tolerances",
-    "baseline_to_yaml",
     "calibrate",
     "check",
-    "environment_differences",
     "format_calibration",
     "format_markdown",
     "format_table",
-    "holm",
     "junit_xml",
     "load_run",
     "make_baseline",
-    "metric_name",
-    "monte_carlo_p",
     "plan",
     "read_baseline",
     "read_run",
-    "resamples_for",
-    "run_environment",
-    "run_settings",
     "samples_files_beside",
-    "samples_path_for",
-    "samples_text",
-    "sign_flip_p",
     "verdict",
     "write_baseline",
 ]

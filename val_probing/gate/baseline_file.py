@@ -9,20 +9,19 @@ it still names the old samples file, which is only removed after. ``read_baselin
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from val_probing.buckets import ScoredSample, summarize
 from val_probing.files import check_output_file, parse_jsonl_lines, write_text_atomic, writing
-from val_probing.gate.model import (
+from val_probing.gate.baseline import (
     FORMAT,
     SETTINGS,
     TOLERANCE_KEYS,
@@ -35,17 +34,13 @@ from val_probing.gate.model import (
     task_order,
 )
 from val_probing.records import FAMILIES
+from val_probing.typed import check_keys, is_int, read_settings_into
+
+T = TypeVar("T")
 
 SAMPLE_FIELDS = ("task", "set_id", "position_id", "n_items", "key", "score")
 
-
-_TOP_KEYS = ("format", "model", "created_from", "samples", "samples_sha256", "environment", "statistics",
-             "regions", "tolerances", "tasks")  # fmt: skip
-
 RECREATE = "val-probing baseline RUN_DIR --out {path}"
-
-
-_TASK_KEYS = ("settings", "avg", "gap", "n_samples", "buckets", "tolerances")
 
 
 def samples_path_for(path: Path, sha256: str) -> Path:
@@ -181,45 +176,44 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = F
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
-def _check_keys(obj: Mapping[Any, Any], allowed: Sequence[str], where: str) -> None:
-    """Unknown keys are errors naming the key and the closest valid one."""
-    for key in obj:
-        if key in allowed:
-            continue
-        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(allowed)}"
-        raise GateInputError(f"{where}: unknown key {key!r} ({hint})")
+@dataclass(frozen=True)
+class _File:
+    """The YAML's top level as read (its format is checked first, its samples file by
+    :func:`_read_baseline_samples`)."""
+
+    format: int
+    model: str
+    tasks: Mapping[str, Any]
+    created_from: str | None = None
+    samples: str | None = None
+    samples_sha256: str | None = None
+    environment: Mapping[str, str | None] | None = None
+    statistics: Statistics | None = None
+    regions: Regions | None = None
+    tolerances: Mapping[str, Any] | None = None  # TOLERANCE_KEYS only: read by _tolerances
 
 
-def _mapping(obj: Mapping[str, Any], name: str, where: str, *, required: bool = True) -> dict[Any, Any]:
-    if name not in obj or obj[name] is None:
-        if required:
-            raise GateInputError(f"{where}: missing field {name!r} (a mapping)")
-        return {}
-    value = obj[name]
-    if not isinstance(value, dict):
-        raise GateInputError(f"{where}.{name}: expected a mapping, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class _Task:
+    """One entry of ``tasks``: the settings and the numbers recorded from its samples."""
+
+    settings: Mapping[str, Any]
+    avg: float
+    gap: float
+    n_samples: int
+    buckets: Mapping[int, float]
+    tolerances: Mapping[str, Any] | None = None  # overrides of the top level's
 
 
-def _field(
-    obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str, expected: str
-) -> Any:
-    if name not in obj:
-        raise GateInputError(f"{where}: missing field {name!r} ({expected})")
-    value = obj[name]
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        raise GateInputError(f"{where}.{name}: expected {expected}, got {value!r}")
-    return value
+def _read(cls: type[T], data: object, where: str, at: str = "") -> T:
+    return read_settings_into(cls, data, where=where, error=GateInputError, what="key", at=at)
 
 
-def _build(cls: type[Any], obj: Mapping[str, Any], base: Any, where: str) -> Any:
-    """``Tolerances`` / ``Statistics`` / ``Regions`` from a YAML mapping: known keys only, values checked."""
-    _check_keys(obj, list(TOLERANCE_KEYS) if cls is Tolerances else [f.name for f in fields(cls)], where)
-    try:
-        return replace(base, **obj)
-    except ValueError as err:
-        raise GateInputError(f"{where}.{err}") from err
+def _tolerances(data: Mapping[str, Any] | None, base: Tolerances, where: str, at: str) -> Tolerances:
+    """``Tolerances`` from a YAML mapping (the keys a baseline may set), the rest from ``base``."""
+    data = data or {}
+    check_keys(data, TOLERANCE_KEYS, where=where, error=GateInputError, what="key", at=at)
+    return _read(Tolerances, {**base.to_dict(), **data}, where, at)
 
 
 def read_baseline(path: Path) -> Baseline:
@@ -249,104 +243,60 @@ def read_baseline(path: Path) -> Baseline:
             f"regions, no environment); re-create it from the same run: {RECREATE.format(path=path)}"
         )
     if data.get("format") != FORMAT:
-        raise GateInputError(f"{where}.format: expected {FORMAT}, got {data.get('format')!r}")
-    _check_keys(data, _TOP_KEYS, where)
-    statistics = _build(Statistics, _mapping(data, "statistics", where, required=False), Statistics(),
-                        f"{where}: statistics")  # fmt: skip
-    tolerances = _build(Tolerances, _mapping(data, "tolerances", where, required=False), Tolerances(),
-                        f"{where}: tolerances")  # fmt: skip
-    regions = _build(Regions, _mapping(data, "regions", where, required=False), Regions(),
-                     f"{where}: regions")  # fmt: skip
-    environment = _environment(_mapping(data, "environment", where, required=False), where)
-    tasks_obj = _mapping(data, "tasks", where)
-    if not tasks_obj:
+        raise GateInputError(f"{where}: format: expected {FORMAT}, got {data.get('format')!r}")
+    top = _read(_File, data, where)
+    tolerances = _tolerances(top.tolerances, Tolerances(), where, "tolerances")
+    if not top.tasks:
         raise GateInputError(f"{where}: 'tasks' is empty")
-    _check_keys(tasks_obj, FAMILIES, f"{where}: tasks")
-    samples = _read_baseline_samples(path, data)
-    if samples is not None and set(samples) != set(tasks_obj):
+    check_keys(top.tasks, FAMILIES, where=where, error=GateInputError, what="key", at="tasks")
+    samples = _read_baseline_samples(path, top)
+    if samples is not None and set(samples) != set(top.tasks):
         raise GateInputError(
-            f"{where}: task mismatch: the YAML has tasks {', '.join(sorted(tasks_obj, key=task_order))} "
+            f"{where}: task mismatch: the YAML has tasks {', '.join(sorted(top.tasks, key=task_order))} "
             f"but the samples file has {', '.join(sorted(samples, key=task_order)) or 'none'} "
             "(was a task renamed or removed? re-create the baseline)"
         )
     tasks = {}
-    for name, obj in tasks_obj.items():
-        tw = f"{where}: tasks.{name}"
-        if not isinstance(obj, dict):
-            raise GateInputError(f"{tw}: expected a mapping, got {obj!r}")
-        _check_keys(obj, _TASK_KEYS, tw)
-        settings = _mapping(obj, "settings", tw)
-        _check_keys(settings, SETTINGS, f"{tw}.settings")
-        buckets_obj = _mapping(obj, "buckets", tw)
-        buckets = {}
-        for k, v in buckets_obj.items():
-            if (
-                isinstance(k, bool)
-                or not isinstance(k, int)
-                or isinstance(v, bool)
-                or not isinstance(v, int | float)
-            ):
-                raise GateInputError(f"{tw}.buckets: expected bucket index: score, got {k!r}: {v!r}")
-            buckets[k] = float(v)
-        n_samples = _field(obj, "n_samples", int, tw, "an integer")
+    for name, obj in top.tasks.items():
+        at = f"tasks.{name}"
+        entry = _read(_Task, obj, where, at)
+        check_keys(entry.settings, SETTINGS, where=where, error=GateInputError, what="key",
+                   at=f"{at}.settings")  # fmt: skip
         task_samples = None
         if samples is not None:
             task_samples = tuple(samples[name])
-            if len(task_samples) != n_samples:
+            if len(task_samples) != entry.n_samples:
                 raise GateInputError(
-                    f"{tw}: n_samples is {n_samples} but the samples file has {len(task_samples)} "
-                    "for this task"
+                    f"{where}: {at}: n_samples is {entry.n_samples} but the samples file has "
+                    f"{len(task_samples)} for this task"
                 )
-        avg = float(_field(obj, "avg", (int, float), tw, "a number"))
-        gap = float(_field(obj, "gap", (int, float), tw, "a number"))
-        if task_samples is not None:
-            _check_recorded(tw, settings, avg, gap, buckets, task_samples)
+            _check_recorded(f"{where}: {at}", entry, task_samples)
         tasks[name] = BaselineTask(
             task=name,
-            settings={k: settings.get(k) for k in SETTINGS},
-            avg=avg,
-            gap=gap,
-            buckets=buckets,
-            n_samples=n_samples,
-            tolerances=_build(Tolerances, _mapping(obj, "tolerances", tw, required=False), tolerances,
-                              f"{tw}.tolerances"),
+            settings={k: entry.settings.get(k) for k in SETTINGS},
+            avg=entry.avg,
+            gap=entry.gap,
+            buckets=dict(entry.buckets),
+            n_samples=entry.n_samples,
+            tolerances=_tolerances(entry.tolerances, tolerances, where, f"{at}.tolerances"),
             samples=task_samples,
-        )  # fmt: skip
-    created_from = data.get("created_from")
-    if created_from is not None and not isinstance(created_from, str):
-        raise GateInputError(f"{where}.created_from: expected text, got {created_from!r}")
+        )
     return Baseline(
-        model=str(_field(data, "model", str, where, "the model name")),
+        model=top.model,
         tasks=tasks,
-        statistics=statistics,
+        statistics=top.statistics or Statistics(),
         tolerances=tolerances,
-        created_from=created_from or "",
-        regions=regions,
-        environment=environment,
+        created_from=top.created_from or "",
+        regions=top.regions or Regions(),
+        environment=dict(top.environment or {}),
     )
 
 
-def _environment(obj: Mapping[Any, Any], where: str) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for key, value in obj.items():
-        if not isinstance(key, str) or not (value is None or isinstance(value, str)):
-            raise GateInputError(f"{where}.environment: expected name: text or null, got {key!r}: {value!r}")
-        out[key] = value
-    return out
-
-
-def _check_recorded(
-    where: str,
-    settings: Mapping[str, Any],
-    avg: float,
-    gap: float,
-    buckets: Mapping[int, float],
-    samples: Sequence[ScoredSample],
-) -> None:
+def _check_recorded(where: str, entry: _Task, samples: Sequence[ScoredSample]) -> None:
     """The YAML's avg, gap and bucket means are recorded from the samples, not settings: an edited one
     (say avg: 99) would otherwise be silently ignored, so a disagreement is unusable input."""
-    n_buckets = settings.get("n_buckets")
-    if isinstance(n_buckets, bool) or not isinstance(n_buckets, int) or n_buckets < 1:
+    n_buckets = entry.settings.get("n_buckets")
+    if not is_int(n_buckets) or n_buckets < 1:
         raise GateInputError(f"{where}.settings.n_buckets: expected an integer >= 1, got {n_buckets!r}")
     try:
         summary = summarize(samples, n_buckets=n_buckets, n_boot=None)
@@ -354,7 +304,7 @@ def _check_recorded(
         raise GateInputError(f"{where}: the samples cannot be summarised ({err})") from err
     actual = {"avg": summary.avg, "gap": summary.gap}
     actual.update({f"buckets.{b.index}": b.mean for b in summary.buckets})
-    recorded = {"avg": avg, "gap": gap, **{f"buckets.{k}": v for k, v in buckets.items()}}
+    recorded = {"avg": entry.avg, "gap": entry.gap, **{f"buckets.{k}": v for k, v in entry.buckets.items()}}
     for key in sorted({*actual, *recorded}, key=lambda k: (k.startswith("buckets."), k)):
         if key not in recorded or key not in actual or abs(recorded[key] - actual[key]) > 1e-3:
             have = f"{recorded[key]:g}" if key in recorded else "missing"
@@ -365,16 +315,16 @@ def _check_recorded(
             )
 
 
-def _read_baseline_samples(path: Path, data: Mapping[str, Any]) -> dict[str, list[ScoredSample]] | None:
-    name, sha = data.get("samples"), data.get("samples_sha256")
+def _read_baseline_samples(path: Path, top: _File) -> dict[str, list[ScoredSample]] | None:
+    name, sha = top.samples, top.samples_sha256
     if name is None:
         if sha is not None:
             raise GateInputError(f"{path}: 'samples_sha256' is set but 'samples' is null")
         return None
-    if not isinstance(name, str) or Path(name).name != name:
-        raise GateInputError(f"{path}.samples: expected a file name beside the YAML or null, got {name!r}")
-    if not isinstance(sha, str):
-        raise GateInputError(f"{path}.samples_sha256: expected the samples file's sha256, got {sha!r}")
+    if Path(name).name != name:
+        raise GateInputError(f"{path}: samples: expected a file name beside the YAML or null, got {name!r}")
+    if sha is None:
+        raise GateInputError(f"{path}: samples_sha256: expected the samples file's sha256, got None")
     spath = path.parent / name
     try:
         raw = spath.read_bytes()
@@ -398,7 +348,7 @@ def _read_baseline_samples(path: Path, data: Mapping[str, Any]) -> dict[str, lis
         raise GateInputError(f"{spath}: not UTF-8 text ({err.reason})") from err
     for lineno, obj in parse_jsonl_lines(text.splitlines(), str(spath)):
         at = f"{spath}:{lineno}"
-        _check_keys(obj, SAMPLE_FIELDS, at)
+        check_keys(obj, SAMPLE_FIELDS, where=at, error=GateInputError, what="key")
         missing = [f for f in SAMPLE_FIELDS if f not in obj]
         if missing:
             raise GateInputError(f"{at}: missing field {missing[0]!r}")

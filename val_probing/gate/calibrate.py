@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from val_probing.gate.compare import check
-from val_probing.gate.model import (
+from val_probing.gate.baseline import (
     REGIONS,
     GateInputError,
     GateResult,
@@ -23,6 +22,7 @@ from val_probing.gate.model import (
     make_baseline,
     task_order,
 )
+from val_probing.gate.compare import check
 from val_probing.gate.stats import pair_samples
 from val_probing.results import TaskResult
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from val_probing.buckets import bucket_gap
-from val_probing.gate.model import (
+from val_probing.gate.baseline import (
     REGIONS,
     SETTINGS,
     Baseline,

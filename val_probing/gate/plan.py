@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from val_probing.gate.baseline import GateInputError, Regions, Statistics
 from val_probing.gate.baseline_file import read_baseline
-from val_probing.gate.model import GateInputError, Regions, Statistics
 from val_probing.gate.simulate import (
     Layout,
     Truth,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from val_probing.results import TaskResult
+from val_probing.typed import is_number
 
 # model_args keys that can change outputs, under the name the baseline records them by
 _MODEL_ARGS = {
@@ -121,7 +122,7 @@ def self_disagreements(results: Sequence[TaskResult]) -> list[str]:
         wrong = []
         for k, value in actual.items():
             got = block.get(f"{k},none")
-            if isinstance(got, bool) or not isinstance(got, int | float):
+            if not is_number(got):
                 continue  # not recorded (a predict-only run): nothing to disagree with
             if not (math.isfinite(got) and abs(got - value) <= 0.01):
                 wrong.append(f"{k} {got:.2f} in the file, {value:.2f} from the samples")

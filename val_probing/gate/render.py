@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from xml.etree import ElementTree
 
-from val_probing.gate.model import (
+from val_probing.gate.baseline import (
     GateResult,
     MetricCheck,
     MetricKind,

@@ -18,8 +18,8 @@ from types import MappingProxyType
 import numpy as np
 
 from val_probing.buckets import ScoredSample, summarize
+from val_probing.gate.baseline import Baseline, Regions, Statistics, make_baseline
 from val_probing.gate.compare import check
-from val_probing.gate.model import Baseline, Regions, Statistics, make_baseline
 from val_probing.records import FAMILIES
 from val_probing.results import TaskResult
 

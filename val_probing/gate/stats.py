@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from val_probing.buckets import ScoredSample, group_cells
-from val_probing.gate.model import (
+from val_probing.gate.baseline import (
     GateInputError,
     Statistics,
 )

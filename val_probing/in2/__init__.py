@@ -7,8 +7,10 @@ Modules, in pipeline order:
 * ``qa``: fine-grained and integration QA through an OpenAI-compatible endpoint (or an offline,
   deterministic ``ExtractiveLocalGenerator``), with retries, a resumable cache and rejection checks.
 * ``assemble``: long contexts (needed segments among random fillers, 4K-32K tokens) and the data mixture.
-* ``dataset``: the pipeline (``synthesize``), its inputs, and the saved ``datasets`` folder + manifest.
-* ``config``: the training recipe's settings (``training/recipes/in2_sft.py``) and its length checks.
+* ``dataset``: the pipeline (``synthesize``), its inputs, and the saved ``datasets`` folder + manifest;
+  ``make_dataset``, from files to that folder (what ``val-probing train synthesize`` runs).
+* ``recipe_settings``: the training recipe's settings (``training/recipes/in2_sft.py``) and its length
+  checks.
 * ``experiment``: issue 13's placement experiment (``val-probing train experiment``), stage by stage.
 
 ``qa``, ``dataset`` and ``experiment`` are subpackages; each re-exports its public names.

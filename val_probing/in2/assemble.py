@@ -19,7 +19,7 @@ from typing import Literal, get_args
 from val_probing.errors import ValProbingError
 from val_probing.in2.qa import QAPair
 from val_probing.in2.segment import Segment
-from val_probing.tokens import TokenCounter, token_index_at
+from val_probing.token_counters import TokenCounter, token_index_at
 
 ExampleKind = Literal["fine_grained", "integration", "short_context", "general"]
 EXAMPLE_KINDS: tuple[ExampleKind, ...] = get_args(ExampleKind)

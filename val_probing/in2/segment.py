@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from val_probing.errors import ValProbingError
-from val_probing.tokens import TokenCounter
+from val_probing.token_counters import TokenCounter
 
 SEGMENT_TOKENS = 128
 PARAGRAPH_JOIN = "\n"

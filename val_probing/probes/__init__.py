@@ -1,16 +1,17 @@
 """The three VAL probe families, one module each, behind one small interface (:class:`FamilySpec`).
 
 A family module owns everything about its family; nothing outside ``val_probing.probes`` branches on
-a family name. It names its pool item type (``ITEM``) and pool file (``POOL_FILE``), its split of the
-authors' VaLProbing-32K data (``OFFICIAL_SPLIT``, gold fields ``OFFICIAL_GOLD``) and its default
-bucket count, and says how a pool item appears in the context (``render``), what a question names (``key``)
-and how it is asked (``instruction``, the authors' VaLProbing-32K wording), what the gold answer is
-(``gold``), which strings must occur exactly once in a context for the question to be unambiguous
-(``unique_strings``), and how to answer a question from the context alone (``oracle``, for tests:
-it finds the key in the context and never reads gold fields); how to find the key of a question in
-any wording (``extract_key``), how the key and the needle item appear in a context (``key_marker``,
-``needle_pattern``); and how an answer is scored (``check``, the paper's reference metric, and the
-tolerant ``DIAGNOSTICS``).
+a family name (the names themselves, ``FAMILIES``, are in :mod:`.base`). It names its pool item type
+(``ITEM``) and pool file (``POOL_FILE``), its split of the authors' VaLProbing-32K data
+(``OFFICIAL_SPLIT``, gold fields ``OFFICIAL_GOLD``) and its default bucket count, and says how a pool
+item appears in the context (``render``), what a question names (``key``) and how it is asked
+(``instruction``, the authors' VaLProbing-32K wording), what the gold answer is (``gold``) and which
+gold fields a probe record needs (``check_gold_fields``, asked by every ``ProbeExample``), which strings
+must occur exactly once in a context for the question to be unambiguous (``unique_strings``), and how
+to answer a question from the context alone (``oracle``, for tests: it finds the key in the context and
+never reads gold fields); how to find the key of a question in any wording (``extract_key``), how the
+key and the needle item appear in a context (``key_marker``, ``needle_pattern``); and how an answer is
+scored (``check``, the paper's reference metric, and the tolerant ``DIAGNOSTICS``).
 
 Items are joined with ``SEPARATOR`` (a newline for every family), so every item starts a line and
 no key (which never contains a newline) can straddle two items.
@@ -23,8 +24,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, Protocol, cast
 
-from val_probing.probes.base import Check, Floor, Target
-from val_probing.records import FAMILIES, Family
+from val_probing.probes.base import FAMILIES, Check, Family, Floor, Target
 
 
 class FamilySpec(Protocol):
@@ -54,6 +54,11 @@ class FamilySpec(Protocol):
 
     def gold(self, item: Any) -> tuple[str, str | None]:
         """(answer, description): description only for database."""
+        ...
+
+    def check_gold_fields(self, answer: str, description: str | None) -> None:
+        """The gold fields a probe record needs (``ProbeExample`` asks; whether the reference metric can
+        score them is ``probes.checks.check_gold``); ValueError naming the field."""
         ...
 
     def unique_strings(self, item: Any) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
-"""What the family modules share: checked fields of pool items, the rule that finds a question's key, and
-the types of the scoring checks."""
+"""What the family modules share: the family names, checked fields of pool items, the rule that finds a
+question's key, and the types of the scoring checks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 from val_probing.errors import ValProbingError
+
+Family = Literal["document", "code", "database"]
+FAMILIES: tuple[Family, ...] = get_args(Family)
+"""The family names, in table order (one module each: ``val_probing/probes/<family>.py``)."""
 
 
 def text_field(obj: dict[str, Any], name: str) -> str:

@@ -15,6 +15,7 @@ from rapidfuzz import fuzz
 
 from val_probing.probes.base import (
     Check,
+    Family,
     Floor,
     MetricError,
     Target,
@@ -24,7 +25,6 @@ from val_probing.probes.base import (
     one_line,
     text_field,
 )
-from val_probing.records import Family
 
 NAME: Family = "code"
 LABEL = "Code"
@@ -91,6 +91,10 @@ def instruction(key: str) -> str:
 
 def gold(item: CodeItem) -> tuple[str, str | None]:
     return item.function_name, None
+
+
+def check_gold_fields(answer: str, description: str | None) -> None:
+    """The gold is the answer alone (a description, when given, is kept and never scored)."""
 
 
 def unique_strings(item: CodeItem) -> tuple[str, ...]:

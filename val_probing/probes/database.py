@@ -13,6 +13,7 @@ from rapidfuzz.utils import default_process
 from val_probing.probes.base import (
     KEY_EDGE,
     Check,
+    Family,
     Floor,
     MetricError,
     Target,
@@ -21,7 +22,6 @@ from val_probing.probes.base import (
     one_line,
     text_field,
 )
-from val_probing.records import Family
 
 NAME: Family = "database"
 LABEL = "Database"
@@ -80,6 +80,12 @@ def instruction(key: str) -> str:
 
 def gold(item: DatabaseItem) -> tuple[str, str | None]:
     return item.label, item.dcpt
+
+
+def check_gold_fields(answer: str, description: str | None) -> None:
+    """A database probe's gold is a label and a description: both are scored (``check``)."""
+    if not description:
+        raise ValueError("description: database examples need the entity description")
 
 
 def unique_strings(item: DatabaseItem) -> tuple[str, ...]:

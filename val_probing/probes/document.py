@@ -14,6 +14,7 @@ from rapidfuzz.utils import default_process
 
 from val_probing.probes.base import (
     Check,
+    Family,
     Floor,
     MetricError,
     Target,
@@ -22,7 +23,6 @@ from val_probing.probes.base import (
     one_line,
     text_field,
 )
-from val_probing.records import Family
 
 NAME: Family = "document"
 LABEL = "Document"
@@ -71,6 +71,10 @@ def instruction(key: str) -> str:
 
 def gold(item: DocumentItem) -> tuple[str, str | None]:
     return item.sentence, None
+
+
+def check_gold_fields(answer: str, description: str | None) -> None:
+    """The gold is the answer alone (a description, when given, is kept and never scored)."""
 
 
 def unique_strings(item: DocumentItem) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """Saved VAL results as typed records; the public names of the four modules, re-exported.
 
-* :mod:`~val_probing.results.model`: :class:`TaskResult`, :class:`ResultsError`, task/model names;
+* :mod:`~val_probing.results.task_result`: :class:`TaskResult`, :class:`ResultsError`, task/model names;
 * :mod:`~val_probing.results.readers`: lm-eval samples files, aggregates and ``score --json`` summaries;
 * :mod:`~val_probing.results.load`: :func:`load_results` over files and folders (what is accepted,
   how bad input is reported: its docstring);
@@ -23,7 +23,14 @@ from val_probing.results.load import (
     load_results,
     load_results_file,
 )
-from val_probing.results.model import (
+from val_probing.results.readers import (
+    bucket_count,
+    read_samples,
+    score_response,
+    summary_from_aggregates,
+    summary_from_dict,
+)
+from val_probing.results.task_result import (
     NAN,
     TASK_PREFIX,
     ResultsError,
@@ -31,13 +38,6 @@ from val_probing.results.model import (
     display_name,
     run_stamp,
     task_family,
-)
-from val_probing.results.readers import (
-    bucket_count,
-    read_samples,
-    score_response,
-    summary_from_aggregates,
-    summary_from_dict,
 )
 
 __all__ = [

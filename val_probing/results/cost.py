@@ -27,7 +27,8 @@ from typing import Any
 from val_probing.buckets import bucket_of
 from val_probing.errors import ValProbingError
 from val_probing.results.questions import Question
-from val_probing.tokens import TokenCounter
+from val_probing.token_counters import TokenCounter
+from val_probing.typed import is_number
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Cost:
 
 @functools.lru_cache(maxsize=4)
 def _counter(name: str) -> TokenCounter | None:
-    from val_probing.tokenizers import load_counter
+    from val_probing.tokenizer_names import load_counter
 
     try:
         return load_counter(name)
@@ -127,7 +128,7 @@ def bucket_costs(
 def run_seconds(data: Mapping[str, Any]) -> float | None:
     """lm-eval's ``total_evaluation_time_seconds`` of a results file (a text or a number)."""
     value = data.get("total_evaluation_time_seconds")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if not (isinstance(value, str) or is_number(value)):
         return None
     try:
         seconds = float(value)

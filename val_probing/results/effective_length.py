@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from val_probing.records import FAMILIES
 from val_probing.results.frame import has_ci
 from val_probing.results.load import keep_latest
-from val_probing.results.model import TaskResult
 from val_probing.results.select import length_label
+from val_probing.results.task_result import TaskResult
 
 DEFAULT_MIN_AVG = 80.0
 DEFAULT_MAX_GAP = 20.0

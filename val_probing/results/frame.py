@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from val_probing.buckets import summarize
 from val_probing.errors import ValProbingError, items_of
-from val_probing.results.model import TaskResult
+from val_probing.results.task_result import TaskResult
 
 if TYPE_CHECKING:
     import pandas as pd

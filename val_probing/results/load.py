@@ -52,7 +52,6 @@ from typing import Any
 
 from val_probing.buckets import ScoredSample, summarize_by
 from val_probing.records import FAMILIES
-from val_probing.results.model import ResultsError, TaskResult, display_name, run_stamp, task_family
 from val_probing.results.readers import (
     BUCKET_KEY,
     bucket_count,
@@ -61,6 +60,8 @@ from val_probing.results.readers import (
     summary_from_aggregates,
     summary_from_dict,
 )
+from val_probing.results.task_result import ResultsError, TaskResult, display_name, run_stamp, task_family
+from val_probing.typed import is_int
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def _effective(meta: Mapping[str, Any]) -> int:
     """lm-eval's ``n-samples[task]["effective"]`` (questions asked), 0 when absent."""
     counts = meta.get("n_samples")
     value = counts.get("effective") if isinstance(counts, Mapping) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if is_int(value) else 0
 
 
 def _length(value: object) -> int | None:
@@ -116,7 +117,7 @@ def _length(value: object) -> int | None:
     """
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if is_int(value) else None
 
 
 def load_results_file(path: Path, *, n_boot: int | None = None, strict: bool = True) -> list[TaskResult]:

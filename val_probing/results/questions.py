@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from val_probing.results.jsonl import jsonl_objects
-from val_probing.results.model import ResultsError
 from val_probing.results.readers import PREFERRED_FILTER, score_response
+from val_probing.results.sample_lines import jsonl_objects
+from val_probing.results.task_result import ResultsError
+from val_probing.typed import is_int, is_number
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +52,13 @@ def _text(value: object) -> str:
 
 def _int(doc: Mapping[str, Any], name: str, where: str) -> int:
     value = doc.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_int(value) or value < 0:
         raise ResultsError(f"{where}: field 'doc.{name}' must be a non-negative integer, got {value!r}")
     return value
 
 
 def _optional_int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return value if is_int(value) and value >= 0 else None
 
 
 def _question(obj: object, where: str) -> Question:
@@ -67,16 +68,16 @@ def _question(obj: object, where: str) -> Question:
     score = obj.get("ref_score")
     if score is None and "bypass" in obj:  # --predict_only: scored here, as the results loader does
         score = score_response(obj, doc, where)
-    if isinstance(score, bool) or not isinstance(score, int | float) or not 0.0 <= score <= 1.0:
+    if not is_number(score) or not 0.0 <= score <= 1.0:
         raise ResultsError(f"{where}: field 'ref_score' must be a number in [0, 1], got {score!r}")
     set_id, position_id, n_items = (_int(doc, f, where) for f in ("set_id", "position_id", "n_items"))
     if n_items < 1 or position_id >= n_items:
         raise ResultsError(f"{where}: doc.position_id {position_id} is not below doc.n_items {n_items}")
     length = doc.get("context_length")
-    if length is not None and (isinstance(length, bool) or not isinstance(length, int)):
+    if length is not None and not is_int(length):
         raise ResultsError(f"{where}: field 'doc.context_length' must be an integer, got {length!r}")
     depth = doc.get("depth")
-    if isinstance(depth, bool) or not isinstance(depth, int | float) or math.isnan(depth):
+    if not is_number(depth) or math.isnan(depth):
         depth = (position_id + 0.5) / n_items
     return Question(
         set_id=set_id,

@@ -16,8 +16,9 @@ from typing import Any
 from val_probing.buckets import MODES, BucketStat, Mode, ScoredSample, Summary
 from val_probing.metrics import reference_score
 from val_probing.records import FAMILIES
-from val_probing.results.jsonl import jsonl_objects
-from val_probing.results.model import NAN, ResultsError
+from val_probing.results.sample_lines import jsonl_objects
+from val_probing.results.task_result import NAN, ResultsError
+from val_probing.typed import is_int, is_number
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if not is_number(value) or math.isnan(value):
         return None
     return float(value)
 
@@ -47,7 +48,7 @@ def _int_field(obj: Mapping[str, Any], name: str, where: str) -> int:
     if name not in obj:
         raise ResultsError(f"{where}: missing field {name!r}")
     value = obj[name]
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise ResultsError(f"{where}: field {name!r} must be an integer, got {value!r}")
     return value
 
@@ -121,7 +122,7 @@ def _sample_from_line(obj: object, where: str) -> tuple[int | None, ScoredSample
             f"{where}: field 'ref_score' must be a number in [0, 1], got {obj.get('ref_score')!r}"
         )
     length = doc.get("context_length")
-    if length is not None and (isinstance(length, bool) or not isinstance(length, int)):
+    if length is not None and not is_int(length):
         raise ResultsError(f"{where}: field 'doc.context_length' must be an integer, got {length!r}")
     try:
         sample = ScoredSample(
@@ -282,6 +283,6 @@ def _check_summary(
 def bucket_count(recorded: object, indices: Iterable[int]) -> int | None:
     """A saved run's bucket count: the one it recorded (a positive int), else one more than the
     highest bucket index it has; None when it has neither."""
-    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0:
+    if is_int(recorded) and recorded > 0:
         return recorded
     return max(indices, default=-1) + 1 or None

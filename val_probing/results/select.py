@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from val_probing.results.model import TaskResult, run_stamp
+from val_probing.results.task_result import TaskResult, run_stamp
 
 log = logging.getLogger(__name__)
 

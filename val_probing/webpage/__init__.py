@@ -8,6 +8,6 @@ style is inlined, a Content-Security-Policy forbids any request, and the data is
 """
 
 from val_probing.webpage.data import DEFAULT_ANSWER_CHARS, PAGE_FORMAT, page_data
-from val_probing.webpage.render import render_html, write_html
+from val_probing.webpage.page import render_html, write_html
 
 __all__ = ["DEFAULT_ANSWER_CHARS", "PAGE_FORMAT", "page_data", "render_html", "write_html"]

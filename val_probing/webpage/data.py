@@ -42,6 +42,7 @@ from val_probing.tables import (
     constant_floors,
     table_rows,
 )
+from val_probing.typed import is_number
 
 PAGE_FORMAT = 1
 DEFAULT_ANSWER_CHARS = 2000
@@ -199,7 +200,7 @@ def _effective(found: Sequence[EffectiveLength]) -> list[dict[str, Any]]:
 
 
 def _date(value: object) -> str | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if is_number(value) and math.isfinite(value):
         return dt.datetime.fromtimestamp(value, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return None
 
@@ -254,7 +255,7 @@ def page_data(
 ) -> dict[str, Any]:
     """The page's JSON (see the module docstring). ``results`` should carry CIs
     (``load_results(..., n_boot=N)``); ``order``: models first in this order (the rest sorted);
-    ``gate``: verdict blocks from :func:`val_probing.webpage.render.gate_blocks`."""
+    ``gate``: verdict blocks from :func:`val_probing.webpage.page.gate_blocks`."""
     if not results:
         raise ValueError("results: nothing to show")
     if answer_chars < 1:

@@ -4,10 +4,12 @@
 filter -> segmentation -> mixture plan -> QA generation -> context assembly -> examples and a manifest.
 ``save_dataset`` writes a ``datasets`` folder (``save_to_disk``) with ``prompt``/``completion`` columns
 plus per-example metadata, and ``manifest.json``; it writes to a temporary folder and renames it, so a
-failed run never leaves a half-written dataset.
+failed run never leaves a half-written dataset. ``make_dataset`` is the two from files (what
+``val-probing train synthesize`` runs).
 """
 
 from val_probing.in2.dataset.corpus import TEXT_SUFFIXES, Corpus, read_corpus, read_general, read_texts
+from val_probing.in2.dataset.make import make_dataset, probe_index
 from val_probing.in2.dataset.pipeline import (
     ExampleStats,
     Histogram,
@@ -41,7 +43,9 @@ __all__ = [
     "Template",
     "check_dataset_out",
     "check_fillable",
+    "make_dataset",
     "plan_requests",
+    "probe_index",
     "read_corpus",
     "read_general",
     "read_texts",

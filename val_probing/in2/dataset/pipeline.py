@@ -31,7 +31,7 @@ from val_probing.in2.assemble import (
 from val_probing.in2.contamination import ContaminationReport, ProbeIndex, filter_texts
 from val_probing.in2.qa import QAGenerator, QAPair, QARequest
 from val_probing.in2.segment import SEGMENT_TOKENS, RawText, Segment, Segmentation, segment_corpus
-from val_probing.tokens import TokenCounter
+from val_probing.token_counters import TokenCounter
 
 log = logging.getLogger(__name__)
 

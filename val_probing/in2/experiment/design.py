@@ -14,8 +14,8 @@ from typing import Any, Literal, get_args
 
 from val_probing.errors import ValProbingError
 from val_probing.in2.assemble import PLACEMENTS, Placement
-from val_probing.in2.config import read_settings
 from val_probing.in2.qa.local import PhraseFrom
+from val_probing.in2.recipe_settings import read_settings
 from val_probing.records import FAMILIES, Family
 from val_probing.typed import read_settings_into
 

@@ -261,7 +261,7 @@ def data(run: Run, folder: Path, *, seed: int) -> dict[str, Any]:
     from val_probing.in2.dataset import SynthesisConfig, read_corpus, save_dataset, synthesize
     from val_probing.in2.qa import ExtractiveLocalGenerator
     from val_probing.records import read_probes
-    from val_probing.tokens import HFTokenCounter
+    from val_probing.token_counters import HFTokenCounter
 
     s = run.config.synthesis
     corpus_file = run.stage_dir("corpus") / "corpus.jsonl"

@@ -92,7 +92,7 @@ def train(run: Run, folder: Path, *, arm: Placement, seed: int) -> dict[str, Any
 
 
 def _run_recipe(run: Run, folder: Path, overrides: list[str]) -> dict[str, Any]:
-    from val_probing.in2.config import load_config
+    from val_probing.in2.recipe_settings import load_config
     from val_probing.training import config_path, recipe_path
     from val_probing.training.launch import launch_command, load_recipe, recipe_argv
 

@@ -1,4 +1,6 @@
-"""The gate's records: settings, tolerances, statistics, a baseline, and one compared metric."""
+"""The gate's records: a baseline (made from a run by :func:`make_baseline`) and the settings a check
+runs under (tolerances, statistics, depth regions), and what a check returns (one compared metric, the
+result). Its file is :mod:`.baseline_file`."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from val_probing.buckets import ScoredSample
 from val_probing.errors import ValProbingError
 from val_probing.records import FAMILIES
 from val_probing.results import TaskResult
+from val_probing.typed import FieldError, is_int, is_number
 
 FORMAT = 3  # 3: depth regions and the environment; 2: content-addressed samples (1 and 2 are refused)
 
@@ -49,13 +52,13 @@ class GateInputError(ValProbingError):
 
 
 def _number(name: str, value: object, rule: str, ok: Callable[[float], bool]) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not ok(float(value)):
-        raise ValueError(f"{name}: expected {rule}, got {value!r}")
+    if not is_number(value) or not ok(float(value)):
+        raise FieldError(name, f"expected {rule}, got {value!r}")
 
 
 def _integer(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    if not is_int(value) or value < minimum:
+        raise FieldError(name, f"expected an integer >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,7 @@ class Statistics:
         _integer("min_questions", self.min_questions, 1)
         for name in ("gate_buckets", "fail_low_power"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+                raise FieldError(name, f"expected true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -130,7 +133,7 @@ class Regions:
         for f in fields(self):
             _number(f.name, getattr(self, f.name), "a depth with 0 < depth < 1", lambda x: 0 < x < 1)
         if not self.start < self.end:
-            raise ValueError(f"start: expected start < end, got start {self.start}, end {self.end}")
+            raise FieldError("start", f"expected start < end, got start {self.start}, end {self.end}")
 
     def of_bucket(self, bucket: int, n_buckets: int) -> str:
         depth = (bucket + 0.5) / n_buckets

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from val_probing.results.model import ResultsError
+from val_probing.results.task_result import ResultsError
 
 log = logging.getLogger(__name__)
 

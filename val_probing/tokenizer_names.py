@@ -2,8 +2,8 @@
 
 A tokenizer is named by an alias (:class:`TokenizerAlias`: ``embedded`` = SmolLM2's tokenizer,
 shipped with the embedded model; ``whitespace`` = words, no model files), a local folder, or a
-Hugging Face hub name. :mod:`val_probing.tokens` only counts tokens and knows no names; this module
-turns a name into a :class:`~val_probing.tokens.TokenCounter`. Records keep the name as given (the
+Hugging Face hub name. :mod:`val_probing.token_counters` only counts tokens and knows no names; this module
+turns a name into a :class:`~val_probing.token_counters.TokenCounter`. Records keep the name as given (the
 alias, not the folder it resolves to), so files built on two machines match.
 """
 
@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from val_probing.embedded import embedded_tokenizer_dir
-from val_probing.tokens import HFTokenCounter, TokenCounter, WhitespaceCounter, check_tokenizer_path
+from val_probing.token_counters import HFTokenCounter, TokenCounter, WhitespaceCounter, check_tokenizer_path
 
 
 class TokenizerAlias(StrEnum):
