@@ -14,25 +14,25 @@ import pytest
 
 from val_probing.buckets import ScoredSample, summarize
 from val_probing.gate import Regions
-from val_probing.in2.experiment import analysis, design, power
+from val_probing.in2.experiment import design, endpoint, power
 from val_probing.results import TaskResult
 
 
 def test_the_contrast_is_the_middle_regions_mean_minus_the_edge_regions_mean() -> None:
     # 8 buckets: start 0-1, middle 2-5, end 6-7 (bucket centres against 0.25 / 0.75)
     curve = [90.0, 80.0, 10.0, 20.0, 30.0, 40.0, 70.0, 60.0]
-    assert analysis.middle_contrast(curve) == pytest.approx(25.0 - 75.0)
-    assert analysis.middle_contrast([50.0] * 8) == 0.0
+    assert endpoint.middle_contrast(curve) == pytest.approx(25.0 - 75.0)
+    assert endpoint.middle_contrast([50.0] * 8) == 0.0
     # other regions move the boundary: a middle of buckets 1-6 at (0.125, 0.875)
-    wide = analysis.middle_contrast(curve, Regions(start=0.125, end=0.875))
+    wide = endpoint.middle_contrast(curve, Regions(start=0.125, end=0.875))
     assert wide == pytest.approx(np.mean(curve[1:7]) - np.mean([90.0, 60.0]))
 
 
 def test_the_permutation_p_value_is_exact() -> None:
     # all treated above all control: only the observed split is as extreme, 1 / C(8, 4)
-    assert analysis.permutation_p([5, 6, 7, 8], [1, 2, 3, 4]) == pytest.approx(1 / 70)
+    assert endpoint.permutation_p([5, 6, 7, 8], [1, 2, 3, 4]) == pytest.approx(1 / 70)
     # the reverse: every split is at least as extreme
-    assert analysis.permutation_p([1, 2, 3, 4], [5, 6, 7, 8]) == 1.0
+    assert endpoint.permutation_p([1, 2, 3, 4], [5, 6, 7, 8]) == 1.0
     # against a brute-force count on random values
     rng = np.random.default_rng(3)
     t, c = list(rng.normal(1, 1, 3)), list(rng.normal(0, 1, 3))
@@ -42,14 +42,14 @@ def test_the_permutation_p_value_is_exact() -> None:
         np.mean([values[i] for i in s]) - np.mean([values[i] for i in range(6) if i not in s]) >= obs - 1e-9
         for s in splits
     ) / len(splits)
-    assert analysis.permutation_p(t, c) == pytest.approx(brute)
+    assert endpoint.permutation_p(t, c) == pytest.approx(brute)
 
 
 def test_the_paired_interval_is_students_t() -> None:
-    lo, hi = analysis.paired_interval([1.0, 2.0, 3.0, 4.0])
+    lo, hi = endpoint.paired_interval([1.0, 2.0, 3.0, 4.0])
     half = 3.182 * np.std([1, 2, 3, 4], ddof=1) / 2
     assert (lo, hi) == pytest.approx((2.5 - half, 2.5 + half))
-    assert analysis.paired_interval([1.0]) == (-np.inf, np.inf)
+    assert endpoint.paired_interval([1.0]) == (-np.inf, np.inf)
 
 
 def test_the_endpoint_power_rises_with_the_effect_and_the_seeds() -> None:
@@ -94,7 +94,7 @@ def test_the_endpoint_test_reads_one_contrast_per_trained_model() -> None:
         runs[design.model_name("middle", s)] = [_result("m", [v + s for v in flat])]
         runs[design.model_name("ends", s)] = [_result("e", dipped)]
         runs[design.model_name("uniform", s)] = [_result("u", flat)]
-    found = analysis.endpoint_test(runs, config)
+    found = endpoint.endpoint_test(runs, config)
     assert found["contrast_by_arm"]["ends"] == {str(s): pytest.approx(-50.0) for s in config.seeds}
     assert found["contrast_by_arm"]["middle"] == {str(s): pytest.approx(0.0) for s in config.seeds}
     assert found["difference"] == pytest.approx(50.0)
@@ -106,7 +106,7 @@ def test_the_endpoint_test_reads_one_contrast_per_trained_model() -> None:
         runs[design.model_name("middle", s)] = [_result("m", flat)]
         runs[design.model_name("ends", s)] = [_result("e", dipped)]
         runs[design.model_name("uniform", s)] = [_result("u", flat)]
-    decided = analysis.endpoint_test(runs, more)
+    decided = endpoint.endpoint_test(runs, more)
     assert decided["p_value"] == pytest.approx(1 / 70) and "flattens" in decided["verdict"]
 
 

@@ -18,7 +18,7 @@ from val_probing.errors import ValProbingError
 from val_probing.in2 import experiment as ex
 from val_probing.in2.assemble import SEGMENT_SEPARATOR, LengthRange, MixtureRatios, edge_band
 from val_probing.in2.dataset import SynthesisConfig, save_dataset, synthesize
-from val_probing.in2.experiment import design, power, prepare, runner, stages
+from val_probing.in2.experiment import design, package_prose, power, prepare, runner, stages
 from val_probing.in2.qa import ExtractiveLocalGenerator
 from val_probing.token_counters import WhitespaceCounter
 
@@ -305,7 +305,7 @@ def test_configs_are_found_by_name_and_checked(tmp_path: Path) -> None:
 
 
 def test_the_corpus_is_installed_package_prose() -> None:
-    texts = prepare.package_texts(min_words=150)
+    texts = package_prose.package_texts(min_words=150)
     assert len(texts) >= 10  # numpy, transformers, datasets, tqdm ... in any install of the project
     ids = [i for i, _t in texts]
     names = [i.partition("==")[0] for i in ids]
@@ -313,7 +313,7 @@ def test_the_corpus_is_installed_package_prose() -> None:
     assert all(len(t.split()) >= 150 for _i, t in texts)
     fences = [line for _i, t in texts for line in t.splitlines() if re.fullmatch(r"\s*```[\w-]*\s*", line)]
     assert not fences  # code blocks are left out
-    assert prepare.package_texts(min_words=150, max_texts=3) == texts[:3]
+    assert package_prose.package_texts(min_words=150, max_texts=3) == texts[:3]
 
 
 def test_power_rises_with_the_effect_through_the_gate() -> None:

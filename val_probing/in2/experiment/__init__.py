@@ -22,7 +22,7 @@ Stages, in order (``experiment_stages(config)``):
 * **train_ARM_sSEED**: the shipped recipe (``training/recipes/in2_sft.py``) unchanged, one config for all
   arms; the seed reaches the trainer; keyed on the recipe's and its config's content.
 * **eval_base / eval_ARM_sSEED**: ``val-probing eval`` (lm-eval, ``--log_samples``) on the same probes.
-* **compare**: the primary endpoint (``analysis.endpoint_test``), per-question paired differences with
+* **compare**: the primary endpoint (``endpoint.endpoint_test``), per-question paired differences with
   bootstrap intervals and the gate's one-sided tests (``analysis.compare_runs``), the figure (each arm's
   curve with its seeds' spread), ``summary.md`` and ``results.json``.
 
@@ -32,7 +32,8 @@ when it verifies against this run's inputs (its settings and its upstream stages
 setting re-runs it and everything downstream, and a killed run continues. ``--status`` prints the state.
 
 Modules: ``design`` (settings and the YAML loader), ``stages`` (folders, manifests, resumption),
-``prepare`` (corpus, model, probes, data), ``power`` (simulated power, before any run), ``runs`` (train,
+``prepare`` (corpus, model, probes, data), ``package_prose`` (the installed distributions' prose),
+``power`` (simulated power, before any run), ``endpoint`` (the primary endpoint), ``runs`` (train,
 evaluate, compare), ``analysis`` (the statistics and the report), ``runner`` (the entry points). This
 package's face is the short list below; tests of internals import the module by name.
 """

@@ -104,7 +104,7 @@ def endpoint_power(
     Normal(0, sd) for the control, whose p-value is below ``alpha``. ``sd`` is the between-model SD of
     the contrast within an arm (seed-to-seed variation and question sampling together, as a pilot
     measures it)."""
-    from val_probing.in2.experiment.analysis import permutation_p
+    from val_probing.in2.experiment.endpoint import permutation_p
 
     rng = np.random.default_rng(seed)
     hits = 0

@@ -231,7 +231,8 @@ def _compare_inputs(run: Run) -> dict[str, Any]:
 
 def compare(run: Run, folder: Path) -> dict[str, Any]:
     """The pre-registered endpoint (when the config has one), the per-question comparisons, the report."""
-    from val_probing.in2.experiment.analysis import compare_runs, endpoint_test, write_report
+    from val_probing.in2.experiment.analysis import compare_runs, write_report
+    from val_probing.in2.experiment.endpoint import endpoint_test
 
     probes = run.summary("probes")["families"]
     runs = {m: load_evaluated(run.stage_dir(f"eval_{m}"), probes) for m in run.config.models}
