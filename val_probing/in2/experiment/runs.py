@@ -145,19 +145,27 @@ def _subprocess(cmd: Sequence[str], log_file: Path, *, timeout: int | None, env:
         raise ExperimentError(f"exit {done.returncode} from {' '.join(cmd[:4])} ...; see {log_file}:\n{tail}")
 
 
-def eval_metadata(run: Run) -> dict[str, Any]:
+def eval_metadata(run: Run) -> dict[str, object]:
+    """The tasks' ``--metadata``, written by ``ValOptions.to_metadata`` (the one writer; the tasks read it
+    back with ``from_metadata``): built probes at the probes stage's layout, FILM template, the base
+    model's tokenizer (every model is evaluated on the same probes)."""
+    from val_probing.adapter.options import ValOptions
+
     p = run.config.probes
-    return {
-        "source": "built",
-        "context_length": p.context_length,
-        "sets": p.sets,
-        "positions": p.positions,
-        "n_buckets": p.n_buckets,
-        "pool": probe_pool(run),
-        "seed": p.seed,
-        "template": "film",
-        "tokenizer": base_model(run),
-    }
+    options = ValOptions(
+        p.families[0],  # not a metadata key: one mapping serves every task
+        source="built",
+        context_lengths=(p.context_length,),
+        tokenizer=base_model(run),
+        pool=probe_pool(run),
+        sets=p.sets,
+        positions=p.positions,
+        seed=p.seed,
+        n_buckets=p.n_buckets,
+        n_buckets_explicit=True,
+        template="film",
+    )
+    return options.to_metadata()
 
 
 def _eval_inputs(run: Run, *, model: str) -> dict[str, Any]:
