@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "simulate the gate: detection rate per depth region and drop, and the smallest slice reaching 80 percent power"
+HELP = "simulate the gate: detection rate per depth region and drop, and the smallest slice at 80 percent"
 
 EPILOG = """\
 From a baseline (its own bucket means are the per-question success rates, its layout, regions and
