@@ -45,17 +45,25 @@ def arm_base(run: Run, seed: int) -> str:
     return base_model(run, seed)
 
 
-def train_overrides(run: Run, arm: Placement, seed: int, folder: Path) -> list[str]:
-    """The recipe config's overrides for one arm and seed: the experiment's training overrides, then what
-    the experiment decides (the seed, the starting model, the arm's data of that seed, the output
-    folder), which win."""
+def _recipe_overrides(
+    run: Run, seed: int, *, model: str, dataset: Path, folder: Path, extra: Sequence[str] = ()
+) -> list[str]:
+    """The recipe config's overrides: the experiment's training overrides and ``extra``, then what the
+    experiment decides (the seed, the starting model, the data, the output folder), which win."""
     return [
         *run.config.training.overrides,
+        *extra,
         f"seed={seed}",
-        f"model={arm_base(run, seed)}",
-        f"dataset={run.stage_dir(f'data_s{seed}') / arm}",
+        f"model={model}",
+        f"dataset={dataset}",
         f"output_dir={folder}",
     ]
+
+
+def train_overrides(run: Run, arm: Placement, seed: int, folder: Path) -> list[str]:
+    """The recipe config's overrides for one arm and seed (its starting model, that seed's arm data)."""
+    data = run.stage_dir(f"data_s{seed}") / arm
+    return _recipe_overrides(run, seed, model=arm_base(run, seed), dataset=data, folder=folder)
 
 
 def _warmup_inputs(run: Run, *, seed: int) -> dict[str, Any]:
@@ -75,14 +83,9 @@ def warmup(run: Run, folder: Path, *, seed: int) -> dict[str, Any]:
         raise ExperimentError("warmup: not configured")
     rows = copy_rows(language_of(run), w.examples, w.words, seed)
     Dataset.from_list(rows).save_to_disk(str(folder / "data"))
-    overrides = [
-        *run.config.training.overrides,
-        *w.overrides,
-        f"seed={seed}",
-        f"model={base_model(run, seed)}",
-        f"dataset={folder / 'data'}",
-        f"output_dir={folder}",
-    ]
+    overrides = _recipe_overrides(
+        run, seed, model=base_model(run, seed), dataset=folder / "data", folder=folder, extra=w.overrides
+    )
     return _run_recipe(run, folder, overrides)
 
 
