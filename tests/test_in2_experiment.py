@@ -428,6 +428,10 @@ def test_the_scratch_smoke_experiment_runs_disjoint_arms_per_seed_and_the_endpoi
         warm = json.loads((out / "stages" / f"warmup_s{seed}" / design.STAGE_FILE).read_text())["summary"]
         warm_model = next(a for a in warm["command"] if a.startswith("model="))
         assert warm_model.endswith(f"model/model/s{seed}")  # which starts from that seed's initialisation
+        # every scratch model's summary says whether it looks sentences up by content (lookup.py)
+        for summary in (warm, train["summary"]):
+            assert set(summary["lookup"]) == {"near", "middle", "far"}
+            assert all(0.0 <= v <= 1.0 for v in summary["lookup"].values())
     found = json.loads((out / "stages" / "compare" / "results.json").read_text())
     endpoint = found["endpoint"]
     assert set(endpoint["contrast_by_arm"]) == {"middle", "ends", "uniform"}
@@ -439,3 +443,22 @@ def test_the_scratch_smoke_experiment_runs_disjoint_arms_per_seed_and_the_endpoi
     summary = (out / "stages" / "compare" / "summary.md").read_text()
     assert "Primary endpoint (pre-registered)" in summary and "H1: mean C(middle) > mean C(ends)" in summary
     assert (out / "stages" / "compare" / "curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_a_warm_up_that_teaches_no_lookup_stops_the_run_before_the_arms(tmp_path: Path) -> None:
+    """``warmup.min_lookup``: a warmed model that does not find sentences by content stops the run (exit
+    2, the stage and the accuracy named) before any arm trains on it."""
+    text = design.load_experiment("in2_powered_smoke")[1].read_text()
+    assert 'overrides: ["max_steps=2"]' in text
+    config = tmp_path / "strict.yaml"
+    config.write_text(
+        text.replace('overrides: ["max_steps=2"]', 'overrides: ["max_steps=2"]\n  min_lookup: 0.9')
+    )
+    out = tmp_path / "run"
+    done = _cli("--config", str(config), "--out", str(out))
+    assert done.returncode == 2, (done.stdout + done.stderr)[-3000:]
+    assert "warmup_s0: the warmed-up model's far lookup accuracy is" in done.stderr + done.stdout
+    assert "below warmup.min_lookup 0.9" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    assert not any(p.name.startswith("train_") for p in (out / "stages").iterdir())

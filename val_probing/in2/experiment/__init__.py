@@ -33,7 +33,8 @@ setting re-runs it and everything downstream, and a killed run continues. ``--st
 
 Modules: ``design`` (settings and the YAML loader), ``stages`` (folders, manifests, resumption),
 ``prepare`` (corpus, model, probes, data), ``package_prose`` (the installed distributions' prose),
-``power`` (simulated power, before any run), ``endpoint`` (the primary endpoint), ``runs`` (train,
+``power`` (simulated power, before any run), ``endpoint`` (the primary endpoint), ``lookup`` (whether a
+scratch model finds a sentence by its content: the regime's precondition), ``runs`` (train,
 evaluate, compare), ``analysis`` (the statistics and the report), ``runner`` (the entry points). This
 package's face is the short list below; tests of internals import the module by name.
 """

@@ -77,11 +77,14 @@ class LanguageSettings:
 @dataclass(frozen=True)
 class WarmupSettings:
     """A copy warm-up of each scratch initialisation before the arms' IN2 data (``synthetic.copy_rows``,
-    the same recipe and config; ``overrides`` on top): the base the arms of one seed share."""
+    the same recipe and config; ``overrides`` on top): the base the arms of one seed share. With
+    ``min_lookup``, the run stops when the warmed model's ``far`` lookup accuracy (``lookup.model_lookup``)
+    is below it: copy rows teach a copy at their own offset, not a lookup by content (measured)."""
 
     examples: int = 9600
     words: tuple[int, int] = (20, 60)
     overrides: tuple[str, ...] = ()
+    min_lookup: float | None = None  # stop when the warmed model's far lookup accuracy is below it
 
 
 @dataclass(frozen=True)

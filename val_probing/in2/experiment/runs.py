@@ -17,7 +17,7 @@ from typing import Any
 
 from val_probing.files import file_sha256
 from val_probing.in2.assemble import Placement
-from val_probing.in2.experiment.design import BASE, ExperimentConfig, ExperimentError, model_name
+from val_probing.in2.experiment.design import BASE, SCRATCH, ExperimentConfig, ExperimentError, model_name
 from val_probing.in2.experiment.prepare import base_model, probe_pool
 from val_probing.in2.experiment.stages import Run, Stage
 
@@ -86,12 +86,32 @@ def warmup(run: Run, folder: Path, *, seed: int) -> dict[str, Any]:
     overrides = _recipe_overrides(
         run, seed, model=base_model(run, seed), dataset=folder / "data", folder=folder, extra=w.overrides
     )
-    return _run_recipe(run, folder, overrides)
+    summary = _with_lookup(run, folder, _run_recipe(run, folder, overrides))
+    far = summary["lookup"]["far"]
+    if w.min_lookup is not None and far < w.min_lookup:
+        raise ExperimentError(
+            f"warmup_s{seed}: the warmed-up model's far lookup accuracy is {far:.2f}, below "
+            f"warmup.min_lookup {w.min_lookup} (near: {summary['lookup']['near']:.2f}): it does not find "
+            "sentences by their content, so no arm can learn the questions (in2/experiment/lookup.py; "
+            "docs/in2-experiment.md)"
+        )
+    return summary
 
 
 def train(run: Run, folder: Path, *, arm: Placement, seed: int) -> dict[str, Any]:
     """The shipped recipe on one arm's data of one seed (in this process or a child process)."""
-    return _run_recipe(run, folder, train_overrides(run, arm, seed, folder))
+    return _with_lookup(run, folder, _run_recipe(run, folder, train_overrides(run, arm, seed, folder)))
+
+
+def _with_lookup(run: Run, folder: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """A scratch model's summary with its lookup accuracy by distance (``lookup.model_lookup``): whether
+    it finds a sentence by content at all, the precondition of its arm's questions."""
+    if run.config.model != SCRATCH:
+        return summary
+    from val_probing.in2.experiment.lookup import model_lookup
+    from val_probing.in2.experiment.prepare import language_of
+
+    return {**summary, "lookup": model_lookup(folder / summary["model"], language_of(run))}
 
 
 def _run_recipe(run: Run, folder: Path, overrides: list[str]) -> dict[str, Any]:
