@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -285,10 +286,14 @@ def test_configs_are_found_by_name_and_checked(tmp_path: Path) -> None:
             "endpoint:\n  treatment: middle\n  control: ends",
             "endpoint: treatment 'middle' and control 'ends'",
         ),
-        ("corpus:\n  source: synthetic", "go together"),
+        ("probes:\n  pool: synthetic", "probes.pool synthetic needs corpus.source synthetic"),
     ]:
         bad.write_text(f"name: x\nmodel: tiny-llama\n{setting}\n")
         with pytest.raises(design.ExperimentError, match=re.escape(message)):
+            design.load_experiment(bad)
+    for setting in ("", "corpus:\n  source: synthetic\n"):  # scratch: the synthetic language or nothing
+        bad.write_text(f"name: x\nmodel: scratch\n{setting}")
+        with pytest.raises(design.ExperimentError, match=r"model scratch needs corpus\.source synthetic"):
             design.load_experiment(bad)
     good = tmp_path / "good.yaml"
     good.write_text(
@@ -462,3 +467,31 @@ def test_a_warm_up_that_teaches_no_lookup_stops_the_run_before_the_arms(tmp_path
     assert "below warmup.min_lookup 0.9" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
     assert not any(p.name.startswith("train_") for p in (out / "stages").iterdir())
+
+
+@pytest.mark.slow
+def test_a_pretrained_model_takes_the_synthetic_language(tmp_path: Path) -> None:
+    """The synthetic corpus and pool with a pretrained tokenizer (not only the scratch model's): the
+    regime a model that already looks sentences up needs (docs/in2-experiment.md). Run to the data."""
+    text = design.load_experiment("in2_powered_smoke")[1].read_text()
+    head, _, rest = text.partition("\nscratch:\n")
+    rest = rest[rest.index("\nsynthesis:") :]  # no scratch shape and no warm-up: a pretrained model
+    config = tmp_path / "pretrained.yaml"
+    sized = {  # a BPE tokenizer spends about 3 tokens on a pseudo-word: 2+ sentences per segment
+        "min_context: 128": "min_context: 320",
+        "max_context: 192": "max_context: 448",
+        "segment_tokens: 12": "segment_tokens: 64",
+        "context_length: 192": "context_length: 448",
+    }
+    rest = functools.reduce(lambda t, kv: t.replace(*kv), sized.items(), rest)
+    assert all(new in rest for new in sized.values())
+    config.write_text(head.replace("model: scratch", "model: tiny-llama") + rest)
+    loaded = design.load_experiment(config)[0]
+    assert loaded.model == "tiny-llama" and loaded.corpus.source == loaded.probes.pool == "synthetic"
+    out = tmp_path / "run"
+    done = _cli("--config", str(config), "--out", str(out), "--until", "data_s0")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    arms = json.loads((out / "stages" / "data_s0" / design.STAGE_FILE).read_text())["summary"]["arms"]
+    assert arms["middle"]["needle_depth_regions"]["middle"] == loaded.synthesis.n_examples
+    probes = json.loads((out / "stages" / "probes" / design.STAGE_FILE).read_text())["summary"]
+    assert probes["families"]["document"]["questions"] == loaded.probes.sets * loaded.probes.positions

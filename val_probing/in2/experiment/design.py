@@ -194,10 +194,14 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         synthetic = self.corpus.source == "synthetic"
-        if (self.model == SCRATCH) != synthetic or (self.probes.pool == "synthetic") != synthetic:
+        if self.model == SCRATCH and not (synthetic and self.probes.pool == "synthetic"):
             raise ExperimentError(
-                "model scratch, corpus.source synthetic and probes.pool synthetic go together (the "
-                "word-level tokenizer knows only the synthetic language)"
+                "model scratch needs corpus.source synthetic and probes.pool synthetic (its word-level "
+                "tokenizer knows only the synthetic language)"
+            )
+        if self.probes.pool == "synthetic" and not synthetic:
+            raise ExperimentError(
+                "probes.pool synthetic needs corpus.source synthetic (its corpus stage writes it)"
             )
         if self.warmup is not None and self.model != SCRATCH:
             raise ExperimentError("warmup: only for model scratch (a pretrained model already copies)")
