@@ -1,11 +1,11 @@
 """Can a model look a sentence up by its content? Teacher-forced accuracy on a repeated sentence, by distance.
 
 The precondition of the from-scratch regime (issue 24): to answer an IN2 question the model must find
-the sentence its quoted words open, wherever it sits, and go on with it. A text of ``sentences`` pseudo-word
-sentences ends with a repeat of one of them: the one just before (``near``), the middle one (``middle``)
-or the first (``far``); the accuracy is over the repeat's words after its first ``key_words``
-(what only a lookup by content predicts). A model that copies at a fixed offset, what the copy warm-up
-teaches (docs/in2-experiment.md, measured), scores on ``near`` and not on ``far``.
+the sentence its quoted words open, wherever it sits, and go on with it. A text of ``n_sentences`` (12)
+pseudo-word sentences ends with a repeat of one of them: the one just before (``near``), the middle one
+(``middle``) or the first (``far``); the accuracy is over the repeat's words after its first
+``key_words`` (what only a lookup by content predicts). A model that copies at a fixed offset, what the
+copy warm-up teaches (docs/in2-experiment.md, measured), scores on ``near`` and not on ``far``.
 
 Pure but for ``model_lookup``, which loads a saved model.
 """

@@ -18,7 +18,8 @@ from typing import Any
 from val_probing.files import file_sha256
 from val_probing.in2.assemble import Placement
 from val_probing.in2.experiment.design import BASE, SCRATCH, ExperimentConfig, ExperimentError, model_name
-from val_probing.in2.experiment.prepare import base_model, probe_pool
+from val_probing.in2.experiment.lookup import model_lookup
+from val_probing.in2.experiment.prepare import base_model, language_of, probe_pool
 from val_probing.in2.experiment.stages import Run, Stage
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,6 @@ def warmup(run: Run, folder: Path, *, seed: int) -> dict[str, Any]:
     recipe, its config and the warm-up's overrides."""
     from datasets import Dataset
 
-    from val_probing.in2.experiment.prepare import language_of
     from val_probing.in2.synthetic import copy_rows
 
     w = run.config.warmup
@@ -108,9 +108,6 @@ def _with_lookup(run: Run, folder: Path, summary: dict[str, Any]) -> dict[str, A
     it finds a sentence by content at all, the precondition of its arm's questions."""
     if run.config.model != SCRATCH:
         return summary
-    from val_probing.in2.experiment.lookup import model_lookup
-    from val_probing.in2.experiment.prepare import language_of
-
     return {**summary, "lookup": model_lookup(folder / summary["model"], language_of(run))}
 
 
