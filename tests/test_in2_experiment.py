@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import random
@@ -483,7 +482,8 @@ def test_a_pretrained_model_takes_the_synthetic_language(tmp_path: Path) -> None
         "segment_tokens: 12": "segment_tokens: 64",
         "context_length: 192": "context_length: 448",
     }
-    rest = functools.reduce(lambda t, kv: t.replace(*kv), sized.items(), rest)
+    for old, new in sized.items():
+        rest = rest.replace(old, new)
     assert all(new in rest for new in sized.values())
     config.write_text(head.replace("model: scratch", "model: tiny-llama") + rest)
     loaded = design.load_experiment(config)[0]

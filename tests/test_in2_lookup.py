@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,7 @@ def content_lookup(ids: Sequence[int]) -> list[int]:
     return out
 
 
-def offset_copy(offset: int):  # type: ignore[no-untyped-def]
+def offset_copy(offset: int) -> Callable[[Sequence[int]], list[int]]:
     """A copier at a fixed offset: what a model that copied only its training rows' layout does."""
     return lambda ids: [ids[j + 1 - offset] if j + 1 >= offset else -1 for j in range(len(ids))]
 
